@@ -1,0 +1,260 @@
+"""``summary()``: inputs -> trace (hooks, one forward) -> records -> counts -> Summary -> render."""
+
+from __future__ import annotations
+
+import contextlib
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from ._count import ParamStats
+from ._errors import ForwardError, InputTypeError
+from ._guard import ModelGuard
+from ._inputs import ForwardInputs, build_inputs, check_mode, resolve_device
+from ._render import format_tree, render_classic
+from ._structure import Described, batch_axis, describe
+from ._summary import LayerRecord, ParamGroup, Summary
+from ._trace import Call, Tracer
+
+
+def summary(
+    model: nn.Module,
+    input_size: Any = None,
+    batch_size: int = -1,
+    device: str | torch.device | None = None,
+    dtypes: Any = None,
+    *,
+    input_data: Any = None,
+    mode: str = "eval",
+    verbose: int = 1,
+    print_fn: Callable[[str], Any] | None = print,
+    **kwargs: Any,
+) -> Summary:
+    """Summarize ``model``: per-call output shapes and parameters, exact totals, bytes.
+
+    A drop-in for ``torchsummary.summary``: it runs one forward pass on a dummy batch, prints the
+    classic table and returns it as data.
+
+    >>> from torch import nn
+    >>> m = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 10))
+    >>> s = summary(m, (3, 8, 8), verbose=0)
+    >>> s.total_params                # 8*(3*3*3) + 8 = 224;  288*10 + 10 = 2,890
+    3114
+    >>> s.layers[1].name, s.layers[1].output_shapes, s.layers[1].params
+    ('0', (2, 8, 6, 6), 224)
+    >>> s.param_bytes                 # 3,114 float32 elements * 4 bytes
+    12456
+
+    Args:
+        model: any ``nn.Module``; it is left exactly as it was (training flags, buffers,
+            ``requires_grad``, ``.grad``, hooks, devices, RNG state, grad mode), even on error.
+        input_size: one sample's shape without the batch dimension, ``(3, 64, 64)``, or a list
+            of such tuples for several positional inputs.
+        batch_size: ``-1`` (default) runs 2 samples and shows the batch as ``-1`` with byte
+            figures for one sample; a positive value runs and shows that many.
+        device: ``None`` follows the model's parameters (CPU if it has none); ``"cpu"``,
+            ``"cuda"``, ``"cuda:1"``, a ``torch.device``, or ``"meta"`` (shapes only, no memory).
+        dtypes: one ``torch.dtype`` per input (default: the model's floating dtype, else
+            float32). Integer inputs get valid token ids for the model's embeddings.
+        input_data: real example inputs instead of ``input_size``: a tensor, a list/tuple
+            (positional arguments) or a dict (keyword arguments); non-tensors pass through.
+        mode: ``"eval"`` (default; ``model.eval()`` under ``torch.no_grad()``), ``"train"`` or
+            ``"same"`` (keep each module's flag).
+        verbose: 0 prints nothing; 1 (default) prints the classic table.
+        print_fn: where the table goes (``print``; ``logger.info``); ``None`` prints nothing.
+        **kwargs: passed to ``model.forward`` as keyword arguments.
+
+    Returns:
+        A :class:`Summary`. The classic table's size lines are, in MB = MiB = 2**20 bytes:
+        *Input size* = ``input_bytes`` (one sample when ``batch_size=-1``);
+        *Forward/backward pass size* = 2 × ``output_bytes`` (every leaf call's output, kept for
+        the backward pass); *Params size* = ``param_bytes`` (unique parameters at their dtypes);
+        *Estimated Total Size* = the sum of the three.
+
+    Raises:
+        InputSpecError: invalid ``input_size``, ``dtypes``, ``batch_size``, ``input_data`` or
+            ``mode`` (:class:`InputTypeError` for a wrong Python type); raised before any forward.
+        DeviceError: unknown device, CUDA unavailable, or the model lives on another device.
+        ForwardError: the model's forward raised; chained to that exception, it names the module
+            that failed and the inputs it received, and carries the partial summary.
+    """
+    if not isinstance(model, nn.Module):
+        raise InputTypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}", model)
+    if print_fn is not None and not callable(print_fn):
+        raise InputTypeError(f"print_fn: expected a callable such as print or logger.info, got {print_fn!r}", print_fn)
+    mode = check_mode(mode)
+    dev = resolve_device(model, device)
+    inputs = build_inputs(model, dev, input_size, input_data, dtypes, batch_size, kwargs)
+    on_meta = dev.type == "meta" and any(t.device.type != "meta" for t in _tensors(model))
+
+    tracer = Tracer(model)
+    error: Exception | None = None
+    with ModelGuard(model):
+        if mode == "eval":
+            model.eval()
+        elif mode == "train":
+            model.train()
+        grad = torch.no_grad() if mode == "eval" else contextlib.nullcontext()
+        try:
+            with grad, tracer:
+                _forward(model, inputs, on_meta)
+        except Exception as err:  # the user's model failed: report it, never swallow it
+            error = err
+            failed = tracer.failing_call()
+            failed_inputs = _failed_inputs(failed, err) if failed is not None else None
+        # the guard restores the model before anything else happens
+
+    result = _build(model, tracer, inputs, dev, mode, complete=error is None)
+    if error is not None:
+        raise _forward_error(error, failed, failed_inputs, result) from error
+    if verbose and print_fn is not None:
+        print_fn(render_classic(result))
+    return result
+
+
+def _tensors(model: nn.Module):
+    yield from model.parameters()
+    yield from model.buffers()
+
+
+def _forward(model: nn.Module, inputs: ForwardInputs, on_meta: bool) -> Any:
+    if not on_meta:
+        return model(*inputs.args, **inputs.kwargs)
+    # device="meta" for a model that lives elsewhere: run on shape-only stand-ins of its tensors,
+    # swapped in for the call and swapped back by functional_call; the model is never moved.
+    stand_ins = {
+        name: torch.empty_like(t, device="meta")
+        for name, t in [*model.named_parameters(), *model.named_buffers()]
+    }
+    return torch.func.functional_call(model, stand_ins, inputs.args, inputs.kwargs, tie_weights=True, strict=False)
+
+
+def _per_shown_batch(d: Described, batch_size: int, run_batch: int | None) -> int:
+    """Bytes of a described value for the batch as shown (one sample when ``batch_size == -1``)."""
+    if batch_size != -1 or run_batch is None:
+        return d.nbytes
+    total = 0
+    for shape, itemsize in zip(d.shapes, d.itemsizes):
+        n = itemsize
+        for x in shape:
+            n *= x
+        total += n // run_batch if batch_axis(shape, run_batch) is not None else n
+    return total
+
+
+def _dtype_names(d: Described | None) -> tuple[str, ...]:
+    return () if d is None else tuple(str(t).removeprefix("torch.") for t in d.dtypes)
+
+
+def _build(model: nn.Module, tracer: Tracer, inputs: ForwardInputs, dev: torch.device, mode: str, complete: bool) -> Summary:
+    """Freeze the tracer's calls into records and count parameters in one pass over the model."""
+    stats = ParamStats(model)
+    b, rb = inputs.batch_size, inputs.run_batch
+    counted: set[int] = set()  # parameter ids already shown in an earlier leaf row
+    layers: list[LayerRecord] = []
+    called: set[int] = set()
+    output_bytes = 0
+    for i, c in enumerate(tracer.calls):
+        called.add(id(c.module))
+        ids = stats.ids_of(c.module)
+        counts = stats.count(ids)
+        leaf = c.n_children == 0
+        shared = 0
+        if leaf:
+            shared = stats.count(ids & counted).numel
+            counted |= ids
+            if c.out is not None:
+                output_bytes += _per_shown_batch(c.out, b, rb)
+        layers.append(
+            LayerRecord(
+                index=i,
+                name=c.name,
+                type=type(c.module).__name__,
+                call_index=c.call_index,
+                depth=c.depth,
+                parent=None if c.parent < 0 else c.parent,
+                is_leaf=leaf,
+                input_shapes=c.inp.tree if c.inp is not None else None,
+                output_shapes=c.out.tree if c.out is not None else None,
+                input_dtypes=_dtype_names(c.inp),
+                output_dtypes=_dtype_names(c.out),
+                output_bytes=c.out.nbytes if c.out is not None else 0,
+                params=counts.numel,
+                trainable_params=counts.trainable,
+                param_bytes=counts.nbytes,
+                shared_params=shared,
+                completed=c.out is not None,
+            )
+        )
+    in_desc = describe([*inputs.args, *inputs.kwargs.values()])
+    totals = stats.params
+    return Summary(
+        model_type=type(model).__name__,
+        layers=tuple(layers),
+        other_params=_other_params(model, stats, counted, called),
+        total_params=totals.numel,
+        trainable_params=totals.trainable,
+        non_trainable_params=totals.numel - totals.trainable,
+        param_bytes=totals.nbytes,
+        buffer_count=stats.buffers.numel,
+        buffer_bytes=stats.buffers.nbytes,
+        input_bytes=_per_shown_batch(in_desc, b, rb),
+        output_bytes=output_bytes,
+        input_shapes=in_desc.tree,
+        input_dtypes=_dtype_names(in_desc),
+        batch_size=b,
+        run_batch_size=rb,
+        device=str(dev),
+        mode=mode,
+        complete=complete,
+        uninitialized=tuple(stats.uninitialized),
+    )
+
+
+def _other_params(model: nn.Module, stats: ParamStats, counted: set[int], called: set[int]) -> tuple[ParamGroup, ...]:
+    """Parameters no leaf row shows, grouped by owning module, so that rows add up to the totals."""
+    groups: dict[str, list[int]] = {}
+    for pid, owner in stats.owner.items():
+        if pid not in counted:
+            groups.setdefault(owner, []).append(pid)
+    out = []
+    for name, ids in groups.items():
+        module = model.get_submodule(name) if name else model
+        c = stats.count(ids)
+        out.append(ParamGroup(name, type(module).__name__, c.numel, c.trainable, c.nbytes, id(module) in called))
+    return tuple(out)
+
+
+def _failed_inputs(call: Call, err: BaseException) -> str:
+    """Shapes and dtypes the failing call received: its positional arguments (kept by the
+    pre-hook) and its keyword arguments (read from ``Module._call_impl``'s frame)."""
+    kwargs: dict = {}
+    for frame, _ in traceback.walk_tb(err.__traceback__):
+        if frame.f_code.co_name == "_call_impl" and frame.f_locals.get("self") is call.module:
+            kwargs = frame.f_locals.get("kwargs") or {}
+    parts = []
+    for value in [*(call.args or ()), *kwargs.values()]:
+        d = describe(value)
+        dtypes = ", ".join(_dtype_names(d))
+        parts.append(format_tree(d.tree) + (f" {dtypes}" if dtypes else ""))
+    names = [f"arg{i}" for i in range(len(call.args or ()))] + [str(k) for k in kwargs]
+    return ", ".join(f"{n}={p}" for n, p in zip(names, parts)) or "no arguments"
+
+
+def _forward_error(err: Exception, failed: Call | None, received: str | None, partial: Summary) -> ForwardError:
+    if failed is None:  # raised before any of the model's modules ran (or in the root's hooks)
+        name, kind = "", partial.model_type
+        where = f"the forward of {kind}"
+    else:
+        name, kind = failed.name, type(failed.module).__name__
+        where = f"module {name or '(root)'!r} ({kind}, call {failed.call_index})"
+    lines = [f"the model's forward raised in {where}: {type(err).__name__}: {err}"]
+    if received is not None:
+        lines.append(f"  it received: {received}")
+    done = sum(1 for r in partial.layers if r.completed)
+    lines.append(f"  {done} module call(s) completed before the failure; partial summary:")
+    lines.append(render_classic(partial))
+    return ForwardError("\n".join(lines), name, kind, partial)

@@ -1,0 +1,125 @@
+"""Leave the user's model exactly as it was: snapshot what a forward may touch, restore it on exit.
+
+The model is a guest. :class:`ModelGuard` snapshots, and restores on success, on error and on
+``KeyboardInterrupt`` alike:
+
+- every module's ``training`` flag, its ``_parameters`` / ``_buffers`` entries (the same tensor
+  objects) and its forward/backward hook dicts (per module) plus the global module hooks;
+- every buffer's values (BatchNorm running statistics, ``num_batches_tracked``), restored in place
+  when the forward changed them;
+- every parameter's ``requires_grad`` and ``.grad`` object;
+- the RNG states (CPU, initialized CUDA devices, Python ``random``, NumPy when imported) and
+  ``torch.is_grad_enabled()``.
+
+Parameters are not copied (that would double the model's memory); a forward that writes into its
+own weights in place is outside what the guard can undo.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.modules import module as _module_globals
+
+_MODULE_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+_GLOBAL_HOOK_DICTS = (
+    "_global_forward_hooks",
+    "_global_forward_pre_hooks",
+    "_global_backward_hooks",
+    "_global_backward_pre_hooks",
+)
+
+
+class _RNGState:
+    def __init__(self) -> None:
+        self.cpu = torch.get_rng_state()
+        self.cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+        self.py = random.getstate()
+        np = sys.modules.get("numpy")
+        self.np = np.random.get_state() if np is not None else None
+
+    def restore(self) -> None:
+        torch.set_rng_state(self.cpu)
+        if self.cuda is not None:
+            torch.cuda.set_rng_state_all(self.cuda)
+        random.setstate(self.py)
+        if self.np is not None:
+            sys.modules["numpy"].random.set_state(self.np)
+
+
+class ModelGuard:
+    """Context manager that restores ``model`` to its state at ``__enter__``.
+
+    >>> m = nn.BatchNorm1d(3).train()
+    >>> with ModelGuard(m):
+    ...     _ = m(torch.randn(4, 3))   # updates running stats
+    ...     m.eval()
+    >>> int(m.num_batches_tracked), m.training
+    (0, True)
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+
+    def __enter__(self) -> ModelGuard:
+        modules = list(self.model.modules())
+        self._modules = [
+            (
+                m,
+                m.training,
+                dict(m._parameters),
+                dict(m._buffers),
+                [(name, dict(getattr(m, name))) for name in _MODULE_HOOK_DICTS],
+            )
+            for m in modules
+        ]
+        seen: set[int] = set()
+        self._params: list[tuple[torch.Tensor, bool, Any]] = []
+        self._buffers: list[tuple[torch.Tensor, int, torch.Tensor]] = []
+        for m in modules:
+            for p in m._parameters.values():
+                if p is not None and id(p) not in seen:
+                    seen.add(id(p))
+                    self._params.append((p, p.requires_grad, p.grad))
+            for b in m._buffers.values():
+                if b is not None and id(b) not in seen:
+                    seen.add(id(b))
+                    keep = None if b.device.type == "meta" else b.detach().clone()
+                    self._buffers.append((b, b._version, keep))
+        self._globals = [(name, dict(getattr(_module_globals, name))) for name in _GLOBAL_HOOK_DICTS]
+        self._rng = _RNGState()
+        self._grad_enabled = torch.is_grad_enabled()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        torch.set_grad_enabled(self._grad_enabled)
+        for m, training, params, buffers, hooks in self._modules:
+            m.training = training
+            _restore_dict(m._parameters, params)
+            _restore_dict(m._buffers, buffers)
+            for name, saved in hooks:
+                _restore_dict(getattr(m, name), saved)
+        for name, saved in self._globals:
+            _restore_dict(getattr(_module_globals, name), saved)
+        with torch.no_grad():
+            for p, requires_grad, grad in self._params:
+                if p.requires_grad != requires_grad:
+                    p.requires_grad_(requires_grad)
+                if p.grad is not grad:
+                    p.grad = grad
+            for b, version, keep in self._buffers:
+                if keep is not None and b._version != version:
+                    b.copy_(keep)
+        self._rng.restore()
+
+
+def _restore_dict(live: dict, saved: dict) -> None:
+    """Make ``live`` hold exactly ``saved``'s entries (same objects), without replacing ``live``."""
+    if live.keys() == saved.keys() and all(live[k] is v for k, v in saved.items()):
+        return
+    live.clear()
+    live.update(saved)

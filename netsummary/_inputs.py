@@ -1,0 +1,259 @@
+"""Turn the caller's input description into the exact ``(args, kwargs)`` of one forward call.
+
+Everything here is validated before any forward runs: a bad ``input_size``, ``dtypes``,
+``batch_size``, ``mode`` or device raises :class:`~netsummary.InputSpecError` /
+:class:`~netsummary.DeviceError` saying what was expected and what was received.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils import _pytree as pytree
+
+from ._errors import DeviceError, InputSpecError, InputTypeError
+
+MODES = ("eval", "train", "same")
+
+# When batch_size=-1 the forward runs on this many samples and shows the batch as -1. Two, not
+# one, so that BatchNorm in train mode has more than one value per channel (as torchsummary does).
+DEFAULT_RUN_BATCH = 2
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardInputs:
+    """The inputs of the summary's single forward call.
+
+    ``batch_size`` is what tables show (``-1`` = "any batch"); ``run_batch`` is the batch the
+    forward really ran with (``None`` when the caller gave real ``input_data``).
+    """
+
+    args: tuple
+    kwargs: dict[str, Any]
+    batch_size: int
+    run_batch: int | None
+
+
+def _dims(shape: Any, where: str) -> tuple[int, ...]:
+    """Validate one sample shape (a tuple of positive ints)."""
+    if isinstance(shape, (str, bytes)) or not isinstance(shape, Sequence):
+        raise InputTypeError(
+            f"{where}: expected a shape such as (3, 64, 64), got {type(shape).__name__} {shape!r}", shape
+        )
+    dims = []
+    for d in shape:
+        if isinstance(d, bool) or isinstance(d, float):
+            raise InputTypeError(f"{where}: dimensions must be integers, got {d!r} in {shape!r}", shape)
+        try:
+            d = operator.index(d)
+        except TypeError:
+            raise InputTypeError(
+                f"{where}: dimensions must be integers, got {type(d).__name__} {d!r} in {shape!r}", shape
+            ) from None
+        if d <= 0:
+            raise InputSpecError(f"{where}: dimensions must be positive, got {d} in {tuple(shape)!r}", shape)
+        dims.append(d)
+    return tuple(dims)
+
+
+def normalize_input_size(input_size: Any) -> list[tuple[int, ...]]:
+    """torchsummary's convention: one sample's shape (tuple) or a list of them, one per input.
+
+    >>> normalize_input_size((3, 64, 64))
+    [(3, 64, 64)]
+    >>> normalize_input_size([(3, 8, 8), (5,)])
+    [(3, 8, 8), (5,)]
+    """
+    if isinstance(input_size, (tuple, torch.Size)):
+        return [_dims(input_size, "input_size")]
+    if isinstance(input_size, list):
+        if not input_size:
+            raise InputSpecError("input_size: expected a shape or a list of shapes, got an empty list", input_size)
+        if all(isinstance(d, int) and not isinstance(d, bool) for d in input_size):
+            raise InputSpecError(
+                f"input_size: got the list {input_size!r}, which would mean {len(input_size)} inputs of one "
+                f"dimension each; for one input pass a tuple {tuple(input_size)!r}, for several inputs a list "
+                "of tuples such as [(3, 64, 64), (10,)]",
+                input_size,
+            )
+        return [_dims(s, f"input_size[{i}]") for i, s in enumerate(input_size)]
+    raise InputTypeError(
+        "input_size: expected a tuple such as (3, 64, 64) or a list of tuples for several inputs, "
+        f"got {type(input_size).__name__} {input_size!r}",
+        input_size,
+    )
+
+
+def normalize_dtypes(dtypes: Any, n_inputs: int, default: torch.dtype) -> list[torch.dtype]:
+    """One dtype per input; ``None`` means ``default`` for all, a single dtype applies to all."""
+    if dtypes is None:
+        return [default] * n_inputs
+    if isinstance(dtypes, torch.dtype):
+        return [dtypes] * n_inputs
+    if not isinstance(dtypes, (list, tuple)) or not all(isinstance(d, torch.dtype) for d in dtypes):
+        raise InputTypeError(f"dtypes: expected a list of torch.dtype such as [torch.long], got {dtypes!r}", dtypes)
+    if len(dtypes) != n_inputs:
+        raise InputSpecError(
+            f"dtypes: expected one dtype per input ({n_inputs} input{'s' * (n_inputs != 1)}), "
+            f"got {len(dtypes)}: {list(dtypes)!r}",
+            dtypes,
+        )
+    return list(dtypes)
+
+
+def check_batch_size(batch_size: Any) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
+        raise InputTypeError(f"batch_size: expected -1 or a positive int, got {batch_size!r}", batch_size)
+    if batch_size != -1 and batch_size < 1:
+        raise InputSpecError(f"batch_size: expected -1 (any batch) or a positive int, got {batch_size}", batch_size)
+    return batch_size
+
+
+def check_mode(mode: Any) -> str:
+    if mode not in MODES:
+        raise InputSpecError(f"mode: expected one of {', '.join(map(repr, MODES))}, got {mode!r}", mode)
+    return mode
+
+
+def _tensors(model: nn.Module) -> Iterator[torch.Tensor]:
+    yield from model.parameters()
+    yield from model.buffers()
+
+
+def resolve_device(model: nn.Module, device: Any) -> torch.device:
+    """The device inputs are created on. The model is never moved.
+
+    ``None`` follows the model's first parameter or buffer (CPU for a model without any). An
+    explicit device must be where the model lives (``"cuda"`` matches a model on ``cuda:1``), or
+    ``"meta"``, which runs the forward on shape-only copies of the model's tensors.
+
+    Raises:
+        DeviceError: unknown device string, CUDA (or the index) not available, or the model's
+            tensors live on another device than the one asked for.
+    """
+    model_devices: list[torch.device] = []
+    for t in _tensors(model):
+        if t.device not in model_devices:
+            model_devices.append(t.device)
+    if device is None:
+        return model_devices[0] if model_devices else torch.device("cpu")
+    if not isinstance(device, (str, torch.device)):
+        raise DeviceError(
+            f"device: expected a string such as 'cpu', 'cuda:1', 'meta' or a torch.device, got "
+            f"{type(device).__name__} {device!r}",
+            device,
+        )
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise DeviceError(f"device: unknown device {device!r}; expected e.g. 'cpu', 'cuda', 'cuda:1', 'meta'", device) from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device={device!r} was requested but CUDA is not available on this machine", device)
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceError(
+                f"device={device!r} was requested but only {torch.cuda.device_count()} CUDA device(s) exist", device
+            )
+    if dev.type == "meta" or not model_devices:
+        return dev
+    for md in model_devices:
+        if md.type == dev.type and (dev.index is None or dev.index == md.index or md.index is None):
+            return md
+    where = ", ".join(str(d) for d in model_devices)
+    raise DeviceError(
+        f"device={str(dev)!r} was requested but the model's parameters and buffers are on {where}; "
+        f"netsummary never moves your model: call model.to({str(dev)!r}) first, or pass device={where.split(',')[0]!r}",
+        device,
+    )
+
+
+def default_dtype(model: nn.Module) -> torch.dtype:
+    """The dtype of generated inputs when ``dtypes`` is not given: the model's first floating
+    parameter's dtype (so a half model gets half inputs), float32 for a model without any."""
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return torch.float32
+
+
+def _index_high(model: nn.Module) -> int:
+    """An exclusive upper bound valid for every embedding table in the model (at least 1)."""
+    highs = [m.num_embeddings for m in model.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))]
+    return max(1, min(highs)) if highs else 2
+
+
+def make_inputs(
+    model: nn.Module,
+    sizes: list[tuple[int, ...]],
+    dtypes: list[torch.dtype],
+    batch_size: int,
+    device: torch.device,
+) -> tuple[tuple, int]:
+    """Dummy inputs of shape ``(run_batch, *size)``; returns ``(args, run_batch)``.
+
+    Floating inputs are uniform in [0, 1); integer inputs are valid token ids for every
+    ``nn.Embedding`` in the model; bool inputs are random masks. Values come from a private
+    generator (seed 0), so the caller's global RNG state is untouched.
+    """
+    run_batch = DEFAULT_RUN_BATCH if batch_size == -1 else batch_size
+    gen = torch.Generator().manual_seed(0)
+    args = []
+    for size, dtype in zip(sizes, dtypes):
+        shape = (run_batch, *size)
+        if device.type == "meta":
+            args.append(torch.empty(shape, dtype=dtype, device="meta"))
+            continue
+        if dtype.is_floating_point:
+            x = torch.rand(shape, generator=gen).to(dtype)
+        elif dtype.is_complex:
+            x = torch.randn(shape, generator=gen, dtype=dtype)
+        elif dtype == torch.bool:
+            x = torch.randint(0, 2, shape, generator=gen).bool()
+        else:
+            x = torch.randint(0, _index_high(model), shape, generator=gen).to(dtype)
+        args.append(x.to(device))
+    return tuple(args), run_batch
+
+
+def _to_device(value: Any, device: torch.device) -> Any:
+    return pytree.tree_map_only(torch.Tensor, lambda t: t.to(device), value)
+
+
+def build_inputs(
+    model: nn.Module,
+    device: torch.device,
+    input_size: Any,
+    input_data: Any,
+    dtypes: Any,
+    batch_size: Any,
+    forward_kwargs: Mapping[str, Any],
+) -> ForwardInputs:
+    """Validate the caller's description and build the forward call's inputs on ``device``."""
+    batch_size = check_batch_size(batch_size)
+    if input_size is None and input_data is None:
+        raise InputSpecError("expected input_size (e.g. (3, 64, 64)) or input_data (example tensors), got neither")
+    if input_size is not None and input_data is not None:
+        raise InputSpecError("expected input_size or input_data, got both; pass only one")
+    kwargs = _to_device(dict(forward_kwargs), device)
+    if input_data is not None:
+        if dtypes is not None:
+            raise InputSpecError("dtypes applies to input_size only; input_data tensors already have dtypes", dtypes)
+        if batch_size != -1:
+            raise InputSpecError("batch_size applies to input_size only; input_data already has its batch", batch_size)
+        data = _to_device(input_data, device)
+        if isinstance(data, Mapping):
+            overlap = set(data) & set(kwargs)
+            if overlap:
+                raise InputSpecError(f"keyword argument(s) {sorted(overlap)} given both in input_data and as **kwargs")
+            return ForwardInputs((), {**data, **kwargs}, batch_size, None)
+        args = tuple(data) if isinstance(data, (list, tuple)) and not hasattr(data, "_fields") else (data,)
+        return ForwardInputs(args, kwargs, batch_size, None)
+    sizes = normalize_input_size(input_size)
+    dts = normalize_dtypes(dtypes, len(sizes), default_dtype(model))
+    args, run_batch = make_inputs(model, sizes, dts, batch_size, device)
+    return ForwardInputs(args, kwargs, batch_size, run_batch)

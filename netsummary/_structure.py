@@ -1,0 +1,148 @@
+"""Describe nested inputs and outputs as plain data: shapes, dtypes and bytes, no tensors kept.
+
+A *shape tree* mirrors a real value with only built-in types:
+
+- a tensor becomes a ``tuple`` of ints (its shape; ``()`` for a 0-dim tensor);
+- a list / tuple becomes a ``list`` of shape trees (so a container is never confused with a shape);
+- a dict, ``OrderedDict``, ``transformers`` ``ModelOutput``, dataclass, namedtuple (``PackedSequence``
+  included) or ``torch.distributions.Distribution`` becomes a ``dict`` of its fields;
+- a type registered with ``torch.utils._pytree`` becomes a ``list`` of its children;
+- anything else (``None``, ``str``, ``int``, arrays, ...) becomes its type name, e.g. ``"NoneType"``.
+
+>>> import torch
+>>> out = torch.zeros(2, 7, 10), (torch.zeros(1, 2, 10), torch.zeros(1, 2, 10))
+>>> d = describe(out)
+>>> d.tree
+[(2, 7, 10), [(1, 2, 10), (1, 2, 10)]]
+>>> d.nbytes            # (140 + 20 + 20) elements * 4 bytes
+720
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import torch
+from torch.utils import _pytree as pytree
+
+ShapeTree = Any  # tuple[int, ...] | list[ShapeTree] | dict[str, ShapeTree] | str
+
+_Tensor = torch.Tensor
+
+
+class Described(NamedTuple):
+    """One value described: its shape tree, the leaves' dtypes in order, and per-leaf sizes."""
+
+    tree: ShapeTree
+    dtypes: tuple[torch.dtype, ...]
+    shapes: tuple[tuple[int, ...], ...]  # every tensor leaf's shape, in tree order
+    itemsizes: tuple[int, ...]  # bytes per element of each leaf
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of every tensor in the value: sum of ``numel * element_size``."""
+        return sum(_numel(s) * i for s, i in zip(self.shapes, self.itemsizes))
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def describe(value: Any) -> Described:
+    """Describe ``value`` (any nesting of tensors and Python objects) as a :class:`Described`."""
+    if isinstance(value, _Tensor):  # fast path: most module outputs are one tensor
+        shape = tuple(value.shape)
+        return Described(shape, (value.dtype,), (shape,), (value.element_size(),))
+    dtypes: list[torch.dtype] = []
+    shapes: list[tuple[int, ...]] = []
+    sizes: list[int] = []
+    tree = _walk(value, dtypes, shapes, sizes, 0)
+    return Described(tree, tuple(dtypes), tuple(shapes), tuple(sizes))
+
+
+_MAX_DEPTH = 32  # guards against self-referencing structures
+
+
+def _walk(value: Any, dtypes: list, shapes: list, sizes: list, depth: int) -> ShapeTree:
+    if isinstance(value, _Tensor):
+        shape = tuple(value.shape)
+        dtypes.append(value.dtype)
+        shapes.append(shape)
+        sizes.append(value.element_size())
+        return shape
+    if depth > _MAX_DEPTH:
+        return type(value).__name__
+
+    def rec(v: Any) -> ShapeTree:
+        return _walk(v, dtypes, shapes, sizes, depth + 1)
+
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # namedtuple, PackedSequence
+        return {f: rec(getattr(value, f)) for f in value._fields}
+    if isinstance(value, (list, tuple)):
+        return [rec(v) for v in value]
+    if isinstance(value, dict):  # dict, OrderedDict, transformers ModelOutput
+        return {str(k): rec(v) for k, v in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: rec(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, torch.distributions.Distribution):
+        names = [n for n in value.arg_constraints if n in vars(value)]
+        return {n: rec(getattr(value, n)) for n in names}
+    if type(value) in pytree.SUPPORTED_NODES:
+        children, _ = pytree.tree_flatten(value, is_leaf=lambda x: x is not value)
+        return [rec(c) for c in children]
+    return type(value).__name__
+
+
+def tensors_in(value: Any) -> list[torch.Tensor]:
+    """Every tensor inside ``value``, in the order :func:`describe` lists them."""
+    found: list[torch.Tensor] = []
+    _collect(value, found, 0)
+    return found
+
+
+def _collect(value: Any, found: list, depth: int) -> None:
+    if isinstance(value, _Tensor):
+        found.append(value)
+    elif depth <= _MAX_DEPTH:
+        if isinstance(value, dict):
+            children = list(value.values())
+        elif isinstance(value, (list, tuple)):
+            children = list(value)
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            children = [getattr(value, f.name) for f in dataclasses.fields(value)]
+        else:
+            return
+        for c in children:
+            _collect(c, found, depth + 1)
+
+
+def batch_axis(shape: tuple[int, ...], run_batch: int) -> int | None:
+    """The axis shown as the batch (``-1``): the first axis whose size equals the run batch.
+
+    Used only when the caller asked for ``batch_size=-1`` with ``input_size``: the forward then runs
+    with a batch of ``run_batch`` samples and a tensor that carries that batch shows it as ``-1``
+    (an LSTM's ``h_n`` of shape ``(layers, batch, hidden)`` shows ``[1, -1, 10]``). A tensor with no
+    axis of that size (positional embeddings, a model constant) is shown as it is.
+
+    >>> batch_axis((1, 2, 10), 2), batch_axis((10, 16), 2)
+    (1, None)
+    """
+    for i, d in enumerate(shape):
+        if d == run_batch:
+            return i
+    return None
+
+
+def map_shapes(tree: ShapeTree, fn) -> ShapeTree:
+    """Apply ``fn`` to every tensor shape (tuple) in a shape tree, keeping its structure."""
+    if isinstance(tree, tuple):
+        return fn(tree)
+    if isinstance(tree, list):
+        return [map_shapes(t, fn) for t in tree]
+    if isinstance(tree, dict):
+        return {k: map_shapes(v, fn) for k, v in tree.items()}
+    return tree

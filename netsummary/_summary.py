@@ -1,0 +1,143 @@
+"""The summary as frozen data: one :class:`LayerRecord` per module call, and model-wide totals.
+
+Records hold ints in base units (elements, bytes) and shapes as shape trees (see
+:mod:`netsummary._structure`); no tensors are kept alive. Only the renderers make strings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ._structure import ShapeTree
+
+
+@dataclass(frozen=True, slots=True)
+class LayerRecord:
+    """One executed module call, in call order (the order the calls began).
+
+    Attributes:
+        index: position in :attr:`Summary.layers`.
+        name: qualified name, the state_dict prefix (``"features.0"``; ``""`` for the root).
+        type: the module's class name (``"Conv2d"``).
+        call_index: 1 for the module's first call in the forward, 2 for its second, ...
+        depth: 0 for the root call, 1 for calls made directly inside it, ...
+        parent: index of the enclosing call's record, ``None`` for the root call.
+        is_leaf: no other recorded call ran inside this one (the rows of the classic table).
+        input_shapes: shape tree of the positional then keyword arguments, as run.
+        output_shapes: shape tree of the output, as run (``None`` if the call raised).
+        input_dtypes / output_dtypes: dtype names of the tensor leaves, in tree order.
+        output_bytes: bytes of every tensor in the output, as run (``numel * element_size``).
+        params / trainable_params / param_bytes: the module's unique parameters, its
+            descendants' included (elements, elements, bytes).
+        shared_params: for leaf calls, how many of ``params`` an earlier leaf call already
+            counted (the same module called again, or a tied weight); totals count them once.
+        completed: ``False`` for a call that raised (only in a failed summary's partial data).
+    """
+
+    index: int
+    name: str
+    type: str
+    call_index: int
+    depth: int
+    parent: int | None
+    is_leaf: bool
+    input_shapes: ShapeTree
+    output_shapes: ShapeTree
+    input_dtypes: tuple[str, ...]
+    output_dtypes: tuple[str, ...]
+    output_bytes: int
+    params: int
+    trainable_params: int
+    param_bytes: int
+    shared_params: int = 0
+    completed: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ParamGroup:
+    """Parameters that no leaf call accounts for, grouped by the module that owns them.
+
+    For example a ``nn.Parameter`` registered on the root or on a container, or the parameters of
+    a module the forward never called. Listing them lets the table's rows add up to the totals.
+    """
+
+    name: str
+    type: str
+    params: int
+    trainable_params: int
+    param_bytes: int
+    called: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """What is inside a model, measured on one forward pass.
+
+    Byte fields are for the batch as shown: with ``input_size`` and ``batch_size=-1`` that is one
+    sample (torchsummary's meaning), otherwise the batch that ran.
+
+    Attributes:
+        model_type: the root module's class name.
+        layers: one :class:`LayerRecord` per executed module call, containers included.
+        other_params: parameters outside every leaf call, by owning module.
+        total_params / trainable_params / non_trainable_params: unique parameter elements;
+            ``trainable_params + non_trainable_params == total_params``; trainability is per tensor.
+        param_bytes: bytes of the unique parameters, each at its own dtype.
+        buffer_count / buffer_bytes: elements and bytes of the unique buffers (BatchNorm running
+            statistics, ...), reported apart from parameters.
+        input_bytes: bytes of the forward's input tensors.
+        output_bytes: bytes of every leaf call's output; the classic table's
+            "Forward/backward pass size" is twice this.
+        input_shapes / input_dtypes: the forward's inputs (positional then keyword), as run.
+        batch_size: the batch as shown: ``-1`` (any) or the number of samples.
+        run_batch_size: the batch the forward ran with when inputs were generated, else ``None``.
+        device: where the forward ran (``"cpu"``, ``"cuda:0"``, ``"meta"``).
+        mode: ``"eval"``, ``"train"`` or ``"same"``.
+        complete: ``False`` for the partial summary attached to a :class:`~netsummary.ForwardError`.
+        uninitialized: qualified names of lazy parameters that were never materialized.
+    """
+
+    model_type: str
+    layers: tuple[LayerRecord, ...]
+    other_params: tuple[ParamGroup, ...]
+    total_params: int
+    trainable_params: int
+    non_trainable_params: int
+    param_bytes: int
+    buffer_count: int
+    buffer_bytes: int
+    input_bytes: int
+    output_bytes: int
+    input_shapes: ShapeTree
+    input_dtypes: tuple[str, ...]
+    batch_size: int
+    run_batch_size: int | None
+    device: str
+    mode: str
+    complete: bool = True
+    uninitialized: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def leaf_layers(self) -> tuple[LayerRecord, ...]:
+        """The leaf calls: the rows of the classic torchsummary table."""
+        return tuple(r for r in self.layers if r.is_leaf)
+
+    @property
+    def shared_params(self) -> int:
+        """Parameter elements shown in more than one leaf row but counted once in the totals."""
+        return sum(r.shared_params for r in self.layers if r.is_leaf)
+
+    @property
+    def estimated_total_bytes(self) -> int:
+        """``input_bytes + 2 * output_bytes + param_bytes``: torchsummary's "Estimated Total Size"."""
+        return self.input_bytes + 2 * self.output_bytes + self.param_bytes
+
+    def __str__(self) -> str:
+        from ._render import render_classic
+
+        return render_classic(self)
+
+    def __repr__(self) -> str:
+        rows = len(self.leaf_layers)
+        state = "" if self.complete else ", partial"
+        return f"<Summary of {self.model_type}: {self.total_params:,} params, {rows} leaf rows{state}>"
