@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -13,7 +14,7 @@ from torch import nn
 from ._count import ParamStats
 from ._errors import ForwardError, InputTypeError
 from ._guard import ModelGuard
-from ._inputs import ForwardInputs, build_inputs, check_mode, resolve_device
+from ._inputs import ForwardInputs, build_inputs, check_mode, module_tensors, resolve_device
 from ._render import format_tree, render_classic
 from ._structure import Described, batch_axis, describe
 from ._summary import LayerRecord, ParamGroup, Summary
@@ -86,17 +87,16 @@ def summary(
     if print_fn is not None and not callable(print_fn):
         raise InputTypeError(f"print_fn: expected a callable such as print or logger.info, got {print_fn!r}", print_fn)
     mode = check_mode(mode)
-    dev = resolve_device(model, device)
+    named = list(model.named_modules())  # the one traversal every later step shares
+    dev = resolve_device(named, device)
     inputs = build_inputs(model, dev, input_size, input_data, dtypes, batch_size, kwargs)
-    on_meta = dev.type == "meta" and any(t.device.type != "meta" for t in _tensors(model))
+    on_meta = dev.type == "meta" and any(t.device.type != "meta" for t in module_tensors(named))
 
-    tracer = Tracer(model)
+    tracer = Tracer(model, named)
     error: Exception | None = None
-    with ModelGuard(model):
-        if mode == "eval":
-            model.eval()
-        elif mode == "train":
-            model.train()
+    with _gc_paused(), ModelGuard(model, [m for _, m in named]):
+        if mode != "same":
+            _set_training(model, named, mode == "train")
         grad = torch.no_grad() if mode == "eval" else contextlib.nullcontext()
         try:
             with grad, tracer:
@@ -107,7 +107,8 @@ def summary(
             failed_inputs = _failed_inputs(failed, err) if failed is not None else None
         # the guard restores the model before anything else happens
 
-    result = _build(model, tracer, inputs, dev, mode, complete=error is None)
+    with _gc_paused():
+        result = _build(model, named, tracer, inputs, dev, mode, complete=error is None)
     if error is not None:
         raise _forward_error(error, failed, failed_inputs, result) from error
     if verbose and print_fn is not None:
@@ -115,9 +116,26 @@ def summary(
     return result
 
 
-def _tensors(model: nn.Module):
-    yield from model.parameters()
-    yield from model.buffers()
+@contextlib.contextmanager
+def _gc_paused():
+    """Pause the cyclic garbage collector while records are allocated: a full collection over a
+    process holding torch costs tens of milliseconds and would otherwise run mid-summary."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _set_training(model: nn.Module, named: list[tuple[str, nn.Module]], flag: bool) -> None:
+    """``model.train(flag)``; set directly when no module overrides ``train()`` (much faster)."""
+    if any(type(m).train is not nn.Module.train for _, m in named):
+        model.train(flag)
+    else:
+        for _, m in named:
+            object.__setattr__(m, "training", flag)
 
 
 def _forward(model: nn.Module, inputs: ForwardInputs, on_meta: bool) -> Any:
@@ -145,13 +163,20 @@ def _per_shown_batch(d: Described, batch_size: int, run_batch: int | None) -> in
     return total
 
 
+_DTYPE_NAMES: dict[torch.dtype, str] = {}
+
+
 def _dtype_names(d: Described | None) -> tuple[str, ...]:
-    return () if d is None else tuple(str(t).removeprefix("torch.") for t in d.dtypes)
+    """``("float32", "int64")``: dtype names without the ``torch.`` prefix."""
+    if d is None:
+        return ()
+    names = _DTYPE_NAMES
+    return tuple(names.get(t) or names.setdefault(t, str(t).removeprefix("torch.")) for t in d.dtypes)
 
 
-def _build(model: nn.Module, tracer: Tracer, inputs: ForwardInputs, dev: torch.device, mode: str, complete: bool) -> Summary:
+def _build(model: nn.Module, named: list[tuple[str, nn.Module]], tracer: Tracer, inputs: ForwardInputs, dev: torch.device, mode: str, complete: bool) -> Summary:
     """Freeze the tracer's calls into records and count parameters in one pass over the model."""
-    stats = ParamStats(model)
+    stats = ParamStats(named)
     b, rb = inputs.batch_size, inputs.run_batch
     counted: set[int] = set()  # parameter ids already shown in an earlier leaf row
     layers: list[LayerRecord] = []
@@ -159,15 +184,17 @@ def _build(model: nn.Module, tracer: Tracer, inputs: ForwardInputs, dev: torch.d
     output_bytes = 0
     for i, c in enumerate(tracer.calls):
         called.add(id(c.module))
+        inp, out = c.inp, c.out
         ids = stats.ids_of(c.module)
         counts = stats.count(ids)
         leaf = c.n_children == 0
         shared = 0
         if leaf:
-            shared = stats.count(ids & counted).numel
+            if not counted.isdisjoint(ids):
+                shared = stats.count(ids & counted).numel
             counted |= ids
-            if c.out is not None:
-                output_bytes += _per_shown_batch(c.out, b, rb)
+            if out is not None:
+                output_bytes += _per_shown_batch(out, b, rb)
         layers.append(
             LayerRecord(
                 index=i,
@@ -177,16 +204,16 @@ def _build(model: nn.Module, tracer: Tracer, inputs: ForwardInputs, dev: torch.d
                 depth=c.depth,
                 parent=None if c.parent < 0 else c.parent,
                 is_leaf=leaf,
-                input_shapes=c.inp.tree if c.inp is not None else None,
-                output_shapes=c.out.tree if c.out is not None else None,
-                input_dtypes=_dtype_names(c.inp),
-                output_dtypes=_dtype_names(c.out),
-                output_bytes=c.out.nbytes if c.out is not None else 0,
+                input_shapes=None if inp is None else inp.tree,
+                output_shapes=None if out is None else out.tree,
+                input_dtypes=_dtype_names(inp),
+                output_dtypes=_dtype_names(out),
+                output_bytes=0 if out is None else out.nbytes,
                 params=counts.numel,
                 trainable_params=counts.trainable,
                 param_bytes=counts.nbytes,
                 shared_params=shared,
-                completed=c.out is not None,
+                completed=out is not None,
             )
         )
     in_desc = describe([*inputs.args, *inputs.kwargs.values()])

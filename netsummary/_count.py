@@ -12,16 +12,15 @@ count 0; after a forward they are materialized and counted with their real sizes
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import nn
 from torch.nn.parameter import is_lazy
 
 
-@dataclass(frozen=True, slots=True)
-class TensorCounts:
-    """Element and byte counts of a set of tensors."""
+class TensorCounts(NamedTuple):
+    """Element and byte counts of a set of tensors (a NamedTuple: built once per module call)."""
 
     numel: int = 0
     trainable: int = 0
@@ -32,21 +31,21 @@ class ParamStats:
     """Parameter and buffer statistics of a model, computed in one pass over its modules.
 
     >>> m = nn.Sequential(nn.Linear(4, 8), nn.ReLU())
-    >>> s = ParamStats(m)
+    >>> s = ParamStats(list(m.named_modules()))
     >>> s.params.numel, s.params.nbytes       # 4*8 + 8 = 40 elements, 40 * 4 bytes
     (40, 160)
     >>> s.of(m[0]).numel, s.of(m[1]).numel
     (40, 0)
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, named: list[tuple[str, nn.Module]]) -> None:
         self._info: dict[int, tuple[int, bool, int]] = {}  # id -> (numel, trainable, nbytes)
         self.owner: dict[int, str] = {}  # param id -> qualified name of the module owning it
         self._own: dict[int, list[int]] = {}  # module id -> ids of its direct parameters
         self._subtree: dict[int, frozenset[int]] = {}
         self.uninitialized: list[str] = []
         buffers: dict[int, torch.Tensor] = {}
-        for name, m in model.named_modules():
+        for name, m in named:
             own = []
             for pname, p in m._parameters.items():
                 if p is None:
@@ -83,6 +82,12 @@ class ParamStats:
     def ids_of(self, module: nn.Module) -> frozenset[int]:
         """Ids of every unique parameter in ``module``'s subtree (memoized per module)."""
         memo = self._subtree
+        got = memo.get(id(module))
+        if got is not None:
+            return got
+        if not module._modules:  # a leaf module: its own parameters
+            got = memo[id(module)] = frozenset(self._own.get(id(module), ()))
+            return got
         todo = [(module, False)]  # iterative post-order: no recursion limit on deep models
         while todo:
             m, children_done = todo.pop()
@@ -90,11 +95,12 @@ class ParamStats:
                 continue
             if not children_done:
                 todo.append((m, True))
-                todo.extend((c, False) for c in m.children() if id(c) not in memo)
+                todo.extend((c, False) for c in m._modules.values() if c is not None and id(c) not in memo)
                 continue
             ids = set(self._own.get(id(m), ()))
-            for c in m.children():
-                ids |= memo.get(id(c), frozenset())
+            for c in m._modules.values():
+                if c is not None:
+                    ids |= memo.get(id(c), frozenset())
             memo[id(m)] = frozenset(ids)
         return memo[id(module)]
 

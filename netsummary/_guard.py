@@ -62,24 +62,20 @@ class ModelGuard:
     (0, True)
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, modules: list[nn.Module] | None = None) -> None:
         self.model = model
+        self._module_list = modules
 
     def __enter__(self) -> ModelGuard:
-        modules = list(self.model.modules())
+        modules = self._module_list if self._module_list is not None else list(self.model.modules())
+        # (module, training, _parameters copy, _buffers copy, copies of its non-empty hook dicts)
         self._modules = [
-            (
-                m,
-                m.training,
-                dict(m._parameters),
-                dict(m._buffers),
-                [(name, dict(getattr(m, name))) for name in _MODULE_HOOK_DICTS],
-            )
+            (m, m.training, dict(m._parameters), dict(m._buffers), [(n, dict(d)) for n in _MODULE_HOOK_DICTS if (d := getattr(m, n))])
             for m in modules
         ]
         seen: set[int] = set()
         self._params: list[tuple[torch.Tensor, bool, Any]] = []
-        self._buffers: list[tuple[torch.Tensor, int, torch.Tensor]] = []
+        self._buffers: list[tuple[torch.Tensor, int, torch.Tensor | None]] = []
         for m in modules:
             for p in m._parameters.values():
                 if p is not None and id(p) not in seen:
@@ -98,11 +94,14 @@ class ModelGuard:
     def __exit__(self, *exc: object) -> None:
         torch.set_grad_enabled(self._grad_enabled)
         for m, training, params, buffers, hooks in self._modules:
-            m.training = training
+            if m.training is not training:
+                object.__setattr__(m, "training", training)
             _restore_dict(m._parameters, params)
             _restore_dict(m._buffers, buffers)
-            for name, saved in hooks:
-                _restore_dict(getattr(m, name), saved)
+            if hooks or m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks:
+                saved_hooks = dict(hooks)
+                for name in _MODULE_HOOK_DICTS:
+                    _restore_dict(getattr(m, name), saved_hooks.get(name, {}))
         for name, saved in self._globals:
             _restore_dict(getattr(_module_globals, name), saved)
         with torch.no_grad():
@@ -119,7 +118,7 @@ class ModelGuard:
 
 def _restore_dict(live: dict, saved: dict) -> None:
     """Make ``live`` hold exactly ``saved``'s entries (same objects), without replacing ``live``."""
-    if live.keys() == saved.keys() and all(live[k] is v for k, v in saved.items()):
+    if len(live) == len(saved) and all(live.get(k, live) is v for k, v in saved.items()):
         return
     live.clear()
     live.update(saved)

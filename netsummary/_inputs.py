@@ -120,12 +120,18 @@ def check_mode(mode: Any) -> str:
     return mode
 
 
-def _tensors(model: nn.Module) -> Iterator[torch.Tensor]:
-    yield from model.parameters()
-    yield from model.buffers()
+def module_tensors(named: list[tuple[str, nn.Module]]) -> Iterator[torch.Tensor]:
+    """Every parameter and buffer directly held by the listed modules (duplicates possible)."""
+    for _, m in named:
+        for t in m._parameters.values():
+            if t is not None:
+                yield t
+        for t in m._buffers.values():
+            if t is not None:
+                yield t
 
 
-def resolve_device(model: nn.Module, device: Any) -> torch.device:
+def resolve_device(named: list[tuple[str, nn.Module]], device: Any) -> torch.device:
     """The device inputs are created on. The model is never moved.
 
     ``None`` follows the model's first parameter or buffer (CPU for a model without any). An
@@ -137,7 +143,7 @@ def resolve_device(model: nn.Module, device: Any) -> torch.device:
             tensors live on another device than the one asked for.
     """
     model_devices: list[torch.device] = []
-    for t in _tensors(model):
+    for t in module_tensors(named):
         if t.device not in model_devices:
             model_devices.append(t.device)
     if device is None:

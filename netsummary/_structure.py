@@ -24,6 +24,7 @@ import dataclasses
 from typing import Any, NamedTuple
 
 import torch
+from torch.distributions import Distribution
 from torch.utils import _pytree as pytree
 
 ShapeTree = Any  # tuple[int, ...] | list[ShapeTree] | dict[str, ShapeTree] | str
@@ -88,7 +89,7 @@ def _walk(value: Any, dtypes: list, shapes: list, sizes: list, depth: int) -> Sh
         return {str(k): rec(v) for k, v in value.items()}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: rec(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, torch.distributions.Distribution):
+    if isinstance(value, Distribution):
         names = [n for n in value.arg_constraints if n in vars(value)]
         return {n: rec(getattr(value, n)) for n in names}
     if type(value) in pytree.SUPPORTED_NODES:

@@ -27,30 +27,50 @@ from torch.nn.utils import parametrize
 
 from ._structure import Described, describe
 
+Tensor = torch.Tensor
+
 
 class Call:
-    """One executed module call (mutable while the forward runs, frozen into a LayerRecord after).
+    """One executed module call, frozen into a LayerRecord after the forward.
 
-    ``parent`` is the index in :attr:`Tracer.calls` of the enclosing call (-1 for the outermost),
+    ``parent`` is the index in :attr:`Tracer.calls` of the enclosing call (-1 for the outermost).
     ``inp`` / ``out`` describe the inputs (positional then keyword) and the output; ``out`` is
-    ``None`` while the call runs and stays ``None`` if it raised.
+    ``None`` if the call raised. ``args`` holds the positional inputs only while the call runs,
+    for the failure report.
     """
 
-    __slots__ = ("module", "name", "call_index", "depth", "parent", "inp", "out", "n_children", "args")
+    __slots__ = ("module", "name", "parent", "args", "_inp", "_out", "call_index", "depth", "n_children")
 
-    def __init__(self, module: nn.Module, name: str, call_index: int, depth: int, parent: int, args: tuple) -> None:
-        self.module = module
-        self.name = name
-        self.call_index = call_index
-        self.depth = depth
-        self.parent = parent
-        self.args: tuple | None = args  # kept only while the call runs (failure reports)
-        self.inp: Described | None = None
-        self.out: Described | None = None
+    def __init__(self, raw: list) -> None:
+        self.module, self.name, self.parent, self.args, self._inp, self._out = raw
+        self.call_index = 1
+        self.depth = 0
         self.n_children = 0
 
+    @property
+    def inp(self) -> Described | None:
+        return _as_described(self._inp)
 
-def module_names(model: nn.Module) -> dict[int, str]:
+    @property
+    def out(self) -> Described | None:
+        return _as_described(self._out)
+
+
+def _as_described(raw: Any) -> Described | None:
+    """The hooks store a lone tensor as ``(torch.Size, dtype)`` (cheap) and anything else as a
+    :class:`Described`; a lone *input* tensor is stored as ``[(torch.Size, dtype)]``."""
+    if raw is None or isinstance(raw, Described):
+        return raw
+    if isinstance(raw, list):
+        (size, dtype), = raw
+        shape = tuple(size)
+        return Described([shape], (dtype,), (shape,), (dtype.itemsize,))
+    size, dtype = raw
+    shape = tuple(size)
+    return Described(shape, (dtype,), (shape,), (dtype.itemsize,))
+
+
+def module_names(named: list[tuple[str, nn.Module]]) -> dict[int, str]:
     """``id(module) -> qualified name`` (the state_dict prefix; ``""`` for the root).
 
     A module reachable under several parents keeps its first name. Parametrization containers
@@ -59,7 +79,7 @@ def module_names(model: nn.Module) -> dict[int, str]:
     """
     names: dict[int, str] = {}
     skip: set[int] = set()
-    for name, m in model.named_modules():
+    for name, m in named:
         if isinstance(m, parametrize.ParametrizationList) or id(m) in skip:
             skip.update(id(s) for s in m.modules())
             continue
@@ -70,43 +90,56 @@ def module_names(model: nn.Module) -> dict[int, str]:
 class Tracer:
     """Context manager that records the calls of ``model``'s modules into :attr:`calls`."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, named: list[tuple[str, nn.Module]] | None = None) -> None:
         self.model = model
-        self.names = module_names(model)
-        self.calls: list[Call] = []
+        self.names = module_names(named if named is not None else list(model.named_modules()))
+        self._raw: list[list] = []
         self.stack: list[int] = []
-        self._counts: dict[int, int] = {}
         self._handles: list[Any] = []
+        self._calls: list[Call] | None = None
+
+    @property
+    def calls(self) -> list[Call]:
+        """The recorded calls in the order they began, with call index, depth and child count."""
+        if self._calls is None or len(self._calls) != len(self._raw):
+            calls = [Call(r) for r in self._raw]
+            counts: dict[int, int] = {}
+            for c in calls:
+                key = id(c.module)
+                c.call_index = counts[key] = counts.get(key, 0) + 1
+                if c.parent >= 0:
+                    parent = calls[c.parent]
+                    parent.n_children += 1
+                    c.depth = parent.depth + 1
+            self._calls = calls
+        return self._calls
 
     def __enter__(self) -> Tracer:
-        names, calls, stack, counts = self.names, self.calls, self.stack, self._counts
+        names, raw, stack = self.names, self._raw, self.stack
 
+        # The hooks do the least they can: a lookup, a push or pop, and shapes of plain tensors.
         def pre_hook(module: nn.Module, args: tuple) -> None:
-            key = id(module)
-            name = names.get(key)
-            if name is None:
-                return
-            n = counts.get(key, 0) + 1
-            counts[key] = n
-            parent = stack[-1] if stack else -1
-            if parent >= 0:
-                calls[parent].n_children += 1
-            stack.append(len(calls))
-            calls.append(Call(module, name, n, len(stack) - 1, parent, args))
+            name = names.get(id(module))
+            if name is not None:
+                raw.append([module, name, stack[-1] if stack else -1, args, None, None])
+                stack.append(len(raw) - 1)
 
         def post_hook(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
-            if id(module) not in names or not stack:
+            if not stack or id(module) not in names:
                 return
             # Calls whose forward raised and whose exception the model caught never reach here;
             # pop them until we find this module's call.
-            while stack and calls[stack[-1]].module is not module:
-                calls[stack.pop()].args = None
+            while stack and raw[stack[-1]][0] is not module:
+                raw[stack.pop()][3] = None
             if not stack:
                 return
-            call = calls[stack.pop()]
-            call.args = None
-            call.inp = describe(args if not kwargs else [*args, *kwargs.values()])
-            call.out = describe(output)
+            rec = raw[stack.pop()]
+            rec[3] = None
+            if not kwargs and len(args) == 1 and type(a := args[0]) is Tensor:
+                rec[4] = [(a.shape, a.dtype)]
+            else:
+                rec[4] = describe([*args, *kwargs.values()])
+            rec[5] = (output.shape, output.dtype) if type(output) is Tensor else describe(output)
 
         self._handles = [
             _module_globals.register_module_forward_pre_hook(pre_hook),
