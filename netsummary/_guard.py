@@ -12,7 +12,9 @@ The model is a guest. :class:`ModelGuard` snapshots, and restores on success, on
   ``torch.is_grad_enabled()``.
 
 Parameters are not copied (that would double the model's memory); a forward that writes into its
-own weights in place is outside what the guard can undo.
+own weights in place is outside what the guard can undo. One change is kept on purpose: a lazy
+module (``nn.LazyLinear``, ...) that the forward materialized stays materialized, as after any
+forward; that is how its real sizes are known.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch._subclasses.fake_tensor import is_fake
 from torch.nn.modules import module as _module_globals
 
 _MODULE_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
@@ -68,14 +71,14 @@ class ModelGuard:
 
     def __enter__(self) -> ModelGuard:
         modules = self._module_list if self._module_list is not None else list(self.model.modules())
-        # (module, training, _parameters copy, _buffers copy, copies of its non-empty hook dicts)
+        # (module, class, training, _parameters copy, _buffers copy, copies of its non-empty hook dicts)
         self._modules = [
-            (m, m.training, dict(m._parameters), dict(m._buffers), [(n, dict(d)) for n in _MODULE_HOOK_DICTS if (d := getattr(m, n))])
+            (m, type(m), m.training, dict(m._parameters), dict(m._buffers), [(n, dict(d)) for n in _MODULE_HOOK_DICTS if (d := getattr(m, n))])
             for m in modules
         ]
         seen: set[int] = set()
         self._params: list[tuple[torch.Tensor, bool, Any]] = []
-        self._buffers: list[tuple[torch.Tensor, int, torch.Tensor | None]] = []
+        self._buffers: list[tuple[torch.Tensor, torch.Tensor | None]] = []
         for m in modules:
             for p in m._parameters.values():
                 if p is not None and id(p) not in seen:
@@ -84,8 +87,8 @@ class ModelGuard:
             for b in m._buffers.values():
                 if b is not None and id(b) not in seen:
                     seen.add(id(b))
-                    keep = None if b.device.type == "meta" else b.detach().clone()
-                    self._buffers.append((b, b._version, keep))
+                    keep = None if b.device.type == "meta" or is_fake(b) else b.detach().clone()
+                    self._buffers.append((b, keep))
         self._globals = [(name, dict(getattr(_module_globals, name))) for name in _GLOBAL_HOOK_DICTS]
         self._rng = _RNGState()
         self._grad_enabled = torch.is_grad_enabled()
@@ -93,11 +96,13 @@ class ModelGuard:
 
     def __exit__(self, *exc: object) -> None:
         torch.set_grad_enabled(self._grad_enabled)
-        for m, training, params, buffers, hooks in self._modules:
+        for m, cls, training, params, buffers, hooks in self._modules:
             if m.training is not training:
                 object.__setattr__(m, "training", training)
             _restore_dict(m._parameters, params)
             _restore_dict(m._buffers, buffers)
+            if type(m) is not cls:
+                continue  # a lazy module materialized: its one-shot hooks are gone for good
             if hooks or m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks:
                 saved_hooks = dict(hooks)
                 for name in _MODULE_HOOK_DICTS:
@@ -110,8 +115,10 @@ class ModelGuard:
                     p.requires_grad_(requires_grad)
                 if p.grad is not grad:
                     p.grad = grad
-            for b, version, keep in self._buffers:
-                if keep is not None and b._version != version:
+            for b, keep in self._buffers:
+                # Native kernels (BatchNorm's running stats) update buffers without bumping
+                # their version counter, so compare values.
+                if keep is not None and not torch.equal(b, keep):
                     b.copy_(keep)
         self._rng.restore()
 

@@ -4,7 +4,8 @@
 of one of the model's modules on a stack and a global forward hook pops it and describes its
 inputs and output (:mod:`._structure`). Each call costs two dict lookups and a push/pop, whatever
 the model's nesting depth, and nothing is registered on the user's modules. On exit every handle
-is removed, on success and on error alike.
+is removed, on success and on error alike. The post-hook is registered with ``always_call``, so
+a call that raises is reported too, which tells which module a failed forward came out of.
 
 The hooks only read shapes and dtypes, so the same tracer works on real tensors, on the ``meta``
 device and under a ``TorchDispatchMode`` such as ``FakeTensorMode``.
@@ -30,13 +31,16 @@ from ._structure import Described, describe
 Tensor = torch.Tensor
 
 
+_FAILED = object()  # post_hook's output when torch reports a call that raised
+
+
 class Call:
     """One executed module call, frozen into a LayerRecord after the forward.
 
     ``parent`` is the index in :attr:`Tracer.calls` of the enclosing call (-1 for the outermost).
     ``inp`` / ``out`` describe the inputs (positional then keyword) and the output; ``out`` is
-    ``None`` if the call raised. ``args`` holds the positional inputs only while the call runs,
-    for the failure report.
+    ``None`` if the call raised. ``args`` holds the positional inputs of the call a failed
+    forward came out of (for the failure report), ``None`` otherwise.
     """
 
     __slots__ = ("module", "name", "parent", "args", "_inp", "_out", "call_index", "depth", "n_children")
@@ -95,6 +99,7 @@ class Tracer:
         self.names = module_names(named if named is not None else list(model.named_modules()))
         self._raw: list[list] = []
         self.stack: list[int] = []
+        self._failed: list[int | None] = [None]
         self._handles: list[Any] = []
         self._calls: list[Call] | None = None
 
@@ -115,26 +120,32 @@ class Tracer:
         return self._calls
 
     def __enter__(self) -> Tracer:
-        names, raw, stack = self.names, self._raw, self.stack
+        names, raw, stack, failed = self.names, self._raw, self.stack, self._failed
 
         # The hooks do the least they can: a lookup, a push or pop, and shapes of plain tensors.
         def pre_hook(module: nn.Module, args: tuple) -> None:
             name = names.get(id(module))
             if name is not None:
-                raw.append([module, name, stack[-1] if stack else -1, args, None, None])
+                raw.append([module, name, stack[-1] if stack else -1, None, None, None])
                 stack.append(len(raw) - 1)
 
-        def post_hook(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+        def post_hook(module: nn.Module, args: tuple, kwargs: Any, output: Any = _FAILED) -> None:
+            # Registered with always_call=True: when the forward raises, torch calls it as
+            # hook(module, args, None), so ``output`` keeps its default.
             if not stack or id(module) not in names:
                 return
-            # Calls whose forward raised and whose exception the model caught never reach here;
-            # pop them until we find this module's call.
             while stack and raw[stack[-1]][0] is not module:
-                raw[stack.pop()][3] = None
+                stack.pop()  # defensive: a call that never reported back
             if not stack:
                 return
-            rec = raw[stack.pop()]
-            rec[3] = None
+            index = stack.pop()
+            rec = raw[index]
+            if output is _FAILED:
+                if failed[0] is None:  # the exception is unwinding: the first call it leaves
+                    failed[0] = index  # is the innermost failing one
+                    rec[3] = args  # kept for the failure report only
+                return
+            failed[0] = None  # the model caught an earlier exception and went on
             if not kwargs and len(args) == 1 and type(a := args[0]) is Tensor:
                 rec[4] = [(a.shape, a.dtype)]
             else:
@@ -143,7 +154,7 @@ class Tracer:
 
         self._handles = [
             _module_globals.register_module_forward_pre_hook(pre_hook),
-            _module_globals.register_module_forward_hook(post_hook, with_kwargs=True),
+            _module_globals.register_module_forward_hook(post_hook, with_kwargs=True, always_call=True),
         ]
         return self
 
@@ -153,5 +164,5 @@ class Tracer:
         self._handles = []
 
     def failing_call(self) -> Call | None:
-        """The innermost call still open: after a forward raised, the module that failed."""
-        return self.calls[self.stack[-1]] if self.stack else None
+        """After a forward raised: the innermost module call the exception came out of."""
+        return None if self._failed[0] is None else self.calls[self._failed[0]]
