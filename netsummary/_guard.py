@@ -60,7 +60,7 @@ class ModelGuard:
     >>> m = nn.BatchNorm1d(3).train()
     >>> with ModelGuard(m):
     ...     _ = m(torch.randn(4, 3))   # updates running stats
-    ...     m.eval()
+    ...     _ = m.eval()
     >>> int(m.num_batches_tracked), m.training
     (0, True)
     """
