@@ -10,11 +10,14 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.nn.parameter import is_lazy
+from torch.utils import _pytree as pytree
 
 from ._count import ParamStats
 from ._errors import ForwardError, InputTypeError
 from ._guard import ModelGuard
-from ._inputs import ForwardInputs, build_inputs, check_mode, module_tensors, resolve_device
+from ._inputs import ForwardInputs, build_inputs, check_mode, resolve_device
 from ._render import format_tree, render_classic
 from ._structure import Described, batch_axis, describe
 from ._summary import LayerRecord, ParamGroup, Summary
@@ -90,7 +93,6 @@ def summary(
     named = list(model.named_modules())  # the one traversal every later step shares
     dev = resolve_device(named, device)
     inputs = build_inputs(model, dev, input_size, input_data, dtypes, batch_size, kwargs)
-    on_meta = dev.type == "meta" and any(t.device.type != "meta" for t in module_tensors(named))
 
     tracer = Tracer(model, named)
     error: Exception | None = None
@@ -100,7 +102,7 @@ def summary(
         grad = torch.no_grad() if mode == "eval" else contextlib.nullcontext()
         try:
             with grad, tracer:
-                _forward(model, inputs, on_meta)
+                _forward(model, inputs, dev.type == "meta")
         except Exception as err:  # the user's model failed: report it, never swallow it
             error = err
             failed = tracer.failing_call()
@@ -138,16 +140,23 @@ def _set_training(model: nn.Module, named: list[tuple[str, nn.Module]], flag: bo
             object.__setattr__(m, "training", flag)
 
 
-def _forward(model: nn.Module, inputs: ForwardInputs, on_meta: bool) -> Any:
-    if not on_meta:
+def _forward(model: nn.Module, inputs: ForwardInputs, meta: bool) -> Any:
+    if not meta or any(is_lazy(p) for p in model.parameters()):
+        # a lazy model materializes its own meta parameters on the plain meta path
         return model(*inputs.args, **inputs.kwargs)
-    # device="meta" for a model that lives elsewhere: run on shape-only stand-ins of its tensors,
-    # swapped in for the call and swapped back by functional_call; the model is never moved.
-    stand_ins = {
-        name: torch.empty_like(t, device="meta")
-        for name, t in [*model.named_parameters(), *model.named_buffers()]
-    }
-    return torch.func.functional_call(model, stand_ins, inputs.args, inputs.kwargs, tie_weights=True, strict=False)
+    # On "meta" the forward runs on fake tensors: shapes and dtypes only, no memory, and code that
+    # would read values (mask checks calling .item()) can tell it is being traced. Fake stand-ins
+    # of the model's tensors are swapped in by functional_call and back after: never moved.
+    with FakeTensorMode(allow_non_fake_inputs=True) as fake:
+
+        def to_fake(t: torch.Tensor) -> torch.Tensor:
+            return fake.from_tensor(t if t.device.type == "meta" else t.to("meta"))
+
+        stand_ins = {
+            name: to_fake(t) for name, t in [*model.named_parameters(), *model.named_buffers()]
+        }
+        args, kwargs = pytree.tree_map_only(torch.Tensor, to_fake, (inputs.args, inputs.kwargs))
+        return torch.func.functional_call(model, stand_ins, args, kwargs, tie_weights=True, strict=False)
 
 
 def _per_shown_batch(d: Described, batch_size: int, run_batch: int | None) -> int:

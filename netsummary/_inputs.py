@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.parameter import is_lazy
 from torch.utils import _pytree as pytree
 
 from ._errors import DeviceError, InputSpecError, InputTypeError
@@ -165,6 +166,12 @@ def resolve_device(named: list[tuple[str, nn.Module]], device: Any) -> torch.dev
             raise DeviceError(
                 f"device={device!r} was requested but only {torch.cuda.device_count()} CUDA device(s) exist", device
             )
+    if dev.type == "meta" and any(t.device.type != "meta" and is_lazy(t) for t in module_tensors(named)):
+        raise DeviceError(
+            "device='meta' needs the sizes of the model's lazy modules, which are not materialized yet; "
+            "run one forward on the model's own device first, or build the model on the meta device",
+            device,
+        )
     if dev.type == "meta" or not model_devices:
         return dev
     for md in model_devices:
