@@ -3,7 +3,8 @@
 Prints, for a ``Sequential`` of 2,000 ``Linear(8, 8)`` layers and a 48-layer GPT-2-style model,
 the median of ``summary()`` time / bare-forward time (threads pinned, runs interleaved so that
 machine noise hits both alike), and the same ratio for torchinfo and torchsummary when they are
-installed. Target: at most 1.5x on the 2,000-layer model (torchinfo is about 21x there).
+installed. Targets on the 2,000-layer model: at most 1.5x without MACs and 4x with MACs
+(torchinfo is about 21x there, ``FlopCounterMode`` alone about 19x: benchmarks/flops_overhead.py).
 
 Run: ``python benchmarks/overhead.py [--repeats 15]``
 """
@@ -63,6 +64,9 @@ def tools(model: nn.Module, spec) -> dict[str, Callable[[], object]]:
         "netsummary": (lambda: summary(model, input_data={"input_ids": spec}, verbose=0))
         if is_ids
         else (lambda: summary(model, spec, verbose=0)),
+        "netsummary+MACs": (lambda: summary(model, input_data={"input_ids": spec}, verbose=0, macs=True))
+        if is_ids
+        else (lambda: summary(model, spec, verbose=0, macs=True)),
     }
     try:
         import torchinfo
@@ -105,7 +109,7 @@ def main() -> None:
                     with contextlib.redirect_stdout(io.StringIO()):
                         return fn()
 
-            print(f"{label:34s} {tool:13s} {median_ratio(fn, bare, args.repeats):6.2f}x bare forward")
+            print(f"{label:34s} {tool:16s} {median_ratio(fn, bare, args.repeats):6.2f}x bare forward")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -18,6 +18,8 @@ from ._count import ParamStats
 from ._errors import ForwardError, InputTypeError
 from ._guard import ModelGuard
 from ._inputs import ForwardInputs, build_inputs, check_mode, resolve_device
+from ._formats import render, resolve_format
+from ._formula import param_formula
 from ._render import format_tree, render_classic
 from ._structure import Described, batch_axis, describe
 from ._summary import LayerRecord, ParamGroup, Summary
@@ -35,6 +37,11 @@ def summary(
     mode: str = "eval",
     verbose: int = 1,
     print_fn: Callable[[str], Any] | None = print,
+    format: str | None = None,
+    depth: int | None = None,
+    columns: Sequence[str] | None = None,
+    macs: bool | None = None,
+    formulas: bool | None = None,
     **kwargs: Any,
 ) -> Summary:
     """Summarize ``model``: per-call output shapes and parameters, exact totals, bytes.
@@ -67,8 +74,24 @@ def summary(
             (positional arguments) or a dict (keyword arguments); non-tensors pass through.
         mode: ``"eval"`` (default; ``model.eval()`` under ``torch.no_grad()``), ``"train"`` or
             ``"same"`` (keep each module's flag).
-        verbose: 0 prints nothing; 1 (default) prints the classic table.
-        print_fn: where the table goes (``print``; ``logger.info``); ``None`` prints nothing.
+        verbose: 0 prints nothing; 1 (default) prints the table.
+        print_fn: where the table goes (``print``; ``logger.info``), called once with the whole
+            table; ``None`` prints nothing.
+        format: what is printed: ``"classic"`` (default), ``"tree"``, ``"markdown"``,
+            ``"html"``, ``"json"`` or ``"csv"``; passing ``depth`` or ``columns`` alone means
+            ``"tree"``. The returned summary renders any of them later (:meth:`Summary.render`).
+        depth: the tree view's depth (0 = the root only; ``None`` = every level).
+        columns: the tree view's columns, from ``input_shape``, ``output_shape``, ``params``,
+            ``params_percent``, ``kernel_shape``, ``trainable``, ``macs``, ``output_bytes``,
+            ``formula`` (default: output_shape, params, macs).
+        macs: count multiply-accumulates per operator during the forward. ``None`` (default)
+            counts them when the printed format shows them (every format but ``"classic"``);
+            ``True`` always. Counting runs a dispatch mode over every operator: the first time
+            in a process torch imports its compiler stack (about 1.5 s), then it costs about as
+            much again as the summary's hooks on tiny layers and little on real ones. Without
+            it ``total_macs`` and every ``LayerRecord.macs`` are ``None``.
+        formulas: record how each leaf's parameter count arises (``LayerRecord.formula``);
+            default: only when the ``formula`` column is printed.
         **kwargs: passed to ``model.forward`` as keyword arguments.
 
     Returns:
@@ -90,18 +113,23 @@ def summary(
     if print_fn is not None and not callable(print_fn):
         raise InputTypeError(f"print_fn: expected a callable such as print or logger.info, got {print_fn!r}", print_fn)
     mode = check_mode(mode)
+    shown_format = resolve_format(format, depth, columns)
+    if formulas is None:
+        formulas = columns is not None and "formula" in columns
+    if macs is None:
+        macs = shown_format != "classic"
     named = list(model.named_modules())  # the one traversal every later step shares
     dev = resolve_device(named, device)
     inputs = build_inputs(model, dev, input_size, input_data, dtypes, batch_size, kwargs)
 
-    tracer = Tracer(model, named)
+    tracer = Tracer(model, named, count_macs=bool(macs))
     error: Exception | None = None
     with _gc_paused(), ModelGuard(model, [m for _, m in named]):
         if mode != "same":
             _set_training(model, named, mode == "train")
         grad = torch.no_grad() if mode == "eval" else contextlib.nullcontext()
         try:
-            with grad, tracer:
+            with grad, _fast_paths_off(), tracer:
                 _forward(model, inputs, dev.type == "meta")
         except Exception as err:  # the user's model failed: report it, never swallow it
             error = err
@@ -110,11 +138,12 @@ def summary(
         # the guard restores the model before anything else happens
 
     with _gc_paused():
-        result = _build(model, named, tracer, inputs, dev, mode, complete=error is None)
+        result = _build(model, named, tracer, inputs, dev, mode, error is None, bool(macs), formulas)
     if error is not None:
         raise _forward_error(error, failed, failed_inputs, result) from error
     if verbose and print_fn is not None:
-        print_fn(render_classic(result))
+        print_fn(render(result, shown_format, depth, columns))
+        object.__setattr__(result, "_printed", True)
     return result
 
 
@@ -129,6 +158,19 @@ def _gc_paused():
     finally:
         if was_enabled:
             gc.enable()
+
+
+@contextlib.contextmanager
+def _fast_paths_off():
+    """Turn off the fused fast path of ``nn.MultiheadAttention`` / ``nn.TransformerEncoderLayer``
+    for the summary (restored after): the fused kernel skips the submodules' calls, whose rows
+    and shapes the summary exists to show. Shapes and MACs are the same either way."""
+    was = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(was)
 
 
 def _set_training(model: nn.Module, named: list[tuple[str, nn.Module]], flag: bool) -> None:
@@ -183,10 +225,23 @@ def _dtype_names(d: Described | None) -> tuple[str, ...]:
     return tuple(names.get(t) or names.setdefault(t, str(t).removeprefix("torch.")) for t in d.dtypes)
 
 
-def _build(model: nn.Module, named: list[tuple[str, nn.Module]], tracer: Tracer, inputs: ForwardInputs, dev: torch.device, mode: str, complete: bool) -> Summary:
+def _build(
+    model: nn.Module,
+    named: list[tuple[str, nn.Module]],
+    tracer: Tracer,
+    inputs: ForwardInputs,
+    dev: torch.device,
+    mode: str,
+    complete: bool,
+    count_macs: bool,
+    formulas: bool,
+) -> Summary:
     """Freeze the tracer's calls into records and count parameters in one pass over the model."""
     stats = ParamStats(named)
     b, rb = inputs.batch_size, inputs.run_batch
+    per_sample = rb if b == -1 and rb else 1  # MACs and bytes are for the batch as shown
+    total_macs = 0
+    unknown: dict[str, None] = {}
     counted: set[int] = set()  # parameter ids already shown in an earlier leaf row
     layers: list[LayerRecord] = []
     called: set[int] = set()
@@ -198,12 +253,17 @@ def _build(model: nn.Module, named: list[tuple[str, nn.Module]], tracer: Tracer,
         counts = stats.count(ids)
         leaf = c.n_children == 0
         shared = 0
+        call_macs = None
+        if count_macs:
+            unknown.update(dict.fromkeys(c.unknown_ops))
+            total_macs += c.macs
+            call_macs = None if c.unknown_ops else c.macs // per_sample
+        call_bytes = 0 if out is None else _per_shown_batch(out, b, rb)
         if leaf:
             if not counted.isdisjoint(ids):
                 shared = stats.count(ids & counted).numel
             counted |= ids
-            if out is not None:
-                output_bytes += _per_shown_batch(out, b, rb)
+            output_bytes += call_bytes
         layers.append(
             LayerRecord(
                 index=i,
@@ -217,12 +277,16 @@ def _build(model: nn.Module, named: list[tuple[str, nn.Module]], tracer: Tracer,
                 output_shapes=None if out is None else out.tree,
                 input_dtypes=_dtype_names(inp),
                 output_dtypes=_dtype_names(out),
-                output_bytes=0 if out is None else out.nbytes,
+                output_bytes=call_bytes,
                 params=counts.numel,
                 trainable_params=counts.trainable,
                 param_bytes=counts.nbytes,
                 shared_params=shared,
                 completed=out is not None,
+                macs=call_macs,
+                unknown_ops=c.unknown_ops,
+                kernel_shape=_kernel_shape(c.module),
+                formula=param_formula(c.module).text if formulas and leaf else None,
             )
         )
     in_desc = describe([*inputs.args, *inputs.kwargs.values()])
@@ -230,7 +294,7 @@ def _build(model: nn.Module, named: list[tuple[str, nn.Module]], tracer: Tracer,
     return Summary(
         model_type=type(model).__name__,
         layers=tuple(layers),
-        other_params=_other_params(model, stats, counted, called),
+        other_params=_other_params(model, stats, counted, called, formulas),
         total_params=totals.numel,
         trainable_params=totals.trainable,
         non_trainable_params=totals.numel - totals.trainable,
@@ -247,10 +311,21 @@ def _build(model: nn.Module, named: list[tuple[str, nn.Module]], tracer: Tracer,
         mode=mode,
         complete=complete,
         uninitialized=tuple(stats.uninitialized),
+        total_macs=total_macs // per_sample if count_macs else None,
+        unknown_ops=tuple(unknown),
     )
 
 
-def _other_params(model: nn.Module, stats: ParamStats, counted: set[int], called: set[int]) -> tuple[ParamGroup, ...]:
+def _kernel_shape(module: nn.Module) -> tuple[int, ...] | None:
+    k = module.__dict__.get("kernel_size")
+    if k is None:
+        return None
+    return tuple(k) if isinstance(k, (tuple, list)) else (int(k),)
+
+
+def _other_params(
+    model: nn.Module, stats: ParamStats, counted: set[int], called: set[int], formulas: bool
+) -> tuple[ParamGroup, ...]:
     """Parameters no leaf row shows, grouped by owning module, so that rows add up to the totals."""
     groups: dict[str, list[int]] = {}
     for pid, owner in stats.owner.items():
@@ -260,7 +335,11 @@ def _other_params(model: nn.Module, stats: ParamStats, counted: set[int], called
     for name, ids in groups.items():
         module = model.get_submodule(name) if name else model
         c = stats.count(ids)
-        out.append(ParamGroup(name, type(module).__name__, c.numel, c.trainable, c.nbytes, id(module) in called))
+        text = None
+        if formulas:  # the tensors' own shapes, e.g. "temperature[1]"
+            own = {id(p): n for n, p in module._parameters.items() if p is not None}
+            text = " + ".join(f"{own[i]}[{', '.join(map(str, stats.shape(i)))}]" for i in ids)
+        out.append(ParamGroup(name, type(module).__name__, c.numel, c.trainable, c.nbytes, id(module) in called, text))
     return tuple(out)
 
 

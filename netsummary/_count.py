@@ -40,6 +40,7 @@ class ParamStats:
 
     def __init__(self, named: list[tuple[str, nn.Module]]) -> None:
         self._info: dict[int, tuple[int, bool, int]] = {}  # id -> (numel, trainable, nbytes)
+        self._shapes: dict[int, tuple[int, ...]] = {}
         self.owner: dict[int, str] = {}  # param id -> qualified name of the module owning it
         self._own: dict[int, list[int]] = {}  # module id -> ids of its direct parameters
         self._subtree: dict[int, frozenset[int]] = {}
@@ -58,6 +59,7 @@ class ParamStats:
                     self._info[id(p)] = (0, p.requires_grad, 0)
                 else:
                     self._info[id(p)] = (p.numel(), p.requires_grad, p.numel() * p.element_size())
+                    self._shapes[id(p)] = tuple(p.shape)
                 self.owner[id(p)] = name
             self._own[id(m)] = own
             for b in m._buffers.values():
@@ -107,6 +109,10 @@ class ParamStats:
     def of(self, module: nn.Module) -> TensorCounts:
         """Counts of ``module``'s own and descendants' unique parameters."""
         return self._sum(self.ids_of(module))
+
+    def shape(self, pid: int) -> tuple[int, ...]:
+        """The shape of parameter ``pid`` (``()`` for an uninitialized lazy one)."""
+        return self._shapes.get(pid, ())
 
     def count(self, ids) -> TensorCounts:
         """Counts of the given parameter ids."""

@@ -6,7 +6,7 @@ The model is a guest. :class:`ModelGuard` snapshots, and restores on success, on
 - every module's ``training`` flag, its ``_parameters`` / ``_buffers`` entries (the same tensor
   objects) and its forward/backward hook dicts (per module) plus the global module hooks;
 - every buffer's values (BatchNorm running statistics, ``num_batches_tracked``), restored in place
-  when the forward changed them;
+  when the forward changed them (dense buffers; meta, fake and sparse ones have no values to keep);
 - every parameter's ``requires_grad`` and ``.grad`` object;
 - the RNG states (CPU, initialized CUDA devices, Python ``random``, NumPy when imported) and
   ``torch.is_grad_enabled()``.
@@ -87,7 +87,8 @@ class ModelGuard:
             for b in m._buffers.values():
                 if b is not None and id(b) not in seen:
                     seen.add(id(b))
-                    keep = None if b.device.type == "meta" or is_fake(b) else b.detach().clone()
+                    data_less = b.device.type == "meta" or is_fake(b) or b.layout != torch.strided
+                    keep = None if data_less else b.detach().clone()
                     self._buffers.append((b, keep))
         self._globals = [(name, dict(getattr(_module_globals, name))) for name in _GLOBAL_HOOK_DICTS]
         self._rng = _RNGState()

@@ -8,7 +8,7 @@ nested shapes never break alignment), then the totals and four size lines in MB,
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from ._structure import ShapeTree, batch_axis, map_shapes
 
@@ -102,5 +102,3 @@ def render_classic(s: Summary) -> str:
     ]
     return "\n".join(out)
 
-
-RENDERERS: dict[str, Callable[[Summary], str]] = {"classic": render_classic}

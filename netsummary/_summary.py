@@ -6,8 +6,10 @@ Records hold ints in base units (elements, bytes) and shapes as shape trees (see
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from ._render import render_classic
 from ._structure import ShapeTree
 
 
@@ -26,12 +28,19 @@ class LayerRecord:
         input_shapes: shape tree of the positional then keyword arguments, as run.
         output_shapes: shape tree of the output, as run (``None`` if the call raised).
         input_dtypes / output_dtypes: dtype names of the tensor leaves, in tree order.
-        output_bytes: bytes of every tensor in the output, as run (``numel * element_size``).
+        output_bytes: bytes of every tensor in the output (``numel * element_size``) for the
+            batch as shown: one sample when the summary shows the batch as ``-1``.
         params / trainable_params / param_bytes: the module's unique parameters, its
             descendants' included (elements, elements, bytes).
         shared_params: for leaf calls, how many of ``params`` an earlier leaf call already
             counted (the same module called again, or a tied weight); totals count them once.
         completed: ``False`` for a call that raised (only in a failed summary's partial data).
+        macs: multiply-accumulates of the operators this call ran itself (its children's are on
+            their own records); ``None`` when unknown (see ``unknown_ops``) or not counted.
+        unknown_ops: matmul-class operators this call ran that have no formula.
+        kernel_shape: the module's ``kernel_size`` (convolutions, pooling), else ``None``.
+        formula: how ``params`` arises, e.g. ``"128 × (3 × 4 × 4) + 128"``; ``None`` unless
+            formulas were asked for.
     """
 
     index: int
@@ -51,6 +60,10 @@ class LayerRecord:
     param_bytes: int
     shared_params: int = 0
     completed: bool = True
+    macs: int | None = None
+    unknown_ops: tuple[str, ...] = ()
+    kernel_shape: tuple[int, ...] | None = None
+    formula: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +80,7 @@ class ParamGroup:
     trainable_params: int
     param_bytes: int
     called: bool
+    formula: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +109,10 @@ class Summary:
         mode: ``"eval"``, ``"train"`` or ``"same"``.
         complete: ``False`` for the partial summary attached to a :class:`~netsummary.ForwardError`.
         uninitialized: qualified names of lazy parameters that were never materialized.
+        total_macs: multiply-accumulates of the whole forward for the batch as shown (FLOPs =
+            2 × MACs, matmul-class operators only); ``None`` when not counted. Operators
+            without a formula are listed in ``unknown_ops`` and not included.
+        unknown_ops: matmul-class operators that ran without a formula.
     """
 
     model_type: str
@@ -116,6 +134,9 @@ class Summary:
     mode: str
     complete: bool = True
     uninitialized: tuple[str, ...] = field(default_factory=tuple)
+    total_macs: int | None = None
+    unknown_ops: tuple[str, ...] = ()
+    _printed: bool = field(default=False, compare=False, repr=False)  # summary() printed it
 
     @property
     def leaf_layers(self) -> tuple[LayerRecord, ...]:
@@ -133,9 +154,51 @@ class Summary:
         return self.input_bytes + 2 * self.output_bytes + self.param_bytes
 
     def __str__(self) -> str:
-        from ._render import render_classic
-
         return render_classic(self)
+
+    def render(self, format: str | None = None, *, depth: int | None = None, columns: Sequence[str] | None = None) -> str:
+        """The summary as text in ``format``: ``"classic"`` (default), ``"tree"``, ``"markdown"``,
+        ``"html"``, ``"json"`` or ``"csv"``; ``depth`` / ``columns`` shape the tree formats
+        (passing either alone means ``"tree"``).
+
+        Raises:
+            InputSpecError: unknown format or column, or a depth that is not an int >= 0.
+        """
+        from ._formats import render
+
+        return render(self, format, depth, columns)
+
+    def to_dict(self) -> dict:
+        """Plain data in base units (JSON schema in :mod:`netsummary._export`); round-trips
+        through :meth:`from_dict`."""
+        from ._export import to_dict
+
+        return to_dict(self)
+
+    def to_json(self) -> str:
+        """Deterministic JSON of :meth:`to_dict`."""
+        from ._export import to_json
+
+        return to_json(self)
+
+    @staticmethod
+    def from_dict(data: dict) -> Summary:
+        """Rebuild a summary from :meth:`to_dict`'s output or loaded JSON."""
+        from ._export import from_dict
+
+        return from_dict(data)
+
+    @staticmethod
+    def from_json(text: str) -> Summary:
+        """Rebuild a summary from :meth:`to_json`'s text."""
+        from ._export import from_json
+
+        return from_json(text)
+
+    def _repr_html_(self) -> str | None:
+        """Notebook display: the HTML tree table, unless ``summary()`` already printed it (so a
+        notebook shows the table once, not twice)."""
+        return None if self._printed else self.render("html")
 
     def __repr__(self) -> str:
         rows = len(self.leaf_layers)

@@ -7,6 +7,10 @@ the model's nesting depth, and nothing is registered on the user's modules. On e
 is removed, on success and on error alike. The post-hook is registered with ``always_call``, so
 a call that raises is reported too, which tells which module a failed forward came out of.
 
+With ``count_macs=True`` a :class:`~netsummary._flops.MacCounter` runs beside the hooks and each
+operator's MACs are added to the innermost call running at that moment, so functional calls in
+a container's own ``forward`` land on that container's record and nothing is counted twice.
+
 The hooks only read shapes and dtypes, so the same tracer works on real tensors, on the ``meta``
 device and under a ``TorchDispatchMode`` such as ``FakeTensorMode``.
 
@@ -26,6 +30,7 @@ from torch import nn
 from torch.nn.modules import module as _module_globals
 from torch.nn.utils import parametrize
 
+from ._flops import MacCounter
 from ._structure import Described, describe
 
 Tensor = torch.Tensor
@@ -40,13 +45,17 @@ class Call:
     ``parent`` is the index in :attr:`Tracer.calls` of the enclosing call (-1 for the outermost).
     ``inp`` / ``out`` describe the inputs (positional then keyword) and the output; ``out`` is
     ``None`` if the call raised. ``args`` holds the positional inputs of the call a failed
-    forward came out of (for the failure report), ``None`` otherwise.
+    forward came out of (for the failure report), ``None`` otherwise. ``macs`` counts the
+    operators the call ran itself (not inside a child call); ``unknown_ops`` names the
+    matmul-class operators it ran that have no formula.
     """
 
-    __slots__ = ("module", "name", "parent", "args", "_inp", "_out", "call_index", "depth", "n_children")
+    __slots__ = ("module", "name", "parent", "args", "_inp", "_out", "macs", "unknown_ops", "call_index", "depth",
+                 "n_children")
 
     def __init__(self, raw: list) -> None:
-        self.module, self.name, self.parent, self.args, self._inp, self._out = raw
+        self.module, self.name, self.parent, self.args, self._inp, self._out, self.macs, unknown = raw
+        self.unknown_ops: tuple[str, ...] = tuple(dict.fromkeys(unknown)) if unknown else ()
         self.call_index = 1
         self.depth = 0
         self.n_children = 0
@@ -94,8 +103,10 @@ def module_names(named: list[tuple[str, nn.Module]]) -> dict[int, str]:
 class Tracer:
     """Context manager that records the calls of ``model``'s modules into :attr:`calls`."""
 
-    def __init__(self, model: nn.Module, named: list[tuple[str, nn.Module]] | None = None) -> None:
+    def __init__(self, model: nn.Module, named: list[tuple[str, nn.Module]] | None = None, count_macs: bool = False) -> None:
         self.model = model
+        self._count_macs = count_macs
+        self._counter: MacCounter | None = None
         self.names = module_names(named if named is not None else list(model.named_modules()))
         self._raw: list[list] = []
         self.stack: list[int] = []
@@ -126,7 +137,7 @@ class Tracer:
         def pre_hook(module: nn.Module, args: tuple) -> None:
             name = names.get(id(module))
             if name is not None:
-                raw.append([module, name, stack[-1] if stack else -1, None, None, None])
+                raw.append([module, name, stack[-1] if stack else -1, None, None, None, 0, None])
                 stack.append(len(raw) - 1)
 
         def post_hook(module: nn.Module, args: tuple, kwargs: Any, output: Any = _FAILED) -> None:
@@ -152,13 +163,27 @@ class Tracer:
                 rec[4] = describe([*args, *kwargs.values()])
             rec[5] = (output.shape, output.dtype) if type(output) is Tensor else describe(output)
 
+        def on_op(op: str, macs: int | None) -> None:
+            if stack:  # attribute the operator to the innermost module call running it
+                rec = raw[stack[-1]]
+                if macs is None:
+                    rec[7] = [*(rec[7] or ()), op]
+                else:
+                    rec[6] += macs
+
         self._handles = [
             _module_globals.register_module_forward_pre_hook(pre_hook),
             _module_globals.register_module_forward_hook(post_hook, with_kwargs=True, always_call=True),
         ]
+        if self._count_macs:
+            self._counter = MacCounter(on_op)
+            self._counter.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._counter is not None:
+            self._counter.__exit__(None, None, None)
+            self._counter = None
         for h in self._handles:
             h.remove()
         self._handles = []

@@ -1,0 +1,179 @@
+"""The tree view: the module tree to a chosen depth, with chosen columns, in any tabulate format.
+
+Rows are module calls in call order, indented by depth and named by qualified name. A container
+row aggregates its subtree: its params are its subtree's unique parameters and its MACs are the
+sum over the calls inside it; rows below ``depth`` are folded into their ancestor at ``depth``.
+Column titles carry their units. The name column wraps at :data:`NAME_WIDTH` characters; shapes
+never wrap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from tabulate import tabulate
+
+from ._errors import InputSpecError, InputTypeError
+from ._render import MIB, format_tree, shown_shape
+
+if TYPE_CHECKING:
+    from ._summary import LayerRecord, Summary
+
+NAME_WIDTH = 40  # the layer column wraps past this many characters
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """A table column: its title (with units) and how a cell is made from a record."""
+
+    title: str
+    cell: Callable[[LayerRecord, Summary, dict[int, int | None]], str]
+    align: str = "right"
+
+
+def _shape(tree: Any, s: Summary) -> str:
+    return "--" if tree is None else format_tree(shown_shape(tree, s.batch_size, s.run_batch_size))
+
+
+def _single(tree: Any) -> Any:
+    """A call's inputs are a list of arguments; one argument is shown on its own."""
+    return tree[0] if isinstance(tree, list) and len(tree) == 1 else tree
+
+
+def _params(r: LayerRecord, s: Summary, macs: dict) -> str:
+    cell = f"{r.params:,}"
+    if r.call_index > 1 and r.params:
+        cell += " (repeat)"
+    elif r.shared_params:
+        cell += " (tied)" if r.shared_params == r.params else f" ({r.shared_params:,} tied)"
+    return cell
+
+
+def _trainable(r: LayerRecord, s: Summary, macs: dict) -> str:
+    if not r.params:
+        return "--"
+    if r.trainable_params == r.params:
+        return "yes"
+    return "no" if not r.trainable_params else f"partial ({r.trainable_params:,})"
+
+
+def _macs(r: LayerRecord, s: Summary, macs: dict) -> str:
+    value = macs.get(r.index)
+    if s.total_macs is None:
+        return "--"
+    return "unknown" if value is None else f"{value:,}"
+
+
+def _formula(r: LayerRecord, s: Summary, macs: dict) -> str:
+    if r.formula is None:
+        return "--"
+    text = r.formula if r.formula in ("0", "uninitialized") else f"{r.formula} = {r.params:,}"
+    return text
+
+
+COLUMNS: dict[str, Column] = {
+    "input_shape": Column("Input shape", lambda r, s, m: _shape(_single(r.input_shapes), s)),
+    "output_shape": Column("Output shape", lambda r, s, m: _shape(r.output_shapes, s)),
+    "params": Column("Params", _params),
+    "params_percent": Column(
+        "Params (%)", lambda r, s, m: f"{100 * r.params / s.total_params:.2f}%" if s.total_params else "--"
+    ),
+    "kernel_shape": Column("Kernel shape", lambda r, s, m: "--" if r.kernel_shape is None else format_tree(r.kernel_shape)),
+    "trainable": Column("Trainable", _trainable),
+    "macs": Column("MACs", _macs),
+    "output_bytes": Column("Output (bytes)", lambda r, s, m: f"{r.output_bytes:,}" if r.completed else "--"),
+    "formula": Column("Params formula (elements)", _formula, align="left"),
+}
+DEFAULT_COLUMNS = ("output_shape", "params", "macs")
+
+
+def check_columns(columns: Any) -> tuple[str, ...]:
+    """Validate a column list (names from :data:`COLUMNS`)."""
+    if columns is None:
+        return DEFAULT_COLUMNS
+    if isinstance(columns, str) or not isinstance(columns, Sequence):
+        raise InputTypeError(f"columns: expected a list of column names such as {list(DEFAULT_COLUMNS)!r}, got {columns!r}", columns)
+    unknown = [c for c in columns if c not in COLUMNS]
+    if unknown:
+        raise InputSpecError(f"columns: unknown column(s) {unknown!r}; valid columns are {', '.join(COLUMNS)}", columns)
+    return tuple(columns)
+
+
+def check_depth(depth: Any) -> int | None:
+    """Validate a tree depth: ``None`` (all levels) or an int >= 0."""
+    if depth is None:
+        return None
+    if isinstance(depth, bool) or not isinstance(depth, int):
+        raise InputTypeError(f"depth: expected a non-negative int or None (all levels), got {depth!r}", depth)
+    if depth < 0:
+        raise InputSpecError(f"depth: expected a non-negative int or None (all levels), got {depth}", depth)
+    return depth
+
+
+def subtree_macs(s: Summary) -> dict[int, int | None]:
+    """MACs of each call including the calls inside it (``None`` if any part is unknown)."""
+    total: dict[int, int | None] = {r.index: r.macs for r in s.layers}
+    for r in reversed(s.layers):
+        if r.parent is not None:
+            a, b = total[r.parent], total[r.index]
+            total[r.parent] = None if a is None or b is None else a + b
+    return total
+
+
+def tree_rows(s: Summary, depth: int | None, columns: Sequence[str]) -> list[list[str]]:
+    macs = subtree_macs(s)
+    cols = [COLUMNS[c] for c in columns]
+    rows = []
+    for r in s.layers:
+        if depth is not None and r.depth > depth:
+            continue
+        label = f"{'  ' * r.depth}{r.name or '(root)'} ({r.type})"
+        if r.call_index > 1:
+            label += f" #{r.call_index}"
+        rows.append([label, *(c.cell(r, s, macs) for c in cols)])
+    for g in s.other_params:
+        where = "own params" if g.called else "not called"
+        cells = {"params": f"{g.params:,}", "formula": g.formula or "--"}
+        rows.append([f"{g.name or '(root)'} ({g.type}, {where})", *(cells.get(c, "") for c in columns)])
+    return rows
+
+
+def footer(s: Summary) -> list[tuple[str, str]]:
+    """(label, value) pairs of the totals, with units."""
+    lines = [
+        ("Total params", f"{s.total_params:,}"),
+        ("Trainable params", f"{s.trainable_params:,}"),
+        ("Non-trainable params", f"{s.non_trainable_params:,}"),
+        ("Params size (MiB)", f"{s.param_bytes / MIB:0.2f}"),
+        ("Buffers (elements)", f"{s.buffer_count:,}"),
+        ("Buffers size (MiB)", f"{s.buffer_bytes / MIB:0.2f}"),
+        ("Input size (MiB)", f"{s.input_bytes / MIB:0.2f}"),
+        ("Forward/backward pass size (MiB)", f"{2 * s.output_bytes / MIB:0.2f}"),
+        ("Estimated total size (MiB)", f"{s.estimated_total_bytes / MIB:0.2f}"),
+    ]
+    if s.shared_params:
+        lines.insert(3, ("Shared params shown in several rows, counted once", f"{s.shared_params:,}"))
+    if s.total_macs is not None:
+        batch = "one sample" if s.batch_size == -1 and s.run_batch_size else f"batch of {s.batch_size}"
+        lines.append((f"Total MACs ({batch}; FLOPs = 2 × MACs)", f"{s.total_macs:,}"))
+        if s.unknown_ops:
+            lines.append(("MACs not counted (no formula) for", ", ".join(s.unknown_ops)))
+    return lines
+
+
+def render_table(s: Summary, tablefmt: str, depth: int | None = None, columns: Sequence[str] | None = None) -> str:
+    """The tree view in a tabulate format (``"simple"``, ``"github"``, ``"html"``, ...)."""
+    columns = check_columns(columns)
+    depth = check_depth(depth)
+    headers = ["Layer (type)", *(COLUMNS[c].title for c in columns)]
+    align = ["left", *(COLUMNS[c].align for c in columns)]
+    body = tabulate(
+        tree_rows(s, depth, columns), headers=headers, tablefmt=tablefmt, colalign=align,
+        maxcolwidths=[NAME_WIDTH, *([None] * len(columns))], disable_numparse=True, preserve_whitespace=True,
+    )
+    totals = tabulate(footer(s), headers=("Totals", ""), tablefmt=tablefmt, colalign=("left", "right"),
+                      disable_numparse=True)
+    sep = "\n\n" if tablefmt != "html" else "\n"
+    return body + sep + totals
