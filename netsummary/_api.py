@@ -74,7 +74,8 @@ def summary(
             (positional arguments) or a dict (keyword arguments); non-tensors pass through.
         mode: ``"eval"`` (default; ``model.eval()`` under ``torch.no_grad()``), ``"train"`` or
             ``"same"`` (keep each module's flag).
-        verbose: 0 prints nothing; 1 (default) prints the table.
+        verbose: 0 prints nothing; 1 (default) prints the table (in a ``torch.distributed``
+            run, on rank 0 only; every rank gets the returned summary).
         print_fn: where the table goes (``print``; ``logger.info``), called once with the whole
             table; ``None`` prints nothing.
         format: what is printed: ``"classic"`` (default), ``"tree"``, ``"markdown"``,
@@ -141,10 +142,17 @@ def summary(
         result = _build(model, named, tracer, inputs, dev, mode, error is None, bool(macs), formulas)
     if error is not None:
         raise _forward_error(error, failed, failed_inputs, result) from error
-    if verbose and print_fn is not None:
+    if verbose and print_fn is not None and _is_rank_zero():
         print_fn(render(result, shown_format, depth, columns))
         object.__setattr__(result, "_printed", True)
     return result
+
+
+def _is_rank_zero() -> bool:
+    """False on the non-zero ranks of an initialized ``torch.distributed`` run: the table is
+    printed once per job, while every rank still gets the returned summary."""
+    dist = torch.distributed
+    return not (dist.is_available() and dist.is_initialized() and dist.get_rank() != 0)
 
 
 @contextlib.contextmanager

@@ -163,3 +163,16 @@ def test_print_fn_routes_the_table_once(capsys):
     summary(nn.Linear(6, 3), (6,), verbose=0)
     assert capsys.readouterr().out == ""
     assert repr(s) == "<Summary of Linear: 21 params, 1 leaf rows>"  # a REPL shows this, not the table again
+
+
+def test_distributed_prints_on_rank_zero_only(monkeypatch):
+    import torch.distributed as dist
+
+    lines = []
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_rank", lambda group=None: 1)
+    s = summary(nn.Linear(2, 2), (2,), print_fn=lines.append)
+    assert lines == [] and s.total_params == 6  # rank 1: no table, same data
+    monkeypatch.setattr(dist, "get_rank", lambda group=None: 0)
+    summary(nn.Linear(2, 2), (2,), print_fn=lines.append)
+    assert len(lines) == 1
