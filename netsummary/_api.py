@@ -18,6 +18,7 @@ from ._count import ParamStats
 from ._errors import ForwardError, InputTypeError
 from ._guard import ModelGuard
 from ._inputs import ForwardInputs, build_inputs, check_mode, resolve_device
+from ._model import check_forward_kwargs, eager_module, has_lazy, shape_only_copy
 from ._formats import render, resolve_format
 from ._formula import param_formula
 from ._render import format_tree, render_classic
@@ -113,15 +114,23 @@ def summary(
         raise InputTypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}", model)
     if print_fn is not None and not callable(print_fn):
         raise InputTypeError(f"print_fn: expected a callable such as print or logger.info, got {print_fn!r}", print_fn)
+    if not isinstance(verbose, int):
+        raise InputTypeError(f"verbose: expected 0 (silent) or 1 (print the table), got {verbose!r}", verbose)
     mode = check_mode(mode)
     shown_format = resolve_format(format, depth, columns)
     if formulas is None:
         formulas = columns is not None and "formula" in columns
     if macs is None:
         macs = shown_format != "classic"
+    model = eager_module(model)
     named = list(model.named_modules())  # the one traversal every later step shares
     dev = resolve_device(named, device)
+    if has_lazy(named):  # materialize on a shape-only copy; the user's model stays lazy
+        model = shape_only_copy(model)
+        named = list(model.named_modules())
+        dev = torch.device("meta")
     inputs = build_inputs(model, dev, input_size, input_data, dtypes, batch_size, kwargs)
+    check_forward_kwargs(model, inputs.kwargs, given_by_name=isinstance(input_data, dict))
 
     tracer = Tracer(model, named, count_macs=bool(macs))
     error: Exception | None = None
@@ -183,7 +192,7 @@ def _fast_paths_off():
 
 def _set_training(model: nn.Module, named: list[tuple[str, nn.Module]], flag: bool) -> None:
     """``model.train(flag)``; set directly when no module overrides ``train()`` (much faster)."""
-    if any(type(m).train is not nn.Module.train for _, m in named):
+    if any(type(m).train is not nn.Module.train or isinstance(m, torch.jit.ScriptModule) for _, m in named):
         model.train(flag)
     else:
         for _, m in named:
@@ -297,7 +306,8 @@ def _build(
                 formula=param_formula(c.module).text if formulas and leaf else None,
             )
         )
-    in_desc = describe([*inputs.args, *inputs.kwargs.values()])
+    # the forward's inputs: positional arguments, then a dict of the keyword ones (names kept)
+    in_desc = describe([*inputs.args, inputs.kwargs] if inputs.kwargs else list(inputs.args))
     totals = stats.params
     return Summary(
         model_type=type(model).__name__,
@@ -377,6 +387,11 @@ def _forward_error(err: Exception, failed: Call | None, received: str | None, pa
     lines = [f"the model's forward raised in {where}: {type(err).__name__}: {err}"]
     if received is not None:
         lines.append(f"  it received: {received}")
+    if failed is not None and isinstance(failed.module, (nn.Embedding, nn.EmbeddingBag)) and received and "float" in received:
+        lines.append("  hint: embeddings take integer ids; pass dtypes=[torch.long] (or real input_data)")
+    if partial.device == "meta" and isinstance(err, (NotImplementedError, RuntimeError)) and "meta" in str(err).lower() + type(err).__name__.lower():
+        lines.append("  hint: on the meta device tensors have shapes but no values, so code that reads values "
+                     "(.item(), data-dependent branches) cannot run; summarize on the model's own device")
     done = sum(1 for r in partial.layers if r.completed)
     lines.append(f"  {done} module call(s) completed before the failure; partial summary:")
     lines.append(render_classic(partial))

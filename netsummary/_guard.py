@@ -12,9 +12,10 @@ The model is a guest. :class:`ModelGuard` snapshots, and restores on success, on
   ``torch.is_grad_enabled()``.
 
 Parameters are not copied (that would double the model's memory); a forward that writes into its
-own weights in place is outside what the guard can undo. One change is kept on purpose: a lazy
-module (``nn.LazyLinear``, ...) that the forward materialized stays materialized, as after any
-forward; that is how its real sizes are known.
+own weights in place is outside what the guard can undo, except ``nn.Embedding(max_norm=...)``,
+the built-in layer that renormalizes its weight rows during forward: its weight is kept too.
+(``summary()`` never runs a forward on a model with unmaterialized lazy modules: it runs a
+shape-only copy, see :mod:`netsummary._model`.)
 """
 
 from __future__ import annotations
@@ -26,11 +27,14 @@ from typing import Any
 import torch
 from torch import nn
 from torch._subclasses.fake_tensor import is_fake
+from torch.nn.parameter import is_lazy
 from torch.nn.modules import module as _module_globals
 
 _MODULE_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 _GLOBAL_HOOK_DICTS = (
     "_global_forward_hooks",
+    "_global_forward_hooks_with_kwargs",  # torch's handle.remove() leaves these two behind
+    "_global_forward_hooks_always_called",
     "_global_forward_pre_hooks",
     "_global_backward_hooks",
     "_global_backward_pre_hooks",
@@ -79,15 +83,19 @@ class ModelGuard:
         seen: set[int] = set()
         self._params: list[tuple[torch.Tensor, bool, Any]] = []
         self._buffers: list[tuple[torch.Tensor, torch.Tensor | None]] = []
+        self._weights: list[tuple[torch.Tensor, torch.Tensor]] = []
         for m in modules:
             for p in m._parameters.values():
                 if p is not None and id(p) not in seen:
                     seen.add(id(p))
                     self._params.append((p, p.requires_grad, p.grad))
+            if isinstance(m, (nn.Embedding, nn.EmbeddingBag)) and m.max_norm is not None:
+                # the one built-in layer that rewrites its weight in forward (renormalization)
+                self._weights.append((m.weight, m.weight.detach().clone()))
             for b in m._buffers.values():
                 if b is not None and id(b) not in seen:
                     seen.add(id(b))
-                    data_less = b.device.type == "meta" or is_fake(b) or b.layout != torch.strided
+                    data_less = is_lazy(b) or b.device.type == "meta" or is_fake(b) or b.layout != torch.strided
                     keep = None if data_less else b.detach().clone()
                     self._buffers.append((b, keep))
         self._globals = [(name, dict(getattr(_module_globals, name))) for name in _GLOBAL_HOOK_DICTS]
@@ -99,7 +107,10 @@ class ModelGuard:
         torch.set_grad_enabled(self._grad_enabled)
         for m, cls, training, params, buffers, hooks in self._modules:
             if m.training is not training:
-                object.__setattr__(m, "training", training)
+                if isinstance(m, torch.jit.ScriptModule):
+                    m.training = training  # stored in the compiled module, not in __dict__
+                else:
+                    object.__setattr__(m, "training", training)
             _restore_dict(m._parameters, params)
             _restore_dict(m._buffers, buffers)
             if type(m) is not cls:
@@ -116,7 +127,7 @@ class ModelGuard:
                     p.requires_grad_(requires_grad)
                 if p.grad is not grad:
                     p.grad = grad
-            for b, keep in self._buffers:
+            for b, keep in [*self._buffers, *self._weights]:
                 # Native kernels (BatchNorm's running stats) update buffers without bumping
                 # their version counter, so compare values.
                 if keep is not None and not torch.equal(b, keep):
@@ -126,6 +137,8 @@ class ModelGuard:
 
 def _restore_dict(live: dict, saved: dict) -> None:
     """Make ``live`` hold exactly ``saved``'s entries (same objects), without replacing ``live``."""
+    if not isinstance(live, dict):  # TorchScript's read-only views of its compiled attributes
+        return
     if len(live) == len(saved) and all(live.get(k, live) is v for k, v in saved.items()):
         return
     live.clear()

@@ -14,7 +14,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.parameter import is_lazy
 from torch.utils import _pytree as pytree
 
 from ._errors import DeviceError, InputSpecError, InputTypeError
@@ -70,7 +69,9 @@ def normalize_input_size(input_size: Any) -> list[tuple[int, ...]]:
     >>> normalize_input_size([(3, 8, 8), (5,)])
     [(3, 8, 8), (5,)]
     """
-    if isinstance(input_size, (tuple, torch.Size)):
+    if isinstance(input_size, tuple) and input_size and all(isinstance(x, (tuple, list, torch.Size)) for x in input_size):
+        input_size = list(input_size)  # a tuple of shapes: several inputs, as a list would say
+    elif isinstance(input_size, (tuple, torch.Size)):
         return [_dims(input_size, "input_size")]
     if isinstance(input_size, list):
         if not input_size:
@@ -108,8 +109,12 @@ def normalize_dtypes(dtypes: Any, n_inputs: int, default: torch.dtype) -> list[t
 
 
 def check_batch_size(batch_size: Any) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
-        raise InputTypeError(f"batch_size: expected -1 or a positive int, got {batch_size!r}", batch_size)
+    try:
+        if isinstance(batch_size, (bool, float)):
+            raise TypeError
+        batch_size = operator.index(batch_size)
+    except TypeError:
+        raise InputTypeError(f"batch_size: expected -1 or a positive int, got {batch_size!r}", batch_size) from None
     if batch_size != -1 and batch_size < 1:
         raise InputSpecError(f"batch_size: expected -1 (any batch) or a positive int, got {batch_size}", batch_size)
     return batch_size
@@ -166,12 +171,6 @@ def resolve_device(named: list[tuple[str, nn.Module]], device: Any) -> torch.dev
             raise DeviceError(
                 f"device={device!r} was requested but only {torch.cuda.device_count()} CUDA device(s) exist", device
             )
-    if dev.type == "meta" and any(t.device.type != "meta" and is_lazy(t) for t in module_tensors(named)):
-        raise DeviceError(
-            "device='meta' needs the sizes of the model's lazy modules, which are not materialized yet; "
-            "run one forward on the model's own device first, or build the model on the meta device",
-            device,
-        )
     if dev.type == "meta" or not model_devices:
         return dev
     for md in model_devices:
@@ -216,25 +215,47 @@ def make_inputs(
     run_batch = DEFAULT_RUN_BATCH if batch_size == -1 else batch_size
     gen = torch.Generator().manual_seed(0)
     args = []
-    for size, dtype in zip(sizes, dtypes):
+    for i, (size, dtype) in enumerate(zip(sizes, dtypes)):
         shape = (run_batch, *size)
-        if device.type == "meta":
-            args.append(torch.empty(shape, dtype=dtype, device="meta"))
-            continue
-        if dtype.is_floating_point:
-            x = torch.rand(shape, generator=gen).to(dtype)
-        elif dtype.is_complex:
-            x = torch.randn(shape, generator=gen, dtype=dtype)
-        elif dtype == torch.bool:
-            x = torch.randint(0, 2, shape, generator=gen).bool()
-        else:
-            x = torch.randint(0, _index_high(model), shape, generator=gen).to(dtype)
-        args.append(x.to(device))
+        try:
+            args.append(_dummy(model, shape, dtype, device, gen))
+        except (RuntimeError, NotImplementedError, MemoryError) as err:
+            raise InputSpecError(
+                f"input {i}: cannot create a {str(dtype).removeprefix('torch.')} tensor of shape {shape} on {device}: {err}",
+                size,
+            ) from None
     return tuple(args), run_batch
 
 
-def _to_device(value: Any, device: torch.device) -> Any:
-    return pytree.tree_map_only(torch.Tensor, lambda t: t.to(device), value)
+def _dummy(model: nn.Module, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device, gen: torch.Generator) -> torch.Tensor:
+    """One generated input (see :func:`make_inputs`)."""
+    if device.type == "meta":
+        return torch.empty(shape, dtype=dtype, device="meta")
+    if dtype.is_floating_point:
+        x = torch.rand(shape, generator=gen).to(dtype)
+    elif dtype.is_complex:
+        x = torch.randn(shape, generator=gen, dtype=dtype)
+    elif dtype == torch.bool:
+        x = torch.randint(0, 2, shape, generator=gen).bool()
+    else:
+        x = torch.randint(0, _index_high(model), shape, generator=gen).to(dtype)
+    return x.to(device)
+
+
+def _to_device(value: Any, device: torch.device, what: str) -> Any:
+    """Copies of the tensors in ``value`` on ``device`` (the caller's tensors are not touched)."""
+
+    def move(t: torch.Tensor) -> torch.Tensor:
+        if t.device == device:
+            return t
+        try:
+            return t.to(device)
+        except (RuntimeError, NotImplementedError) as err:
+            raise DeviceError(
+                f"{what}: a tensor on {t.device} cannot be moved to {device}, where the model is ({err})", device
+            ) from None
+
+    return pytree.tree_map_only(torch.Tensor, move, value)
 
 
 def build_inputs(
@@ -249,17 +270,25 @@ def build_inputs(
     """Validate the caller's description and build the forward call's inputs on ``device``."""
     batch_size = check_batch_size(batch_size)
     if input_size is None and input_data is None:
-        raise InputSpecError("expected input_size (e.g. (3, 64, 64)) or input_data (example tensors), got neither")
+        extra = f" (keyword arguments {sorted(forward_kwargs)} go to forward as they are)" if forward_kwargs else ""
+        raise InputSpecError(
+            f"expected input_size (e.g. (3, 64, 64)) or input_data (example tensors, or a dict of keyword "
+            f"inputs), got neither{extra}"
+        )
     if input_size is not None and input_data is not None:
         raise InputSpecError("expected input_size or input_data, got both; pass only one")
-    kwargs = _to_device(dict(forward_kwargs), device)
+    kwargs = _to_device(dict(forward_kwargs), device, "keyword arguments")
     if input_data is not None:
         if dtypes is not None:
             raise InputSpecError("dtypes applies to input_size only; input_data tensors already have dtypes", dtypes)
         if batch_size != -1:
             raise InputSpecError("batch_size applies to input_size only; input_data already has its batch", batch_size)
-        data = _to_device(input_data, device)
+        data = _to_device(input_data, device, "input_data")
         if isinstance(data, Mapping):
+            bad = [k for k in data if not isinstance(k, str)]
+            if bad:
+                raise InputSpecError(f"input_data: a dict is passed as keyword arguments, so its keys must be "
+                                     f"strings; got {bad[0]!r}", input_data)
             overlap = set(data) & set(kwargs)
             if overlap:
                 raise InputSpecError(f"keyword argument(s) {sorted(overlap)} given both in input_data and as **kwargs")

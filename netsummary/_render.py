@@ -69,7 +69,7 @@ def classic_rows(s: Summary) -> list[tuple[str, str, str]]:
         rows.append((f"{r.type}-{i}", shape, _param_cell(r)))
     for g in s.other_params:
         where = "own params" if g.called else "not called"
-        rows.append((f"{g.type} ({where})", g.name or "(root)", f"{g.params:,}"))
+        rows.append((f"{g.type} ({g.name or 'root'}: {where})", "--", f"{g.params:,}"))
     return rows
 
 

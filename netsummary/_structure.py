@@ -7,6 +7,7 @@ A *shape tree* mirrors a real value with only built-in types:
 - a dict, ``OrderedDict``, ``transformers`` ``ModelOutput``, dataclass, namedtuple (``PackedSequence``
   included) or ``torch.distributions.Distribution`` becomes a ``dict`` of its fields;
 - a type registered with ``torch.utils._pytree`` becomes a ``list`` of its children;
+- a nested (ragged) tensor becomes the ``list`` of its components' shapes;
 - anything else (``None``, ``str``, ``int``, arrays, ...) becomes its type name, e.g. ``"NoneType"``.
 
 >>> import torch
@@ -55,7 +56,7 @@ def _numel(shape: tuple[int, ...]) -> int:
 
 def describe(value: Any) -> Described:
     """Describe ``value`` (any nesting of tensors and Python objects) as a :class:`Described`."""
-    if isinstance(value, _Tensor):  # fast path: most module outputs are one tensor
+    if isinstance(value, _Tensor) and not value.is_nested:  # fast path: most outputs are one tensor
         shape = tuple(value.shape)
         return Described(shape, (value.dtype,), (shape,), (value.element_size(),))
     dtypes: list[torch.dtype] = []
@@ -69,6 +70,12 @@ _MAX_DEPTH = 32  # guards against self-referencing structures
 
 
 def _walk(value: Any, dtypes: list, shapes: list, sizes: list, depth: int) -> ShapeTree:
+    if isinstance(value, _Tensor) and value.is_nested:  # ragged: the list of its components
+        try:
+            parts = value.unbind()
+        except (RuntimeError, NotImplementedError):
+            return "NestedTensor"
+        return [_walk(p, dtypes, shapes, sizes, depth + 1) for p in parts]
     if isinstance(value, _Tensor):
         shape = tuple(value.shape)
         dtypes.append(value.dtype)

@@ -157,11 +157,12 @@ class Tracer:
                     rec[3] = args  # kept for the failure report only
                 return
             failed[0] = None  # the model caught an earlier exception and went on
-            if not kwargs and len(args) == 1 and type(a := args[0]) is Tensor:
+            if not kwargs and len(args) == 1 and type(a := args[0]) is Tensor and not a.is_nested:
                 rec[4] = [(a.shape, a.dtype)]
             else:
                 rec[4] = describe([*args, *kwargs.values()])
-            rec[5] = (output.shape, output.dtype) if type(output) is Tensor else describe(output)
+            plain = type(output) is Tensor and not output.is_nested
+            rec[5] = (output.shape, output.dtype) if plain else describe(output)
 
         def on_op(op: str, macs: int | None) -> None:
             if stack:  # attribute the operator to the innermost module call running it
@@ -186,6 +187,7 @@ class Tracer:
             self._counter = None
         for h in self._handles:
             h.remove()
+            _module_globals._global_forward_hooks_with_kwargs.pop(h.id, None)  # remove() forgets it
         self._handles = []
 
     def failing_call(self) -> Call | None:

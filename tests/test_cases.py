@@ -146,7 +146,7 @@ def test_custom_param_names_and_root_parameter(unchanged):
     (root_group,) = s.other_params
     assert (root_group.name, root_group.type, root_group.params, root_group.called) == ("", "Agent", 1, True)
     assert rows_reconcile(s)
-    assert "Agent (own params)" in str(s)
+    assert "Agent (root: own params)" in str(s)
 
 
 # -- integer inputs -----------------------------------------------------------------------------

@@ -46,6 +46,13 @@ BAD = [
     ("device-unknown", dict(input_size=(3,), device="gpu"), DeviceError, r"unknown device 'gpu'"),
     ("device-type", dict(input_size=(3,), device=0.5), DeviceError, r"got float 0.5"),
     ("print-fn", dict(input_size=(3,), print_fn="stdout"), InputTypeError, r"print_fn: expected a callable"),
+    ("verbose", dict(input_size=(3,), verbose="1"), InputTypeError, r"verbose: expected 0 \(silent\) or 1"),
+    ("huge", dict(input_size=(10**13,)), InputSpecError, r"input 0: cannot create a float32 tensor of shape \(2, 10000000000000\)"),
+    ("quantized-dtype", dict(input_size=(3,), dtypes=[torch.qint8]), InputSpecError, r"cannot create a qint8 tensor"),
+    ("dict-int-keys", dict(input_data={0: torch.zeros(2, 3)}), InputSpecError, r"its keys must be strings; got 0"),
+    ("meta-data-cpu-model", dict(input_data=torch.zeros(2, 3, device="meta")), DeviceError,
+     r"input_data: a tensor on meta cannot be moved to cpu"),
+    ("kwargs-only", dict(x=torch.zeros(2, 3)), InputSpecError, r"got neither \(keyword arguments \['x'\] go to forward"),
 ]
 
 
@@ -54,7 +61,7 @@ def test_bad_input_is_rejected_before_the_forward(kwargs, error, match):
     model = CountingNet().train()
     before = snapshot(model)
     with pytest.raises(error, match=match) as info:
-        summary(model, verbose=0, **kwargs)
+        summary(model, **{"verbose": 0, **kwargs})
     assert isinstance(info.value, NetsummaryError)
     assert model.forwards == 0
     assert_unchanged(before, model)
@@ -108,9 +115,9 @@ def test_meta_model_and_meta_device_match_cpu(unchanged):
     cpu = summary(build("cpu"), (3, 8, 8), verbose=0)
     meta = summary(build("meta"), (3, 8, 8), verbose=0)
     model = build("cpu")
-    summary(model, (3, 8, 8), verbose=0)  # materialize the lazy layer first
-    with unchanged(model):
+    with unchanged(model):  # a lazy model is summarized through a shape-only copy: it stays lazy
         meta_of_cpu = summary(model, (3, 8, 8), device="meta", verbose=0)
+    assert type(model[3]) is nn.LazyLinear
     assert all(p.device.type == "cpu" for p in model.parameters())
     assert meta.device == meta_of_cpu.device == "meta"
     for s in (meta, meta_of_cpu):
@@ -126,6 +133,13 @@ def test_dtype_follows_the_model_and_bytes_follow_the_dtype():
     assert half.input_dtypes == ("bfloat16",) and full.input_dtypes == ("float32",)
     assert full.param_bytes == 72 * 4 and half.param_bytes == 72 * 2  # 8*8 + 8 = 72 elements
     assert half.output_bytes * 2 == full.output_bytes
+
+
+def test_numpy_ints_and_tuple_of_shapes_are_accepted():
+    import numpy as np
+
+    s = summary(nn.Bilinear(3, 2, 1), ((3,), (2,)), batch_size=np.int64(3), verbose=0)
+    assert s.layers[0].input_shapes == [(3, 3), (3, 2)] and s.total_params == 3 * 2 + 1  # 1*3*2 + 1
 
 
 def test_batch_size_positive_is_shown_and_used():
@@ -148,7 +162,7 @@ def test_input_data_nested_structures_and_non_tensors_pass_through():
     data = [{"a": (torch.zeros(2, 3), None)}]
     s = summary(Net(), input_data=data, name="x", scale=3, verbose=0)
     assert s.layers[0].output_shapes == {"y": (2, 2), "extra": "NoneType", "tag": "str"}
-    assert s.input_shapes == [{"a": [(2, 3), "NoneType"]}, "str", "int"]
+    assert s.input_shapes == [{"a": [(2, 3), "NoneType"]}, {"name": "str", "scale": "int"}]  # keywords by name
     assert s.input_bytes == 2 * 3 * 4
 
 

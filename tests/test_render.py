@@ -83,7 +83,7 @@ def test_other_params_rows_and_shared_line():
 
     s = summary(Net(), (3,), verbose=0)
     table = str(s)
-    assert "Net (own params)" in table and "Linear (not called)" in table
+    assert "Net (root: own params)" in table and "Linear (unused: not called)" in table
     assert "12 (repeat)" in table  # 3*3 + 3 = 12, second call of fc
     assert "Shared params shown in several rows, counted once: 12" in table
     assert s.total_params == 3 + 12 + 4  # scale 3; fc 12; unused 3*1 + 1 = 4

@@ -1,0 +1,75 @@
+"""Decide what the forward runs on: the user's model, its eager original, or a shape-only copy.
+
+- ``torch.compile``'d models are summarized through their eager original (``_orig_mod``): the
+  same modules, parameters and shapes, without recompiling around the summary's hooks.
+- A model with unmaterialized lazy modules (``nn.LazyLinear``, ...) runs as a shape-only copy on
+  the meta device: the copy's lazy modules materialize to their real sizes while the user's
+  model stays lazy, untouched. Initialized tensors are shared as meta stand-ins, so the copy
+  costs no memory.
+- TorchScript modules run compiled code that Python hooks cannot see inside: they are summarized
+  as far as hooks reach (usually the scripted module's own call).
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parameter import UninitializedBuffer, UninitializedParameter, is_lazy
+
+from ._errors import InputSpecError
+
+
+def eager_module(model: nn.Module) -> nn.Module:
+    """The eager module behind a ``torch.compile`` wrapper (without importing torch._dynamo)."""
+    while type(model).__name__ == "OptimizedModule" and isinstance(getattr(model, "_orig_mod", None), nn.Module):
+        model = model._orig_mod
+    return model
+
+
+def has_lazy(named: list[tuple[str, nn.Module]]) -> bool:
+    return any(is_lazy(t) for _, m in named for t in (*m._parameters.values(), *m._buffers.values()) if t is not None)
+
+
+def shape_only_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose tensors are meta stand-ins (lazy ones stay lazy, on meta)."""
+    memo: dict[int, Any] = {}
+    for t in (*model.parameters(), *model.buffers()):
+        if id(t) in memo:
+            continue
+        if isinstance(t, UninitializedParameter):
+            memo[id(t)] = UninitializedParameter(t.requires_grad, device="meta", dtype=t.dtype)
+        elif isinstance(t, UninitializedBuffer):
+            memo[id(t)] = UninitializedBuffer(t.requires_grad, device="meta", dtype=t.dtype)
+        else:
+            stand_in = torch.empty_like(t, device="meta")
+            memo[id(t)] = nn.Parameter(stand_in, t.requires_grad) if isinstance(t, nn.Parameter) else stand_in
+    return copy.deepcopy(model, memo)
+
+
+def check_forward_kwargs(model: nn.Module, kwargs: Mapping[str, Any], given_by_name: bool) -> None:
+    """Reject keyword arguments ``model.forward`` cannot take, before the forward runs.
+
+    Raises:
+        InputSpecError: a keyword is not a parameter of ``forward`` (which has no ``**kwargs``);
+            the message lists the parameters it does take.
+    """
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):  # builtins, TorchScript: nothing to check against
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    names = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    unknown = [k for k in kwargs if k not in names]
+    if unknown:
+        where = "input_data" if given_by_name else "keyword arguments (passed on to forward)"
+        raise InputSpecError(
+            f"{where}: {type(model).__name__}.forward() takes no argument named {unknown[0]!r}; "
+            f"it takes {', '.join(names) or 'no keyword arguments'}",
+            unknown[0],
+        )
