@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -14,17 +13,16 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.nn.parameter import is_lazy
 from torch.utils import _pytree as pytree
 
-from ._count import ParamStats
-from ._errors import ForwardError, InputTypeError
+from ._errors import InputTypeError
 from ._guard import ModelGuard
-from ._inputs import ForwardInputs, build_inputs, check_mode, resolve_device
+from ._batch import BatchAxes, ambiguous
+from ._failure import failed_inputs, forward_error
+from ._inputs import ForwardInputs, build_inputs, check_mode, make_inputs, resolve_device
+from ._records import build_summary
 from ._model import check_forward_kwargs, eager_module, has_lazy, shape_only_copy
 from ._formats import render, resolve_format
-from ._formula import param_formula
-from ._render import format_tree, render_classic
-from ._structure import Described, batch_axis, describe
-from ._summary import LayerRecord, ParamGroup, Summary
-from ._trace import Call, Tracer
+from ._summary import Summary
+from ._trace import Tracer
 
 
 def summary(
@@ -66,7 +64,9 @@ def summary(
         input_size: one sample's shape without the batch dimension, ``(3, 64, 64)``, or a list
             of such tuples for several positional inputs.
         batch_size: ``-1`` (default) runs 2 samples and shows the batch as ``-1`` with byte
-            figures for one sample; a positive value runs and shows that many.
+            and MAC figures for one sample (when some tensor has another axis of size 2, a
+            second forward with 3 samples tells which axis is the batch); a positive value runs
+            and shows that many.
         device: ``None`` follows the model's parameters (CPU if it has none); ``"cpu"``,
             ``"cuda"``, ``"cuda:1"``, a ``torch.device``, or ``"meta"`` (shapes only, no memory).
         dtypes: one ``torch.dtype`` per input (default: the model's floating dtype, else
@@ -133,6 +133,7 @@ def summary(
     check_forward_kwargs(model, inputs.kwargs, given_by_name=isinstance(input_data, dict))
 
     tracer = Tracer(model, named, count_macs=bool(macs))
+    axes = BatchAxes(None)
     error: Exception | None = None
     with _gc_paused(), ModelGuard(model, [m for _, m in named]):
         if mode != "same":
@@ -144,17 +145,38 @@ def summary(
         except Exception as err:  # the user's model failed: report it, never swallow it
             error = err
             failed = tracer.failing_call()
-            failed_inputs = _failed_inputs(failed, err) if failed is not None else None
+            received = failed_inputs(failed, err) if failed is not None else None
+        else:
+            if inputs.batch_size == -1 and inputs.run_batch is not None:
+                with grad, _fast_paths_off():
+                    axes = _batch_axes(model, named, inputs, tracer, dev)
         # the guard restores the model before anything else happens
 
     with _gc_paused():
-        result = _build(model, named, tracer, inputs, dev, mode, error is None, bool(macs), formulas)
+        result = build_summary(model, named, tracer, inputs, dev, mode, error is None, bool(macs), formulas, axes)
     if error is not None:
-        raise _forward_error(error, failed, failed_inputs, result) from error
+        raise forward_error(error, failed, received, result) from error
     if verbose and print_fn is not None and _is_rank_zero():
         print_fn(render(result, shown_format, depth, columns))
         object.__setattr__(result, "_printed", True)
     return result
+
+
+def _batch_axes(model: nn.Module, named: list, inputs: ForwardInputs, tracer: Tracer, dev: torch.device) -> BatchAxes:
+    """Batch axes for the ``-1`` display; a second forward with one more sample settles
+    ambiguous shapes (see :mod:`netsummary._batch`)."""
+    rb = inputs.run_batch
+    calls = tracer.calls
+    if not ambiguous([d for c in calls for d in (c.inp, c.out)], rb):
+        return BatchAxes(rb)
+    probe = Tracer(model, named)
+    try:
+        args, _ = make_inputs(model, list(inputs.sizes), list(inputs.dtypes), rb + 1, dev)
+        with probe:
+            _forward(model, ForwardInputs(args, inputs.kwargs, -1, rb + 1), dev.type == "meta")
+    except Exception:  # the shapes of the first run stand; the first axis of size rb is marked
+        return BatchAxes(rb)
+    return BatchAxes(rb, probe=[(c.module, c.inp, c.out) for c in probe.calls])
 
 
 def _is_rank_zero() -> bool:
@@ -218,181 +240,3 @@ def _forward(model: nn.Module, inputs: ForwardInputs, meta: bool) -> Any:
         return torch.func.functional_call(model, stand_ins, args, kwargs, tie_weights=True, strict=False)
 
 
-def _per_shown_batch(d: Described, batch_size: int, run_batch: int | None) -> int:
-    """Bytes of a described value for the batch as shown (one sample when ``batch_size == -1``)."""
-    if batch_size != -1 or run_batch is None:
-        return d.nbytes
-    total = 0
-    for shape, itemsize in zip(d.shapes, d.itemsizes):
-        n = itemsize
-        for x in shape:
-            n *= x
-        total += n // run_batch if batch_axis(shape, run_batch) is not None else n
-    return total
-
-
-_DTYPE_NAMES: dict[torch.dtype, str] = {}
-
-
-def _dtype_names(d: Described | None) -> tuple[str, ...]:
-    """``("float32", "int64")``: dtype names without the ``torch.`` prefix."""
-    if d is None:
-        return ()
-    names = _DTYPE_NAMES
-    return tuple(names.get(t) or names.setdefault(t, str(t).removeprefix("torch.")) for t in d.dtypes)
-
-
-def _build(
-    model: nn.Module,
-    named: list[tuple[str, nn.Module]],
-    tracer: Tracer,
-    inputs: ForwardInputs,
-    dev: torch.device,
-    mode: str,
-    complete: bool,
-    count_macs: bool,
-    formulas: bool,
-) -> Summary:
-    """Freeze the tracer's calls into records and count parameters in one pass over the model."""
-    stats = ParamStats(named)
-    b, rb = inputs.batch_size, inputs.run_batch
-    per_sample = rb if b == -1 and rb else 1  # MACs and bytes are for the batch as shown
-    total_macs = 0
-    unknown: dict[str, None] = {}
-    counted: set[int] = set()  # parameter ids already shown in an earlier leaf row
-    layers: list[LayerRecord] = []
-    called: set[int] = set()
-    output_bytes = 0
-    for i, c in enumerate(tracer.calls):
-        called.add(id(c.module))
-        inp, out = c.inp, c.out
-        ids = stats.ids_of(c.module)
-        counts = stats.count(ids)
-        leaf = c.n_children == 0
-        shared = 0
-        call_macs = None
-        if count_macs:
-            unknown.update(dict.fromkeys(c.unknown_ops))
-            total_macs += c.macs
-            call_macs = None if c.unknown_ops else c.macs // per_sample
-        call_bytes = 0 if out is None else _per_shown_batch(out, b, rb)
-        if leaf:
-            if not counted.isdisjoint(ids):
-                shared = stats.count(ids & counted).numel
-            counted |= ids
-            output_bytes += call_bytes
-        layers.append(
-            LayerRecord(
-                index=i,
-                name=c.name,
-                type=type(c.module).__name__,
-                call_index=c.call_index,
-                depth=c.depth,
-                parent=None if c.parent < 0 else c.parent,
-                is_leaf=leaf,
-                input_shapes=None if inp is None else inp.tree,
-                output_shapes=None if out is None else out.tree,
-                input_dtypes=_dtype_names(inp),
-                output_dtypes=_dtype_names(out),
-                output_bytes=call_bytes,
-                params=counts.numel,
-                trainable_params=counts.trainable,
-                param_bytes=counts.nbytes,
-                shared_params=shared,
-                completed=out is not None,
-                macs=call_macs,
-                unknown_ops=c.unknown_ops,
-                kernel_shape=_kernel_shape(c.module),
-                formula=param_formula(c.module).text if formulas and leaf else None,
-            )
-        )
-    # the forward's inputs: positional arguments, then a dict of the keyword ones (names kept)
-    in_desc = describe([*inputs.args, inputs.kwargs] if inputs.kwargs else list(inputs.args))
-    totals = stats.params
-    return Summary(
-        model_type=type(model).__name__,
-        layers=tuple(layers),
-        other_params=_other_params(model, stats, counted, called, formulas),
-        total_params=totals.numel,
-        trainable_params=totals.trainable,
-        non_trainable_params=totals.numel - totals.trainable,
-        param_bytes=totals.nbytes,
-        buffer_count=stats.buffers.numel,
-        buffer_bytes=stats.buffers.nbytes,
-        input_bytes=_per_shown_batch(in_desc, b, rb),
-        output_bytes=output_bytes,
-        input_shapes=in_desc.tree,
-        input_dtypes=_dtype_names(in_desc),
-        batch_size=b,
-        run_batch_size=rb,
-        device=str(dev),
-        mode=mode,
-        complete=complete,
-        uninitialized=tuple(stats.uninitialized),
-        total_macs=total_macs // per_sample if count_macs else None,
-        unknown_ops=tuple(unknown),
-    )
-
-
-def _kernel_shape(module: nn.Module) -> tuple[int, ...] | None:
-    k = module.__dict__.get("kernel_size")
-    if k is None:
-        return None
-    return tuple(k) if isinstance(k, (tuple, list)) else (int(k),)
-
-
-def _other_params(
-    model: nn.Module, stats: ParamStats, counted: set[int], called: set[int], formulas: bool
-) -> tuple[ParamGroup, ...]:
-    """Parameters no leaf row shows, grouped by owning module, so that rows add up to the totals."""
-    groups: dict[str, list[int]] = {}
-    for pid, owner in stats.owner.items():
-        if pid not in counted:
-            groups.setdefault(owner, []).append(pid)
-    out = []
-    for name, ids in groups.items():
-        module = model.get_submodule(name) if name else model
-        c = stats.count(ids)
-        text = None
-        if formulas:  # the tensors' own shapes, e.g. "temperature[1]"
-            own = {id(p): n for n, p in module._parameters.items() if p is not None}
-            text = " + ".join(f"{own[i]}[{', '.join(map(str, stats.shape(i)))}]" for i in ids)
-        out.append(ParamGroup(name, type(module).__name__, c.numel, c.trainable, c.nbytes, id(module) in called, text))
-    return tuple(out)
-
-
-def _failed_inputs(call: Call, err: BaseException) -> str:
-    """Shapes and dtypes the failing call received: its positional arguments (kept by the
-    pre-hook) and its keyword arguments (read from ``Module._call_impl``'s frame)."""
-    kwargs: dict = {}
-    for frame, _ in traceback.walk_tb(err.__traceback__):
-        if frame.f_code.co_name == "_call_impl" and frame.f_locals.get("self") is call.module:
-            kwargs = frame.f_locals.get("kwargs") or {}
-    parts = []
-    for value in [*(call.args or ()), *kwargs.values()]:
-        d = describe(value)
-        dtypes = ", ".join(_dtype_names(d))
-        parts.append(format_tree(d.tree) + (f" {dtypes}" if dtypes else ""))
-    names = [f"arg{i}" for i in range(len(call.args or ()))] + [str(k) for k in kwargs]
-    return ", ".join(f"{n}={p}" for n, p in zip(names, parts)) or "no arguments"
-
-
-def _forward_error(err: Exception, failed: Call | None, received: str | None, partial: Summary) -> ForwardError:
-    if failed is None:  # raised before any of the model's modules ran (or in the root's hooks)
-        name, kind = "", partial.model_type
-        where = f"the forward of {kind}"
-    else:
-        name, kind = failed.name, type(failed.module).__name__
-        where = f"module {name or '(root)'!r} ({kind}, call {failed.call_index})"
-    lines = [f"the model's forward raised in {where}: {type(err).__name__}: {err}"]
-    if received is not None:
-        lines.append(f"  it received: {received}")
-    if failed is not None and isinstance(failed.module, (nn.Embedding, nn.EmbeddingBag)) and received and "float" in received:
-        lines.append("  hint: embeddings take integer ids; pass dtypes=[torch.long] (or real input_data)")
-    if partial.device == "meta" and isinstance(err, (NotImplementedError, RuntimeError)) and "meta" in str(err).lower() + type(err).__name__.lower():
-        lines.append("  hint: on the meta device tensors have shapes but no values, so code that reads values "
-                     "(.item(), data-dependent branches) cannot run; summarize on the model's own device")
-    done = sum(1 for r in partial.layers if r.completed)
-    lines.append(f"  {done} module call(s) completed before the failure; partial summary:")
-    lines.append(render_classic(partial))
-    return ForwardError("\n".join(lines), name, kind, partial)

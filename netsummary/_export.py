@@ -53,7 +53,8 @@ from ._summary import LayerRecord, ParamGroup, Summary
 SCHEMA_VERSION = 1
 
 _SHAPE_FIELDS = {"input_shapes", "output_shapes"}
-_TUPLE_FIELDS = {"input_dtypes", "output_dtypes", "unknown_ops", "uninitialized", "kernel_shape"}
+_TUPLE_FIELDS = {"input_dtypes", "output_dtypes", "unknown_ops", "uninitialized", "kernel_shape",
+                 "input_batch_axes", "output_batch_axes"}
 
 
 def encode_shape(tree: ShapeTree) -> Any:

@@ -37,6 +37,8 @@ class ForwardInputs:
     kwargs: dict[str, Any]
     batch_size: int
     run_batch: int | None
+    sizes: tuple[tuple[int, ...], ...] = ()  # of the generated inputs, one sample each
+    dtypes: tuple[torch.dtype, ...] = ()
 
 
 def _dims(shape: Any, where: str) -> tuple[int, ...]:
@@ -298,4 +300,4 @@ def build_inputs(
     sizes = normalize_input_size(input_size)
     dts = normalize_dtypes(dtypes, len(sizes), default_dtype(model))
     args, run_batch = make_inputs(model, sizes, dts, batch_size, device)
-    return ForwardInputs(args, kwargs, batch_size, run_batch)
+    return ForwardInputs(args, kwargs, batch_size, run_batch, tuple(sizes), tuple(dts))

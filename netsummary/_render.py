@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._structure import ShapeTree, batch_axis, map_shapes
+from ._structure import ShapeTree, map_shapes
 
 if TYPE_CHECKING:
     from ._summary import LayerRecord, Summary
@@ -18,13 +18,15 @@ if TYPE_CHECKING:
 MIB = 2**20  # bytes in the "MB" that torchsummary (and the classic table) prints
 
 
-def shown_shape(tree: ShapeTree, batch_size: int, run_batch: int | None) -> ShapeTree:
-    """The shape tree as tables show it: with ``batch_size=-1`` the batch axis becomes ``-1``."""
-    if batch_size != -1 or run_batch is None:
+def shown_shape(tree: ShapeTree, axes: tuple[int | None, ...]) -> ShapeTree:
+    """The shape tree as tables show it: each tensor's batch axis (``axes``, one entry per tensor
+    in tree order; ``()`` marks nothing) becomes ``-1``."""
+    if not axes:
         return tree
+    it = iter(axes)
 
     def mark(shape: tuple[int, ...]) -> tuple[int, ...]:
-        axis = batch_axis(shape, run_batch)
+        axis = next(it, None)
         return shape if axis is None else shape[:axis] + (-1,) + shape[axis + 1 :]
 
     return map_shapes(tree, mark)
@@ -65,7 +67,7 @@ def classic_rows(s: Summary) -> list[tuple[str, str, str]]:
     """(label, output shape, params) cells of the classic table, in call order."""
     rows = []
     for i, r in enumerate(s.leaf_layers, 1):
-        shape = format_tree(shown_shape(r.output_shapes, s.batch_size, s.run_batch_size)) if r.completed else "(failed here)"
+        shape = format_tree(shown_shape(r.output_shapes, r.output_batch_axes)) if r.completed else "(failed here)"
         rows.append((f"{r.type}-{i}", shape, _param_cell(r)))
     for g in s.other_params:
         where = "own params" if g.called else "not called"

@@ -41,6 +41,8 @@ class LayerRecord:
         kernel_shape: the module's ``kernel_size`` (convolutions, pooling), else ``None``.
         formula: how ``params`` arises, e.g. ``"128 × (3 × 4 × 4) + 128"``; ``None`` unless
             formulas were asked for.
+        input_batch_axes / output_batch_axes: when the batch is shown as ``-1``, the batch axis
+            of each tensor leaf in tree order (``None``: no batch axis); else ``()``.
     """
 
     index: int
@@ -64,6 +66,8 @@ class LayerRecord:
     unknown_ops: tuple[str, ...] = ()
     kernel_shape: tuple[int, ...] | None = None
     formula: str | None = None
+    input_batch_axes: tuple[int | None, ...] = ()
+    output_batch_axes: tuple[int | None, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +140,7 @@ class Summary:
     uninitialized: tuple[str, ...] = field(default_factory=tuple)
     total_macs: int | None = None
     unknown_ops: tuple[str, ...] = ()
+    input_batch_axes: tuple[int | None, ...] = ()
     _printed: bool = field(default=False, compare=False, repr=False)  # summary() printed it
 
     @property

@@ -33,8 +33,8 @@ class Column:
     align: str = "right"
 
 
-def _shape(tree: Any, s: Summary) -> str:
-    return "--" if tree is None else format_tree(shown_shape(tree, s.batch_size, s.run_batch_size))
+def _shape(tree: Any, axes: tuple) -> str:
+    return "--" if tree is None else format_tree(shown_shape(tree, axes))
 
 
 def _single(tree: Any) -> Any:
@@ -74,8 +74,8 @@ def _formula(r: LayerRecord, s: Summary, macs: dict) -> str:
 
 
 COLUMNS: dict[str, Column] = {
-    "input_shape": Column("Input shape", lambda r, s, m: _shape(_single(r.input_shapes), s)),
-    "output_shape": Column("Output shape", lambda r, s, m: _shape(r.output_shapes, s)),
+    "input_shape": Column("Input shape", lambda r, s, m: _shape(_single(r.input_shapes), r.input_batch_axes)),
+    "output_shape": Column("Output shape", lambda r, s, m: _shape(r.output_shapes, r.output_batch_axes)),
     "params": Column("Params", _params),
     "params_percent": Column(
         "Params (%)", lambda r, s, m: f"{100 * r.params / s.total_params:.2f}%" if s.total_params else "--"

@@ -50,23 +50,17 @@ class Call:
     matmul-class operators it ran that have no formula.
     """
 
-    __slots__ = ("module", "name", "parent", "args", "_inp", "_out", "macs", "unknown_ops", "call_index", "depth",
+    __slots__ = ("module", "name", "parent", "args", "inp", "out", "macs", "unknown_ops", "call_index", "depth",
                  "n_children")
 
     def __init__(self, raw: list) -> None:
-        self.module, self.name, self.parent, self.args, self._inp, self._out, self.macs, unknown = raw
+        self.module, self.name, self.parent, self.args, inp, out, self.macs, unknown = raw
+        self.inp: Described | None = _as_described(inp)
+        self.out: Described | None = _as_described(out)
         self.unknown_ops: tuple[str, ...] = tuple(dict.fromkeys(unknown)) if unknown else ()
         self.call_index = 1
         self.depth = 0
         self.n_children = 0
-
-    @property
-    def inp(self) -> Described | None:
-        return _as_described(self._inp)
-
-    @property
-    def out(self) -> Described | None:
-        return _as_described(self._out)
 
 
 def _as_described(raw: Any) -> Described | None:

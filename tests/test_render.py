@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 
@@ -63,11 +64,31 @@ def test_format_tree_forms():
     assert format_tree({"a": [(1,), {"b": (2,)}]}) == "{a: ([1], {b: [2]})}"
 
 
-def test_shown_shape_marks_only_the_batch_axis():
+def test_shown_shape_marks_the_given_axes():
     tree = [(2, 7, 10), [(1, 2, 10), (10, 16)]]
-    assert shown_shape(tree, -1, 2) == [(-1, 7, 10), [(1, -1, 10), (10, 16)]]
-    assert shown_shape(tree, 2, 2) == tree  # an explicit batch is shown as it is
-    assert shown_shape(tree, -1, None) == tree  # real input_data: shapes as they ran
+    assert shown_shape(tree, (0, 1, None)) == [(-1, 7, 10), [(1, -1, 10), (10, 16)]]
+    assert shown_shape(tree, ()) == tree  # explicit batch or real input_data: shapes as they ran
+
+
+@pytest.mark.parametrize(
+    "module, size, expected",
+    [
+        # 2 layers x 1 direction = 2 = the run batch: only a second run tells the axes apart
+        (nn.LSTM(8, 16, num_layers=2, batch_first=True), (5, 8), "([-1, 5, 16], ([2, -1, 16], [2, -1, 16]))"),
+        (nn.GRU(8, 16, bidirectional=True, batch_first=True), (5, 8), "([-1, 5, 32], [2, -1, 16])"),
+    ],
+    ids=["lstm-2-layers", "gru-bidirectional"],
+)
+def test_batch_axis_is_exact_when_sizes_collide(module, size, expected):
+    assert expected in str(summary(module, size, verbose=0))
+
+
+def test_batch_axis_not_marked_on_batch_free_tensors():
+    class Consts(nn.Module):
+        def forward(self, x):
+            return x.new_zeros(5, 2), x.new_zeros(2, 7), torch.nn.functional.linear(x, torch.zeros(2, 4))
+
+    assert "([5, 2], [2, 7], [-1, 2])" in str(summary(Consts(), (4,), verbose=0))
 
 
 def test_other_params_rows_and_shared_line():

@@ -23,13 +23,16 @@ def test_call_order_depth_and_parent():
 
 
 def test_user_hooks_survive_and_still_run():
-    model = nn.Linear(2, 2)
+    model = nn.Linear(4, 3)  # [2, 4] -> [2, 3]: the batch axis is plain, so one forward runs
     seen = []
     model.register_forward_hook(lambda m, a, o: seen.append("local"))
     handle = module_globals.register_module_forward_hook(lambda m, a, o: seen.append("global"))
     try:
-        summary(model, (2,), verbose=0)
+        summary(model, (4,), verbose=0)
         assert seen == ["global", "local"]
+        seen.clear()
+        summary(nn.Sequential(model, nn.Linear(3, 2)), (4,), verbose=0)  # [2, 2] is ambiguous:
+        assert seen.count("local") == 2  # a second forward settled the batch axis
         assert len(model._forward_hooks) == 1 and len(module_globals._global_forward_hooks) == 1
     finally:
         handle.remove()

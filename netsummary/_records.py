@@ -1,0 +1,157 @@
+"""Records: freeze the tracer's calls into LayerRecords and count parameters, into a Summary.
+
+Counting is one pass over the model's modules (:class:`~netsummary._count.ParamStats`); byte and
+MAC figures are for the batch as shown (one sample when the batch is shown as ``-1``), using the
+batch axes of :mod:`netsummary._batch`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._batch import BatchAxes, per_shown_batch
+from ._count import ParamStats
+from ._formula import param_formula
+from ._inputs import ForwardInputs
+from ._structure import Described, describe
+from ._summary import LayerRecord, ParamGroup, Summary
+from ._trace import Tracer
+
+_DTYPE_NAMES: dict[torch.dtype, str] = {}
+
+
+def dtype_names(d: Described | None) -> tuple[str, ...]:
+    """``("float32", "int64")``: dtype names without the ``torch.`` prefix."""
+    if d is None:
+        return ()
+    names = _DTYPE_NAMES
+    return tuple(names.get(t) or names.setdefault(t, str(t).removeprefix("torch.")) for t in d.dtypes)
+
+
+def build_summary(
+    model: nn.Module,
+    named: list[tuple[str, nn.Module]],
+    tracer: Tracer,
+    inputs: ForwardInputs,
+    dev: torch.device,
+    mode: str,
+    complete: bool,
+    count_macs: bool,
+    formulas: bool,
+    axes: BatchAxes,
+) -> Summary:
+    """Freeze the tracer's calls into records and count parameters in one pass over the model."""
+    stats = ParamStats(named)
+    b = inputs.batch_size
+    rb = axes.run_batch  # set only when the batch is shown as -1: figures are then per sample
+    per_sample = rb or 1
+    total_macs = 0
+    unknown: dict[str, None] = {}
+    counted: set[int] = set()  # parameter ids already shown in an earlier leaf row
+    layers: list[LayerRecord] = []
+    called: set[int] = set()
+    output_bytes = 0
+    for i, c in enumerate(tracer.calls):
+        called.add(id(c.module))
+        inp, out = c.inp, c.out
+        ids = stats.ids_of(c.module)
+        counts = stats.count(ids)
+        leaf = c.n_children == 0
+        shared = 0
+        call_macs = None
+        if count_macs:
+            unknown.update(dict.fromkeys(c.unknown_ops))
+            total_macs += c.macs
+            call_macs = None if c.unknown_ops else c.macs // per_sample
+        in_axes, out_axes = axes.of_call(i, c.module, inp, out)
+        call_bytes = 0 if out is None else per_shown_batch(out, out_axes, rb)
+        if leaf:
+            if not counted.isdisjoint(ids):
+                shared = stats.count(ids & counted).numel
+            counted |= ids
+            output_bytes += call_bytes
+        layers.append(
+            LayerRecord(
+                index=i,
+                name=c.name,
+                type=type(c.module).__name__,
+                call_index=c.call_index,
+                depth=c.depth,
+                parent=None if c.parent < 0 else c.parent,
+                is_leaf=leaf,
+                input_shapes=None if inp is None else inp.tree,
+                output_shapes=None if out is None else out.tree,
+                input_batch_axes=in_axes,
+                output_batch_axes=out_axes,
+                input_dtypes=dtype_names(inp),
+                output_dtypes=dtype_names(out),
+                output_bytes=call_bytes,
+                params=counts.numel,
+                trainable_params=counts.trainable,
+                param_bytes=counts.nbytes,
+                shared_params=shared,
+                completed=out is not None,
+                macs=call_macs,
+                unknown_ops=c.unknown_ops,
+                kernel_shape=_kernel_shape(c.module),
+                formula=param_formula(c.module).text if formulas and leaf else None,
+            )
+        )
+    # the forward's inputs: positional arguments, then a dict of the keyword ones (names kept)
+    in_desc = describe([*inputs.args, inputs.kwargs] if inputs.kwargs else list(inputs.args))
+    in_axes = axes.of_inputs(in_desc, len(inputs.args))
+    totals = stats.params
+    return Summary(
+        model_type=type(model).__name__,
+        layers=tuple(layers),
+        other_params=_other_params(model, stats, counted, called, formulas),
+        total_params=totals.numel,
+        trainable_params=totals.trainable,
+        non_trainable_params=totals.numel - totals.trainable,
+        param_bytes=totals.nbytes,
+        buffer_count=stats.buffers.numel,
+        buffer_bytes=stats.buffers.nbytes,
+        input_bytes=per_shown_batch(in_desc, in_axes, rb),
+        output_bytes=output_bytes,
+        input_shapes=in_desc.tree,
+        input_dtypes=dtype_names(in_desc),
+        input_batch_axes=in_axes,
+        batch_size=b,
+        run_batch_size=inputs.run_batch,
+        device=str(dev),
+        mode=mode,
+        complete=complete,
+        uninitialized=tuple(stats.uninitialized),
+        total_macs=total_macs // per_sample if count_macs else None,
+        unknown_ops=tuple(unknown),
+    )
+
+
+def _kernel_shape(module: nn.Module) -> tuple[int, ...] | None:
+    k = module.__dict__.get("kernel_size")
+    if k is None:
+        return None
+    return tuple(k) if isinstance(k, (tuple, list)) else (int(k),)
+
+
+def _other_params(
+    model: nn.Module, stats: ParamStats, counted: set[int], called: set[int], formulas: bool
+) -> tuple[ParamGroup, ...]:
+    """Parameters no leaf row shows, grouped by owning module, so that rows add up to the totals."""
+    groups: dict[str, list[int]] = {}
+    for pid, owner in stats.owner.items():
+        if pid not in counted:
+            groups.setdefault(owner, []).append(pid)
+    out = []
+    for name, ids in groups.items():
+        module = model.get_submodule(name) if name else model
+        c = stats.count(ids)
+        text = None
+        if formulas:  # the tensors' own shapes, e.g. "temperature[1]"
+            own = {id(p): n for n, p in module._parameters.items() if p is not None}
+            text = " + ".join(f"{own[i]}[{', '.join(map(str, stats.shape(i)))}]" for i in ids)
+        out.append(ParamGroup(name, type(module).__name__, c.numel, c.trainable, c.nbytes, id(module) in called, text))
+    return tuple(out)
+
+
