@@ -16,6 +16,8 @@ GOLDEN = Path(__file__).parent / "golden"
 _HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 _GLOBAL_HOOK_DICTS = (
     "_global_forward_hooks",
+    "_global_forward_hooks_with_kwargs",
+    "_global_forward_hooks_always_called",
     "_global_forward_pre_hooks",
     "_global_backward_hooks",
     "_global_backward_pre_hooks",
@@ -55,8 +57,9 @@ def snapshot(model: nn.Module) -> dict:
         "training": [(n, m.training) for n, m in model.named_modules()],
         "requires_grad": [(n, p.requires_grad) for n, p in model.named_parameters()],
         "grad": [(n, id(p.grad)) for n, p in model.named_parameters()],
-        "hooks": [(n, [len(getattr(m, h)) for h in _HOOK_DICTS]) for n, m in model.named_modules()],
-        "global_hooks": [len(getattr(module_globals, h)) for h in _GLOBAL_HOOK_DICTS],
+        # hook handle ids, per module and per dict: the same count and the very same hooks
+        "hooks": [(n, [tuple(getattr(m, h)) for h in _HOOK_DICTS]) for n, m in model.named_modules()],
+        "global_hooks": [tuple(getattr(module_globals, h)) for h in _GLOBAL_HOOK_DICTS],
         "rng": torch.get_rng_state(),
         "py_rng": random.getstate(),
         "grad_enabled": torch.is_grad_enabled(),

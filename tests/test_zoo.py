@@ -5,76 +5,24 @@ Expected numbers never come from netsummary itself: torchvision's published
 transformers' ``model.num_parameters()`` and config sizes, and
 ``sum(p.numel() for p in model.parameters())``.
 
-Every test also checks that the summary leaves the model as it found it (see
-:func:`model_state` / :func:`assert_same_state`).
+Every test also checks that the summary leaves the model as it found it (conftest's
+:func:`snapshot` / :func:`assert_unchanged`).
 """
 
 from __future__ import annotations
 
-import random
-
 import pytest
 import torch
 from torch import nn
-from torch.nn.modules import module as module_globals
 
 import zoo
+from conftest import assert_unchanged, snapshot
 from netsummary import ForwardError, summary
 
 pytestmark = pytest.mark.zoo
 
 # The documented contract of summary(): batch_size=-1 runs a batch of 2 and shows it as -1.
 RUN_BATCH = 2
-
-_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
-_GLOBAL_HOOK_DICTS = (
-    "_global_forward_hooks",
-    "_global_forward_pre_hooks",
-    "_global_backward_hooks",
-    "_global_backward_pre_hooks",
-)
-
-
-# ------------------------------------------------------------------ model state snapshot
-
-
-def model_state(model: nn.Module) -> dict:
-    """What a summary must leave untouched: tensors (values unless on meta), flags, hooks, RNG, grad mode.
-
-    Tensor values are cloned, so a later in-place change is caught; on the meta device only the
-    structure (identity, shape, dtype, device) can be compared.
-    """
-    tensors = {}
-    for name, t in model.state_dict(keep_vars=True).items():
-        value = None if t.device.type == "meta" else t.detach().clone()
-        tensors[name] = (t, tuple(t.shape), t.dtype, t.device, value)
-    return {
-        "tensors": tensors,
-        "training": [(n, m.training) for n, m in model.named_modules()],
-        "requires_grad": [(n, p.requires_grad) for n, p in model.named_parameters()],
-        "grad_is_none": [(n, p.grad is None) for n, p in model.named_parameters()],
-        # hook handle ids, per module and per hook dict: same count and the very same hooks
-        "hooks": [(n, [tuple(getattr(m, h)) for h in _HOOK_DICTS]) for n, m in model.named_modules()],
-        "global_hooks": [tuple(getattr(module_globals, h)) for h in _GLOBAL_HOOK_DICTS],
-        "rng": torch.get_rng_state(),
-        "py_rng": random.getstate(),
-        "grad_enabled": torch.is_grad_enabled(),
-    }
-
-
-def assert_same_state(before: dict, model: nn.Module) -> None:
-    after = model_state(model)
-    for key in ("training", "requires_grad", "grad_is_none", "hooks", "global_hooks", "py_rng", "grad_enabled"):
-        assert after[key] == before[key], f"{key} changed"
-    assert torch.equal(after["rng"], before["rng"]), "global torch RNG state changed"
-    assert list(after["tensors"]) == list(before["tensors"]), "state_dict keys changed"
-    for name, (t, shape, dtype, device, value) in before["tensors"].items():
-        a_t, a_shape, a_dtype, a_device, _ = after["tensors"][name]
-        assert a_t is t, f"{name}: tensor object replaced"
-        assert (a_shape, a_dtype, a_device) == (shape, dtype, device), f"{name}: shape/dtype/device changed"
-        if value is not None:
-            assert torch.equal(a_t.detach(), value), f"{name}: values changed"
-
 
 def test_state_helper_detects_changes() -> None:
     """The helper is not vacuous: a raw train-mode forward, a flag, a hook or the RNG is noticed."""
@@ -87,10 +35,10 @@ def test_state_helper_detects_changes() -> None:
         lambda: torch.rand(1),
     ]
     for change in changes:
-        before = model_state(model)
+        before = snapshot(model)
         change()
         with pytest.raises(AssertionError):
-            assert_same_state(before, model)
+            assert_unchanged(before, model)
 
 
 def assert_rows_reconcile(s) -> None:
@@ -122,11 +70,11 @@ def _num_classes(case: zoo.VisionCase) -> int:
 @pytest.mark.parametrize("case", VISION, ids=lambda c: c.id)
 def test_vision_meta(case: zoo.VisionCase) -> None:
     model = case.build(device="meta")
-    before = model_state(model)
+    before = snapshot(model)
 
     s = summary(model, case.input_size, verbose=0)
 
-    assert_same_state(before, model)
+    assert_unchanged(before, model)
     assert s.device == "meta"
     assert s.total_params == case.num_params  # torchvision's published number
     assert s.total_params == zoo.count_params(model)
@@ -153,13 +101,13 @@ def test_vision_cpu_values_untouched(case: zoo.VisionCase, mode: str) -> None:
     """A model left in train mode; mode="train"/"same" run BatchNorm in training (running stats
     and num_batches_tracked move during the forward) and must be restored bit for bit."""
     model = case.build("cpu").train()
-    before = model_state(model)
+    before = snapshot(model)
     assert all(flag for _, flag in before["training"])
-    assert all(none for _, none in before["grad_is_none"])
+    assert all(p.grad is None for p in model.parameters())
 
     s = summary(model, case.input_size, mode=mode, verbose=0)
 
-    assert_same_state(before, model)
+    assert_unchanged(before, model)
     assert all(p.grad is None for p in model.parameters())
     assert s.device == "cpu" and s.mode == mode
     assert s.total_params == case.num_params
@@ -202,11 +150,11 @@ def test_transformers_cpu(case: zoo.TransformersCase, mode: str) -> None:
     expected_total = case.expected_num_params(model)
     assert expected_total == zoo.count_params(model)
     data_before = {k: v.clone() for k, v in data.items()}
-    before = model_state(model)
+    before = snapshot(model)
 
     s = summary(model, input_data=data, mode=mode, verbose=0)  # train: dropout draws from the RNG
 
-    assert_same_state(before, model)
+    assert_unchanged(before, model)
     assert all(p.grad is None for p in model.parameters())
     assert all(torch.equal(data[k], v) for k, v in data_before.items())
     assert s.total_params == expected_total
@@ -255,12 +203,12 @@ def test_gpt2_cpu_model_summarized_on_meta() -> None:
     # (masking_utils.find_packed_sequence_indices) calls .all() on a tensor, which no meta
     # forward can do (see test_gpt2_on_meta_without_attention_mask).
     data["attention_mask"] = torch.ones_like(data["input_ids"])
-    before = model_state(model)
+    before = snapshot(model)
 
     on_cpu = summary(model, input_data=data, verbose=0)
-    assert_same_state(before, model)
+    assert_unchanged(before, model)
     on_meta = summary(model, input_data=data, device="meta", verbose=0)
-    assert_same_state(before, model)
+    assert_unchanged(before, model)
 
     assert on_meta.device == "meta" and on_cpu.device == "cpu"
     assert all(t.device.type == "cpu" for t in model.state_dict().values())
@@ -280,7 +228,7 @@ def test_gpt2_on_meta_without_attention_mask() -> None:
     says so; the CPU model is untouched in both cases."""
     case = _gpt2_case()
     model, data = case.build()
-    before = model_state(model)
+    before = snapshot(model)
     try:
         s = summary(model, input_data=data, device="meta", verbose=0)
     except ForwardError as err:
@@ -290,4 +238,4 @@ def test_gpt2_on_meta_without_attention_mask() -> None:
     else:
         assert s.total_params == case.expected_num_params(model)
         assert root(s).output_shapes["logits"] == _expected_root_shapes(model, data)["logits"]
-    assert_same_state(before, model)
+    assert_unchanged(before, model)
