@@ -8,12 +8,14 @@
 """
 
 from ._api import summary
-from ._errors import DeviceError, ForwardError, InputSpecError, InputTypeError, NetsummaryError
+from ._budget import Violation, assert_within_budget, check_budget
+from ._errors import BudgetExceeded, DeviceError, ForwardError, InputSpecError, InputTypeError, NetsummaryError
 from ._summary import LayerRecord, ParamGroup, Summary
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BudgetExceeded",
     "DeviceError",
     "ForwardError",
     "InputSpecError",
@@ -22,6 +24,9 @@ __all__ = [
     "NetsummaryError",
     "ParamGroup",
     "Summary",
+    "Violation",
     "__version__",
+    "assert_within_budget",
+    "check_budget",
     "summary",
 ]

@@ -6,10 +6,17 @@ The hierarchy::
     ├── InputSpecError(ValueError)       input_size / dtypes / batch_size / input_data / mode are invalid
     │   └── InputTypeError(TypeError)    ... because a value has the wrong Python type
     ├── DeviceError(ValueError)          unknown device, CUDA missing, model lives on another device
-    └── ForwardError(RuntimeError)       the model's own forward raised; chained to the user's error
+    ├── ForwardError(RuntimeError)       the model's own forward raised; chained to the user's error
+    ├── CheckpointError(ValueError)      a checkpoint file is missing, not a checkpoint, or not weights-only
+    ├── MissingDependencyError(ImportError)  an optional package (safetensors) is needed and missing
+    ├── TargetError(ValueError)          a command-line target ``file.py:NAME`` / ``pkg.mod:NAME`` cannot
+    │                                    be loaded or built into an nn.Module
+    ├── ConfigError(ValueError)          an invalid ``[tool.netsummary]`` table; the message names the key
+    └── BudgetExceeded(AssertionError)   ``assert_within_budget``: one line per violated budget
 
-Every error is raised before the model's forward runs, except :class:`ForwardError`. Messages say
-what was expected, what was received, and where; the offending object is kept on the exception.
+Every error of ``summary()`` is raised before the model's forward runs, except :class:`ForwardError`.
+Messages say what was expected, what was received, and where; the offending object is kept on the
+exception.
 """
 
 from __future__ import annotations
@@ -60,3 +67,47 @@ class ForwardError(NetsummaryError, RuntimeError):
         self.module_name = module_name
         self.module_type = module_type
         self.partial = partial
+
+
+class CheckpointError(NetsummaryError, ValueError):
+    """A checkpoint file is missing, unreadable, not a checkpoint, or not weights-only.
+    ``.path`` holds the path."""
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class MissingDependencyError(NetsummaryError, ImportError):
+    """An optional dependency (``safetensors``) is needed for this file and is not installed."""
+
+
+class TargetError(NetsummaryError, ValueError):
+    """A command-line target (``path/to/file.py:NAME`` or ``package.module:NAME``) cannot be loaded:
+    the file or module is missing or fails to import, NAME is missing or is not an ``nn.Module``
+    class, factory or instance, or building the model raised (chained to that error).
+    ``.target`` holds the target text."""
+
+    def __init__(self, message: str, target: str | None = None) -> None:
+        super().__init__(message)
+        self.target = target
+
+
+class ConfigError(NetsummaryError, ValueError):
+    """The ``[tool.netsummary]`` table of a ``pyproject.toml`` is invalid, or cannot be read.
+    The message starts with the file and the full key (``tool.netsummary.models.gan.max-params``);
+    ``.key`` holds that key (``None`` for a file-level problem)."""
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class BudgetExceeded(NetsummaryError, AssertionError):
+    """Raised by :func:`~netsummary.assert_within_budget`: the message has one line per violated
+    budget, e.g. ``discriminator: total params 11,038,081 > budget 10,000,000 (+10.4%)``;
+    ``.violations`` holds the :class:`~netsummary._budget.Violation` records."""
+
+    def __init__(self, message: str, violations: tuple = ()) -> None:
+        super().__init__(message)
+        self.violations = tuple(violations)

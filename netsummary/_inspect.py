@@ -41,24 +41,11 @@ from typing import Any
 import torch
 from tabulate import SEPARATING_LINE, tabulate
 
-from ._errors import InputSpecError, NetsummaryError
+from ._errors import CheckpointError, InputSpecError, MissingDependencyError
 from ._units import format_bytes, format_count
 
 __all__ = ["CheckpointError", "CheckpointSummary", "MissingDependencyError", "PrefixRow", "TensorEntry",
            "inspect_checkpoint"]
-
-
-class CheckpointError(NetsummaryError, ValueError):
-    """A checkpoint file is missing, unreadable, not a checkpoint, or not weights-only.
-    ``.path`` holds the path."""
-
-    def __init__(self, message: str, path: str | None = None) -> None:
-        super().__init__(message)
-        self.path = path
-
-
-class MissingDependencyError(NetsummaryError, ImportError):
-    """An optional dependency (``safetensors``) is needed for this file and is not installed."""
 
 
 # safetensors header dtype -> (torch dtype name, bits per element). The bits are only used where

@@ -1,0 +1,187 @@
+"""Load a command-line target into an ``nn.Module``: ``path/to/file.py:NAME`` or ``package.module:NAME``.
+
+NAME (a dotted attribute path such as ``Models.build`` is allowed) may be
+
+* an ``nn.Module`` subclass: instantiated as ``NAME(**kwargs)``;
+* a factory function (any other callable): called as ``NAME(**kwargs)``, it must return an
+  ``nn.Module``;
+* an ``nn.Module`` instance: used as it is (``kwargs`` must then be empty).
+
+A file is imported by its path under a private module name; its directory is on ``sys.path``
+only while it is imported, so that it can import its neighbours. A module name is imported with
+``base_dir`` (the current directory, or the config file's) on ``sys.path`` likewise.
+
+Every problem is a :class:`~netsummary._errors.TargetError` with a one-line message: a file or
+module that does not exist or fails to import, a missing NAME (the message lists names that do
+exist), a NAME that is not a module, class or factory, a factory that returns something else, a
+constructor that raises (chained to that error).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import os
+import re
+import sys
+import traceback
+from collections.abc import Iterator
+from types import ModuleType
+from typing import Any
+
+import torch
+from torch import nn
+
+from ._errors import TargetError
+from ._inputs import resolve_device
+
+_FORM = "expected path/to/file.py:NAME or package.module:NAME (e.g. examples/discriminator.py:discriminator)"
+
+
+def split_target(target: str) -> tuple[str, str]:
+    """``"models/gan.py:Net"`` -> ``("models/gan.py", "Net")``; splits at the last colon.
+
+    >>> split_target("examples/discriminator.py:discriminator")
+    ('examples/discriminator.py', 'discriminator')
+    >>> split_target("torchvision.models:resnet18")
+    ('torchvision.models', 'resnet18')
+
+    Raises:
+        TargetError: no colon, or an empty part.
+    """
+    where, colon, name = target.rpartition(":")
+    if not colon or not where or not name.strip():
+        raise TargetError(f"invalid target {target!r}: {_FORM}", target)
+    return where, name.strip()
+
+
+def is_file_target(where: str) -> bool:
+    """A path (ends in ``.py`` or contains a path separator) rather than a module name."""
+    return where.endswith(".py") or "/" in where or os.sep in where
+
+
+def load_target(target: str, kwargs: dict[str, Any] | None = None, base_dir: str = ".",
+                device: str | torch.device | None = None) -> nn.Module:
+    """Import ``target`` and return the ``nn.Module`` it names, built with ``kwargs``.
+
+    ``base_dir`` anchors a relative file path and is on ``sys.path`` while a module is imported.
+    A class or factory is built under ``with torch.device(device)`` when ``device`` is given, so
+    ``"meta"`` builds a model without allocating its weights.
+
+    Raises:
+        TargetError: see the module docstring.
+        DeviceError: ``device`` is unknown or unavailable (checked before the model is built).
+    """
+    where, name = split_target(target)
+    module = _import_file(target, where, base_dir) if is_file_target(where) else _import_module(target, where, base_dir)
+    obj: Any = module
+    for i, part in enumerate(name.split(".")):
+        if not hasattr(obj, part):
+            owner = where if i == 0 else f"{where}:{'.'.join(name.split('.')[:i])}"
+            raise TargetError(f"invalid target {target!r}: {owner} has no attribute {part!r}{_known(obj)}", target)
+        obj = getattr(obj, part)
+    return _build(target, name, obj, kwargs or {}, device)
+
+
+def _known(obj: Any) -> str:
+    """``"; it defines: Net, build_model"``: the modules, classes and callables a file defines."""
+    names = [n for n, v in vars(obj).items() if not n.startswith("_") and (
+        isinstance(v, nn.Module) or (callable(v) and getattr(v, "__module__", None) == getattr(obj, "__name__", None)))]
+    if not names:
+        return ""
+    more = f", ... ({len(names)} in all)" if len(names) > 8 else ""
+    return f"; it defines: {', '.join(names[:8])}{more}"
+
+
+@contextlib.contextmanager
+def _on_path(directory: str) -> Iterator[None]:
+    """``directory`` first on ``sys.path`` for the block only (removed after, even on error)."""
+    sys.path.insert(0, directory)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(directory)
+
+
+def _import_file(target: str, where: str, base_dir: str) -> ModuleType:
+    path = os.path.abspath(os.path.join(base_dir, where))
+    if not os.path.exists(path):
+        raise TargetError(f"invalid target {target!r}: no such file {path}", target)
+    if os.path.isdir(path) or not path.endswith(".py"):
+        raise TargetError(f"invalid target {target!r}: {path} is not a Python file (.py); {_FORM}", target)
+    stem = re.sub(r"\W", "_", os.path.basename(path)[:-3])
+    module_name = f"_netsummary_target_{stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    assert spec is not None and spec.loader is not None  # a .py path always has a source loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # dataclasses and pickling look the module up by name
+    try:
+        with _on_path(os.path.dirname(path)):
+            spec.loader.exec_module(module)
+    except BaseException as err:
+        sys.modules.pop(module_name, None)
+        if not isinstance(err, Exception):
+            raise
+        hint = ""
+        if isinstance(err, ImportError) and "relative import" in str(err):
+            hint = "; a file inside a package is imported by module name: package.module:NAME"
+        raise TargetError(f"cannot import {where}: {_where_failed(err, path)}{hint}", target) from err
+    return module
+
+
+def _import_module(target: str, where: str, base_dir: str) -> ModuleType:
+    try:
+        with _on_path(os.path.abspath(base_dir)):
+            return importlib.import_module(where)
+    except ModuleNotFoundError as err:
+        if err.name and where.startswith(err.name) and (where == err.name or where[len(err.name)] == "."):
+            raise TargetError(f"invalid target {target!r}: no module named {err.name!r} (a file path needs "
+                              "its .py suffix, e.g. models/net.py:Net)", target) from err
+        raise TargetError(f"cannot import {where}: {_where_failed(err, None)}", target) from err
+    except Exception as err:
+        raise TargetError(f"cannot import {where}: {_where_failed(err, None)}", target) from err
+
+
+def _where_failed(err: Exception, path: str | None) -> str:
+    """``"line 3: NameError: name 'x' is not defined"``: the error and the line of the user's
+    file (or the innermost frame) where it was raised, on one line."""
+    text = _one_line(err)
+    if isinstance(err, SyntaxError):
+        return f"line {err.lineno}: SyntaxError: {err.msg}"
+    frames = traceback.extract_tb(err.__traceback__)
+    own = [f for f in frames if path is not None and os.path.abspath(f.filename) == path]
+    frame = (own or frames or [None])[-1]
+    at = "" if frame is None else f"line {frame.lineno}: " if own else f"{frame.filename}, line {frame.lineno}: "
+    return f"{at}{type(err).__name__}: {text}"
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or "(no message)"
+
+
+def _build(target: str, name: str, obj: Any, kwargs: dict[str, Any], device: Any) -> nn.Module:
+    if isinstance(obj, nn.Module):
+        if kwargs:
+            raise TargetError(f"invalid target {target!r}: {name} is an nn.Module instance, so it takes no "
+                              f"--kwargs (they apply to a class or factory); got {sorted(kwargs)}", target)
+        return obj
+    if isinstance(obj, type) and not issubclass(obj, nn.Module):
+        raise TargetError(f"invalid target {target!r}: {name} is the class {obj.__name__}, which is not a "
+                          "torch.nn.Module subclass", target)
+    if not callable(obj):
+        raise TargetError(f"invalid target {target!r}: {name} is a {type(obj).__name__}; expected an nn.Module "
+                          "subclass, a factory function returning one, or an nn.Module instance", target)
+    call = f"{name}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})"
+    where = contextlib.nullcontext() if device is None else resolve_device([], device)  # DeviceError if unknown
+    try:
+        with where:
+            model = obj(**kwargs)
+    except Exception as err:
+        raise TargetError(f"cannot build the model: {call} raised {type(err).__name__}: {_one_line(err)}",
+                          target) from err
+    if not isinstance(model, nn.Module):
+        raise TargetError(f"invalid target {target!r}: the factory {call} returned a {type(model).__name__}, "
+                          "expected a torch.nn.Module", target)
+    return model
