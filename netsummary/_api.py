@@ -13,14 +13,14 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.nn.parameter import is_lazy
 from torch.utils import _pytree as pytree
 
-from ._errors import InputTypeError
-from ._guard import ModelGuard
 from ._batch import BatchAxes, ambiguous
+from ._errors import InputTypeError
 from ._failure import failed_inputs, forward_error
-from ._inputs import ForwardInputs, build_inputs, check_mode, make_inputs, resolve_device
-from ._records import build_summary
-from ._model import check_forward_kwargs, eager_module, has_lazy, shape_only_copy
 from ._formats import render, resolve_format
+from ._guard import ModelGuard
+from ._inputs import ForwardInputs, build_inputs, check_mode, make_inputs, resolve_device
+from ._model import check_forward_kwargs, eager_module, has_lazy, shape_only_copy
+from ._records import build_summary
 from ._summary import Summary
 from ._trace import Tracer
 

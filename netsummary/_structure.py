@@ -105,29 +105,6 @@ def _walk(value: Any, dtypes: list, shapes: list, sizes: list, depth: int) -> Sh
     return type(value).__name__
 
 
-def tensors_in(value: Any) -> list[torch.Tensor]:
-    """Every tensor inside ``value``, in the order :func:`describe` lists them."""
-    found: list[torch.Tensor] = []
-    _collect(value, found, 0)
-    return found
-
-
-def _collect(value: Any, found: list, depth: int) -> None:
-    if isinstance(value, _Tensor):
-        found.append(value)
-    elif depth <= _MAX_DEPTH:
-        if isinstance(value, dict):
-            children = list(value.values())
-        elif isinstance(value, (list, tuple)):
-            children = list(value)
-        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-            children = [getattr(value, f.name) for f in dataclasses.fields(value)]
-        else:
-            return
-        for c in children:
-            _collect(c, found, depth + 1)
-
-
 def batch_axis(shape: tuple[int, ...], run_batch: int) -> int | None:
     """The axis shown as the batch (``-1``): the first axis whose size equals the run batch.
 
