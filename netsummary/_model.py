@@ -19,7 +19,8 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.parameter import UninitializedBuffer, UninitializedParameter, is_lazy
+from torch.nn.modules.lazy import LazyModuleMixin
+from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 
 from ._errors import InputSpecError
 
@@ -32,7 +33,8 @@ def eager_module(model: nn.Module) -> nn.Module:
 
 
 def has_lazy(named: list[tuple[str, nn.Module]]) -> bool:
-    return any(is_lazy(t) for _, m in named for t in (*m._parameters.values(), *m._buffers.values()) if t is not None)
+    """Whether a lazy module (``nn.LazyLinear``, ...) still has unmaterialized tensors."""
+    return any(isinstance(m, LazyModuleMixin) and m.has_uninitialized_params() for _, m in named)
 
 
 def shape_only_copy(model: nn.Module) -> nn.Module:
