@@ -116,6 +116,9 @@ def summary(
         raise InputTypeError(f"print_fn: expected a callable such as print or logger.info, got {print_fn!r}", print_fn)
     if not isinstance(verbose, int):
         raise InputTypeError(f"verbose: expected 0 (silent) or 1 (print the table), got {verbose!r}", verbose)
+    for name, flag in (("macs", macs), ("formulas", formulas)):
+        if flag is not None and not isinstance(flag, bool):
+            raise InputTypeError(f"{name}: expected True, False or None (automatic), got {flag!r}", flag)
     mode = check_mode(mode)
     shown_format = resolve_format(format, depth, columns)
     if formulas is None:
@@ -132,8 +135,9 @@ def summary(
     inputs = build_inputs(model, dev, input_size, input_data, dtypes, batch_size, kwargs)
     check_forward_kwargs(model, inputs.kwargs, given_by_name=isinstance(input_data, dict))
 
+    shown_batch = inputs.run_batch if inputs.batch_size == -1 else None  # figures per sample
     tracer = Tracer(model, named, count_macs=bool(macs))
-    axes = BatchAxes(None)
+    axes = BatchAxes(shown_batch)  # the probe below refines it after a successful forward
     error: Exception | None = None
     with _gc_paused(), ModelGuard(model, [m for _, m in named]):
         if mode != "same":
@@ -147,7 +151,7 @@ def summary(
             failed = tracer.failing_call()
             received = failed_inputs(failed, err) if failed is not None else None
         else:
-            if inputs.batch_size == -1 and inputs.run_batch is not None:
+            if shown_batch is not None:
                 with grad, _fast_paths_off():
                     axes = _batch_axes(model, named, inputs, tracer, dev)
         # the guard restores the model before anything else happens
@@ -155,7 +159,8 @@ def summary(
     with _gc_paused():
         result = build_summary(model, named, tracer, inputs, dev, mode, error is None, bool(macs), formulas, axes)
     if error is not None:
-        raise forward_error(error, failed, received, result) from error
+        shown = "tree" if shown_format in ("json", "csv") else shown_format  # a report is for reading
+        raise forward_error(error, failed, received, result, lambda p: render(p, shown, depth, columns)) from error
     if verbose and print_fn is not None and _is_rank_zero():
         print_fn(render(result, shown_format, depth, columns))
         object.__setattr__(result, "_printed", True)

@@ -106,7 +106,10 @@ def _record_from_dict(cls: type, data: dict[str, Any]) -> Any:
         elif f.name in _TUPLE_FIELDS and value is not None:
             value = tuple(value)
         kwargs[f.name] = value
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except TypeError as err:
+        raise InputSpecError(f"not a complete netsummary {cls.__name__} record: {err}", data) from None
 
 
 def to_dict(s: Summary) -> dict[str, Any]:
@@ -152,7 +155,10 @@ def from_dict(data: dict[str, Any]) -> Summary:
         elif f.name in _TUPLE_FIELDS:
             value = tuple(value)
         kwargs[f.name] = value
-    return Summary(**kwargs)
+    try:
+        return Summary(**kwargs)
+    except TypeError as err:  # a required field missing
+        raise InputSpecError(f"not a complete netsummary summary: {err}", data) from None
 
 
 def to_json(s: Summary) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import traceback
+from collections.abc import Callable
 
 from torch import nn
 
@@ -30,7 +31,14 @@ def failed_inputs(call: Call, err: BaseException) -> str:
     return ", ".join(f"{n}={p}" for n, p in zip(names, parts)) or "no arguments"
 
 
-def forward_error(err: Exception, failed: Call | None, received: str | None, partial: Summary) -> ForwardError:
+def forward_error(
+    err: Exception,
+    failed: Call | None,
+    received: str | None,
+    partial: Summary,
+    render: Callable[[Summary], str] = render_classic,
+) -> ForwardError:
+    """netsummary's error for a failed forward: where, what it received, hints, the partial table."""
     if failed is None:  # raised before any of the model's modules ran (or in the root's hooks)
         name, kind = "", partial.model_type
         where = f"the forward of {kind}"
@@ -47,5 +55,5 @@ def forward_error(err: Exception, failed: Call | None, received: str | None, par
                      "(.item(), data-dependent branches) cannot run; summarize on the model's own device")
     done = sum(1 for r in partial.layers if r.completed)
     lines.append(f"  {done} module call(s) completed before the failure; partial summary:")
-    lines.append(render_classic(partial))
+    lines.append(render(partial))
     return ForwardError("\n".join(lines), name, kind, partial)

@@ -43,7 +43,7 @@ def resolve_format(format: Any, depth: Any, columns: Any) -> str:
         check_columns(columns)
     if format is None:
         return "tree" if depth is not None or columns is not None else "classic"
-    if format not in FORMATS:
+    if not isinstance(format, str) or format not in FORMATS:
         raise InputSpecError(f"format: unknown format {format!r}; valid formats are {', '.join(FORMATS)}", format)
     if format == "classic" and (depth is not None or columns is not None):
         raise InputSpecError("depth and columns apply to the tree formats (tree, markdown, html), not to "

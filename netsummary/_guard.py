@@ -131,7 +131,7 @@ class ModelGuard:
                 # Native kernels (BatchNorm's running stats) update buffers without bumping
                 # their version counter, so compare values.
                 if keep is not None and not torch.equal(b, keep):
-                    b.copy_(keep)
+                    b.data.copy_(keep)  # through .data: no version bump for a saved graph to trip on
         self._rng.restore()
 
 

@@ -62,8 +62,8 @@ def build_summary(
         call_macs = None
         if count_macs:
             unknown.update(dict.fromkeys(c.unknown_ops))
-            total_macs += c.macs
-            call_macs = None if c.unknown_ops else c.macs // per_sample
+            call_macs = c.macs // per_sample  # the run's MACs shared out per sample
+            total_macs += call_macs
         in_axes, out_axes = axes.of_call(i, c.module, inp, out)
         call_bytes = 0 if out is None else per_shown_batch(out, out_axes, rb)
         if leaf:
@@ -123,7 +123,7 @@ def build_summary(
         mode=mode,
         complete=complete,
         uninitialized=tuple(stats.uninitialized),
-        total_macs=total_macs // per_sample if count_macs else None,
+        total_macs=total_macs if count_macs else None,
         unknown_ops=tuple(unknown),
     )
 

@@ -36,8 +36,9 @@ class LayerRecord:
             counted (the same module called again, or a tied weight); totals count them once.
         completed: ``False`` for a call that raised (only in a failed summary's partial data).
         macs: multiply-accumulates of the operators this call ran itself (its children's are on
-            their own records); ``None`` when unknown (see ``unknown_ops``) or not counted.
-        unknown_ops: matmul-class operators this call ran that have no formula.
+            their own records), for the batch as shown; ``None`` when MACs were not counted. With
+            ``unknown_ops`` it is a lower bound.
+        unknown_ops: matmul-class operators this call ran that have no formula (not counted).
         kernel_shape: the module's ``kernel_size`` (convolutions, pooling), else ``None``.
         formula: how ``params`` arises, e.g. ``"128 × (3 × 4 × 4) + 128"``; ``None`` unless
             formulas were asked for.
@@ -114,8 +115,13 @@ class Summary:
         complete: ``False`` for the partial summary attached to a :class:`~netsummary.ForwardError`.
         uninitialized: qualified names of lazy parameters that were never materialized.
         total_macs: multiply-accumulates of the whole forward for the batch as shown (FLOPs =
-            2 × MACs, matmul-class operators only); ``None`` when not counted. Operators
-            without a formula are listed in ``unknown_ops`` and not included.
+            2 × MACs, matmul-class operators only); ``None`` when not counted. It is the sum of
+            the records' ``macs``. With ``batch_size=-1`` it is the 2-sample run's count divided
+            by 2: exact when every operator works on the batch; an operator on weights alone
+            (swin_v2's position-bias MLP) is halved too, so pass ``batch_size=1`` for figures to
+            compare digit for digit with published single-image ones. Operators without a
+            formula are listed in ``unknown_ops`` and not included: the total is then a lower
+            bound.
         unknown_ops: matmul-class operators that ran without a formula.
     """
 

@@ -3,8 +3,11 @@
 Rows are module calls in call order, indented by depth and named by qualified name. A container
 row aggregates its subtree: its params are its subtree's unique parameters and its MACs are the
 sum over the calls inside it; rows below ``depth`` are folded into their ancestor at ``depth``.
-Column titles carry their units. The name column wraps at :data:`NAME_WIDTH` characters; shapes
-never wrap.
+Parameters no call accounts for (a module's own ``nn.Parameter``, a module never called) get a
+row right under their module. Column titles carry their units. In text tables a layer label
+longer than :data:`NAME_WIDTH` keeps its last characters (the most specific part of the
+qualified name); shapes are never cut. Markdown and HTML indent with ``·`` marks, since both
+drop leading spaces.
 """
 
 from __future__ import annotations
@@ -19,9 +22,9 @@ from ._errors import InputSpecError, InputTypeError
 from ._render import MIB, format_tree, shown_shape
 
 if TYPE_CHECKING:
-    from ._summary import LayerRecord, Summary
+    from ._summary import LayerRecord, ParamGroup, Summary
 
-NAME_WIDTH = 40  # the layer column wraps past this many characters
+NAME_WIDTH = 48  # in text tables a longer layer label is cut to its last characters
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,10 +63,10 @@ def _trainable(r: LayerRecord, s: Summary, macs: dict) -> str:
 
 
 def _macs(r: LayerRecord, s: Summary, macs: dict) -> str:
-    value = macs.get(r.index)
-    if s.total_macs is None:
+    value, unknown = macs.get(r.index, (None, False))
+    if value is None:
         return "--"
-    return "unknown" if value is None else f"{value:,}"
+    return f"{value:,}" + (" + ?" if unknown else "")  # "+ ?": an operator without a formula ran
 
 
 def _formula(r: LayerRecord, s: Summary, macs: dict) -> str:
@@ -90,14 +93,19 @@ DEFAULT_COLUMNS = ("output_shape", "params", "macs")
 
 
 def check_columns(columns: Any) -> tuple[str, ...]:
-    """Validate a column list (names from :data:`COLUMNS`)."""
+    """Validate a column list (names from :data:`COLUMNS`); ``None`` means the defaults."""
     if columns is None:
         return DEFAULT_COLUMNS
     if isinstance(columns, str) or not isinstance(columns, Sequence):
         raise InputTypeError(f"columns: expected a list of column names such as {list(DEFAULT_COLUMNS)!r}, got {columns!r}", columns)
-    unknown = [c for c in columns if c not in COLUMNS]
+    unknown = [c for c in columns if not isinstance(c, str) or c not in COLUMNS]
     if unknown:
         raise InputSpecError(f"columns: unknown column(s) {unknown!r}; valid columns are {', '.join(COLUMNS)}", columns)
+    if not columns:
+        raise InputSpecError(f"columns: expected at least one column; valid columns are {', '.join(COLUMNS)}", columns)
+    twice = sorted({c for c in columns if list(columns).count(c) > 1})
+    if twice:
+        raise InputSpecError(f"columns: {twice[0]!r} is listed twice", columns)
     return tuple(columns)
 
 
@@ -112,31 +120,64 @@ def check_depth(depth: Any) -> int | None:
     return depth
 
 
-def subtree_macs(s: Summary) -> dict[int, int | None]:
-    """MACs of each call including the calls inside it (``None`` if any part is unknown)."""
-    total: dict[int, int | None] = {r.index: r.macs for r in s.layers}
+def subtree_macs(s: Summary) -> dict[int, tuple[int | None, bool]]:
+    """Each call's MACs including the calls inside it, and whether any part had an operator
+    without a formula (the figure is then a lower bound)."""
+    total: dict[int, tuple[int | None, bool]] = {r.index: (r.macs, bool(r.unknown_ops)) for r in s.layers}
     for r in reversed(s.layers):
         if r.parent is not None:
-            a, b = total[r.parent], total[r.index]
-            total[r.parent] = None if a is None or b is None else a + b
+            (a, ua), (b, ub) = total[r.parent], total[r.index]
+            total[r.parent] = (None if a is None or b is None else a + b, ua or ub)
     return total
 
 
-def tree_rows(s: Summary, depth: int | None, columns: Sequence[str]) -> list[list[str]]:
+_INDENT = {"simple": "  ", "github": "· ", "html": "· "}  # markdown and HTML drop leading spaces
+
+
+def _label(text: str, depth: int, tablefmt: str) -> str:
+    """Indented layer label; in text tables a name too long for NAME_WIDTH keeps its tail."""
+    indent = _INDENT.get(tablefmt, "  ") * depth
+    if tablefmt == "simple" and len(indent) + len(text) > NAME_WIDTH:
+        text = "…" + text[len(indent) + len(text) - NAME_WIDTH + 1 :]
+    if tablefmt == "github":
+        text = text.replace("|", "\\|")
+    return indent + text
+
+
+def _group_row(g: ParamGroup, s: Summary, columns: Sequence[str], depth: int, tablefmt: str) -> list[str]:
+    where = "own params" if g.called else "not called"
+    trainable = "yes" if g.trainable_params == g.params else "no" if not g.trainable_params else f"partial ({g.trainable_params:,})"
+    cells = {
+        "params": f"{g.params:,}",
+        "params_percent": f"{100 * g.params / s.total_params:.2f}%" if s.total_params else "--",
+        "trainable": trainable,
+        "formula": g.formula or "--",
+    }
+    label = _label(f"{g.name or '(root)'} ({g.type}, {where})", depth, tablefmt)
+    return [label, *(cells.get(c, "") for c in columns)]
+
+
+def tree_rows(s: Summary, depth: int | None, columns: Sequence[str], tablefmt: str = "simple") -> list[list[str]]:
+    """Rows of the tree view: calls to ``depth``, each module's own-params row right under it."""
     macs = subtree_macs(s)
     cols = [COLUMNS[c] for c in columns]
+    groups = {g.name: g for g in s.other_params}
     rows = []
+
+    def group_depth(g: ParamGroup) -> int:
+        return (g.name.count(".") + 1 if g.name else 0) + 1
+
     for r in s.layers:
         if depth is not None and r.depth > depth:
             continue
-        label = f"{'  ' * r.depth}{r.name or '(root)'} ({r.type})"
-        if r.call_index > 1:
-            label += f" #{r.call_index}"
-        rows.append([label, *(c.cell(r, s, macs) for c in cols)])
-    for g in s.other_params:
-        where = "own params" if g.called else "not called"
-        cells = {"params": f"{g.params:,}", "formula": g.formula or "--"}
-        rows.append([f"{g.name or '(root)'} ({g.type}, {where})", *(cells.get(c, "") for c in columns)])
+        label = f"{r.name or '(root)'} ({r.type})" + (f" #{r.call_index}" if r.call_index > 1 else "")
+        rows.append([_label(label, r.depth, tablefmt), *(c.cell(r, s, macs) for c in cols)])
+        g = groups.pop(r.name, None) if r.call_index == 1 else None
+        if g is not None and (depth is None or group_depth(g) <= depth):
+            rows.append(_group_row(g, s, columns, group_depth(g), tablefmt))
+    for g in groups.values():  # modules never called
+        if depth is None or group_depth(g) <= depth:
+            rows.append(_group_row(g, s, columns, group_depth(g), tablefmt))
     return rows
 
 
@@ -156,22 +197,39 @@ def footer(s: Summary) -> list[tuple[str, str]]:
     if s.shared_params:
         lines.insert(3, ("Shared params shown in several rows, counted once", f"{s.shared_params:,}"))
     if s.total_macs is not None:
-        batch = "one sample" if s.batch_size == -1 and s.run_batch_size else f"batch of {s.batch_size}"
-        lines.append((f"Total MACs ({batch}; FLOPs = 2 × MACs)", f"{s.total_macs:,}"))
+        if s.run_batch_size is None:
+            batch = "the input_data batch"
+        elif s.batch_size == -1:
+            batch = "one sample"
+        else:
+            batch = f"batch of {s.batch_size}"
+        bound = "at least " if s.unknown_ops else ""
+        lines.append((f"Total MACs ({batch}; FLOPs = 2 × MACs)", f"{bound}{s.total_macs:,}"))
         if s.unknown_ops:
             lines.append(("MACs not counted (no formula) for", ", ".join(s.unknown_ops)))
     return lines
 
 
 def render_table(s: Summary, tablefmt: str, depth: int | None = None, columns: Sequence[str] | None = None) -> str:
-    """The tree view in a tabulate format (``"simple"``, ``"github"``, ``"html"``, ...)."""
-    columns = check_columns(columns)
+    """The tree view in a tabulate format (``"simple"``, ``"github"``, ``"html"``).
+
+    Raises:
+        InputSpecError: a bad column list or depth, or a column the summary did not record
+            (``macs`` without MAC counting, ``formula`` without formulas).
+    """
     depth = check_depth(depth)
+    if columns is None:
+        columns = tuple(c for c in DEFAULT_COLUMNS if c != "macs" or s.total_macs is not None)
+    columns = check_columns(columns)
+    if "macs" in columns and s.total_macs is None:
+        raise InputSpecError("columns: 'macs' needs MACs counted: summary(..., macs=True)", columns)
+    if "formula" in columns and any(r.formula is None for r in s.leaf_layers if r.call_index == 1):
+        raise InputSpecError("columns: 'formula' needs formulas recorded: summary(..., formulas=True)", columns)
     headers = ["Layer (type)", *(COLUMNS[c].title for c in columns)]
     align = ["left", *(COLUMNS[c].align for c in columns)]
     body = tabulate(
-        tree_rows(s, depth, columns), headers=headers, tablefmt=tablefmt, colalign=align,
-        maxcolwidths=[NAME_WIDTH, *([None] * len(columns))], disable_numparse=True, preserve_whitespace=True,
+        tree_rows(s, depth, columns, tablefmt), headers=headers, tablefmt=tablefmt, colalign=align,
+        disable_numparse=True, preserve_whitespace=True,
     )
     totals = tabulate(footer(s), headers=("Totals", ""), tablefmt=tablefmt, colalign=("left", "right"),
                       disable_numparse=True)

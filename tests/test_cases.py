@@ -484,6 +484,23 @@ def test_forward_error_names_module_and_shows_partial_table():
     assert "(failed here)" in str(err)
 
 
+def test_partial_summary_is_per_sample_and_in_the_requested_view():
+    model = nn.Sequential(nn.Linear(4, 8), nn.Sequential(nn.ReLU(), nn.Linear(7, 2)))
+    with pytest.raises(ForwardError) as info:
+        summary(model, (4,), depth=1, verbose=0)
+    partial = info.value.partial
+    assert partial.total_macs == 4 * 8  # one sample: the 2-sample run's 64 MACs halved
+    assert partial.output_bytes == 8 * 4 + 8 * 4  # Linear and ReLU outputs, one sample each
+    assert "Total MACs (one sample" in str(info.value) and "Layer (type)" in str(info.value).splitlines()[3]
+
+
+def test_batchnorm_restore_keeps_a_saved_graph_usable():
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)).eval()
+    loss = model(torch.randn(5, 3)).sum()  # eval BatchNorm saves its running stats for backward
+    summary(model, (3,), mode="train", verbose=0)  # moves them, then restores the values
+    loss.backward()  # no "modified by an inplace operation"
+
+
 def test_forward_error_in_keyword_only_call_reports_kwargs():
     class Bad(nn.Module):
         def forward(self, x, gate):

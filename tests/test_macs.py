@@ -119,11 +119,28 @@ def test_unknown_operator_is_reported_not_zero():
 
     s = run(Sparse(), (4, 3))
     root, fc = s.layers
-    assert root.macs is None and root.unknown_ops == ("aten._sparse_addmm",)
+    assert root.macs == 0 and root.unknown_ops == ("aten._sparse_addmm",)  # a lower bound, marked
     assert fc.macs == 4 * 3 * 3
-    assert s.unknown_ops == ("aten._sparse_addmm",)
+    assert s.unknown_ops == ("aten._sparse_addmm",) and s.total_macs == 36
     tree = s.render("tree")
-    assert "unknown" in tree and "MACs not counted (no formula) for" in tree and "aten._sparse_addmm" in tree
+    assert "36 + ?" in tree  # the root's subtree: 36 counted, one operator without a formula
+    assert "at least 36" in tree and "MACs not counted (no formula) for" in tree and "aten._sparse_addmm" in tree
+
+
+def test_weight_only_products_are_shared_out_per_sample():
+    class LowRank(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Parameter(torch.zeros(32, 4))
+            self.b = nn.Parameter(torch.zeros(4, 32))
+
+        def forward(self, x):
+            return F.linear(x, self.a @ self.b)
+
+    # batch 1: a @ b = 32*4*32 = 4,096; x @ w.T = 32*32 = 1,024
+    assert summary(LowRank(), (32,), batch_size=1, macs=True, verbose=0).total_macs == 5120
+    # batch -1 runs two samples and divides by 2: the weight-only product is halved too (documented)
+    assert summary(LowRank(), (32,), macs=True, verbose=0).total_macs == (2 * 1024 + 4096) // 2
 
 
 def test_macs_off_and_auto():

@@ -58,7 +58,14 @@ def test_json_round_trips_and_holds_base_units():
     assert Summary.from_json(nested.to_json()).layers[1].output_shapes == [(2, 7, 10), [(1, 2, 10), (1, 2, 10)]]
 
 
+def test_bad_switches():
+    with pytest.raises(InputTypeError, match=r"macs: expected True, False or None"):
+        summary(nn.Linear(2, 2), (2,), verbose=0, macs="yes")
+
+
 def test_from_dict_rejects_foreign_data():
+    with pytest.raises(InputSpecError, match="not a complete netsummary summary"):
+        Summary.from_dict({"schema_version": 1, "total_params": 3})
     with pytest.raises(InputSpecError, match="schema_version"):
         Summary.from_dict({"total_params": 3})
     with pytest.raises(InputSpecError, match="unsupported summary schema_version 99"):
@@ -108,7 +115,49 @@ def test_formula_column_evaluates_to_params():
     assert s.leaf_layers[0].formula == "128 × (3 × 4 × 4) + 128"  # the seed document's 6,272
 
 
-def test_wide_tables_wrap_names_never_shapes():
+def test_columns_that_were_not_recorded_are_an_error():
+    s = summary(nn.Linear(2, 2), (2,), verbose=0)  # classic default: no MACs, no formulas
+    assert "MACs" not in s.render("tree")  # the default tree columns leave MACs out then
+    with pytest.raises(InputSpecError, match=r"'macs' needs MACs counted: summary\(..., macs=True\)"):
+        s.render(columns=["macs"])
+    with pytest.raises(InputSpecError, match=r"'formula' needs formulas recorded"):
+        s.render(columns=["formula"])
+
+
+def test_depth_hides_deeper_own_params_rows_and_shows_them_under_their_module():
+    class Inner(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = nn.Parameter(torch.ones(3))
+            self.fc = nn.Linear(3, 3)
+
+        def forward(self, x):
+            return self.fc(x) * self.scale
+
+    model = nn.Sequential(Inner(), nn.ReLU())
+    s = summary(model, (3,), verbose=0)
+    shallow = s.render("tree", depth=1).split("\n\n")[0]
+    assert "own params" not in shallow  # the 3 are inside row "0" (3 + 12 = 15 params)
+    deep = s.render("tree").split("\n\n")[0].splitlines()
+    labels = [line.split("  ")[0].strip() if line.startswith("(") else line.strip().split(" (")[0] for line in deep[2:]]
+    assert labels[:4] == ["(root) (Sequential)", "0", "0", "0.fc"]  # the own-params row right under "0"
+    assert "0 (Inner, own params)" in deep[4]
+
+
+def test_markdown_escapes_pipes_and_indents_visibly():
+    model = nn.Sequential()
+    model.add_module("a|b", nn.Sequential(nn.Linear(2, 2)))
+    md = summary(model, (2,), verbose=0).render("markdown")
+    assert "· a\\|b (Sequential)" in md and "· · a\\|b.0 (Linear)" in md
+
+
+def test_macs_label_names_the_batch():
+    data = summary(nn.Linear(4, 3), input_data=torch.zeros(5, 4), verbose=0, macs=True).render("tree")
+    assert "Total MACs (the input_data batch; FLOPs = 2 × MACs)" in data  # 5 * 4 * 3 = 60
+    assert summary(nn.Linear(4, 3), (4,), batch_size=5, verbose=0, macs=True).total_macs == 60
+
+
+def test_wide_tables_cut_names_never_shapes():
     class Deep(nn.Module):
         def __init__(self):
             super().__init__()
@@ -121,6 +170,7 @@ def test_wide_tables_wrap_names_never_shapes():
     body = table.split("\n\n")[0].splitlines()
     assert max(len(line) for line in body) <= 100
     assert "[-1, 3]" in table  # shapes whole
+    assert "    …long_submodule_name_for_wrapping.0 (Linear)" in table  # indented, keeps its specific end
 
 
 BAD = [
@@ -130,6 +180,9 @@ BAD = [
     ("depth-negative", dict(depth=-1), InputSpecError, r"depth: expected a non-negative int .* got -1"),
     ("depth-float", dict(depth=1.5), InputTypeError, r"depth: expected a non-negative int"),
     ("classic-depth", dict(format="classic", depth=2), InputSpecError, r"depth and columns apply to the tree formats"),
+    ("format-list", dict(format=["tree"]), InputSpecError, r"unknown format \['tree'\]"),
+    ("columns-twice", dict(columns=["params", "params"]), InputSpecError, r"'params' is listed twice"),
+    ("columns-empty", dict(columns=[]), InputSpecError, r"at least one column"),
 ]
 
 
