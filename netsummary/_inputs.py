@@ -23,6 +23,7 @@ MODES = ("eval", "train", "same")
 # When batch_size=-1 the forward runs on this many samples and shows the batch as -1. Two, not
 # one, so that BatchNorm in train mode has more than one value per channel (as torchsummary does).
 DEFAULT_RUN_BATCH = 2
+_MAX_DIM = 2**63  # torch sizes are int64
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,8 @@ def _dims(shape: Any, where: str) -> tuple[int, ...]:
             ) from None
         if d <= 0:
             raise InputSpecError(f"{where}: dimensions must be positive, got {d} in {tuple(shape)!r}", shape)
+        if d >= _MAX_DIM:
+            raise InputSpecError(f"{where}: dimension {d} is larger than a tensor can have (2**63 - 1)", shape)
         dims.append(d)
     return tuple(dims)
 
@@ -117,8 +120,8 @@ def check_batch_size(batch_size: Any) -> int:
         batch_size = operator.index(batch_size)
     except TypeError:
         raise InputTypeError(f"batch_size: expected -1 or a positive int, got {batch_size!r}", batch_size) from None
-    if batch_size != -1 and batch_size < 1:
-        raise InputSpecError(f"batch_size: expected -1 (any batch) or a positive int, got {batch_size}", batch_size)
+    if batch_size != -1 and not 1 <= batch_size < _MAX_DIM:
+        raise InputSpecError(f"batch_size: expected -1 (any batch) or a positive int below 2**63, got {batch_size}", batch_size)
     return batch_size
 
 
@@ -221,7 +224,7 @@ def make_inputs(
         shape = (run_batch, *size)
         try:
             args.append(_dummy(model, shape, dtype, device, gen))
-        except (RuntimeError, NotImplementedError, MemoryError) as err:
+        except (RuntimeError, NotImplementedError, MemoryError, OverflowError) as err:
             raise InputSpecError(
                 f"input {i}: cannot create a {str(dtype).removeprefix('torch.')} tensor of shape {shape} on {device}: {err}",
                 size,

@@ -48,6 +48,8 @@ BAD = [
     ("print-fn", dict(input_size=(3,), print_fn="stdout"), InputTypeError, r"print_fn: expected a callable"),
     ("verbose", dict(input_size=(3,), verbose="1"), InputTypeError, r"verbose: expected 0 \(silent\) or 1"),
     ("huge", dict(input_size=(10**13,)), InputSpecError, r"input 0: cannot create a float32 tensor of shape \(2, 10000000000000\)"),
+    ("overflow-dim", dict(input_size=(10**20,)), InputSpecError, r"dimension 100000000000000000000 is larger than a tensor can have"),
+    ("overflow-batch", dict(input_size=(3,), batch_size=10**20), InputSpecError, r"positive int below 2\*\*63"),
     ("quantized-dtype", dict(input_size=(3,), dtypes=[torch.qint8]), InputSpecError, r"cannot create a qint8 tensor"),
     ("dict-int-keys", dict(input_data={0: torch.zeros(2, 3)}), InputSpecError, r"its keys must be strings; got 0"),
     ("meta-data-cpu-model", dict(input_data=torch.zeros(2, 3, device="meta")), DeviceError,
