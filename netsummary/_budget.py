@@ -28,6 +28,7 @@ message says it is a lower bound and names the operators. A summary made without
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -145,8 +146,10 @@ def evaluate(summary: Summary, limits: dict[str, int], name: str | None = None) 
 
 
 def evaluate_checkpoint(ckpt: CheckpointSummary, limits: dict[str, int], name: str | None = None) -> list[Check]:
-    """Hold a checkpoint to ``max_params`` (every tensor's elements, shared storage once) and
-    ``max_param_bytes`` (their bytes).
+    """Hold a checkpoint to ``max_params`` (the elements of every tensor but the normalization
+    buffers ``running_mean``/``running_var``/``num_batches_tracked``, shared storage once) and
+    ``max_param_bytes`` (their bytes), as a summary's ``total_params`` and ``param_bytes`` count
+    parameters and not buffers.
 
     Raises:
         InputSpecError: any other budget (a checkpoint has no trainability, MACs or activations).
@@ -155,7 +158,7 @@ def evaluate_checkpoint(ckpt: CheckpointSummary, limits: dict[str, int], name: s
     if other:
         raise InputSpecError(f"{', '.join(other)}: a checkpoint holds only tensors; the budgets that "
                              "apply to it are max_params and max_param_bytes", other)
-    return _checks({"max_params": ckpt.total_params, "max_param_bytes": ckpt.total_bytes}, limits, name, {})
+    return _checks({"max_params": ckpt.total_params, "max_param_bytes": ckpt.param_bytes}, limits, name, {})
 
 
 def _checks(values: dict[str, Any], limits: dict[str, int], name: str | None, notes: dict[str, str]) -> list[Check]:
@@ -186,13 +189,24 @@ def check_budget(
     name). Counts take SI suffixes (``"12M"``), byte sizes an explicit unit (``"50MB"`` = 50 *
     10**6 bytes, ``"50MiB"`` = 50 * 2**20 bytes).
 
+    A keyword that looks like a budget but is none (``max_maccs``, ``max_flops``) is an error,
+    not a keyword argument for the model's forward; other keywords (``max_length``) are passed on.
+
     Raises:
         InputSpecError: no budget given, a malformed limit, ``max_macs`` on a summary without
             MACs, or ``summary_kwargs`` together with a ready :class:`Summary`; anything
             ``summary()`` raises for a model (``ForwardError`` when its forward fails).
+        InputTypeError: an unknown budget such as ``max_maccs`` (the message lists the valid ones).
     """
     from ._summary import Summary
 
+    for key in summary_kwargs:
+        if _looks_like_budget(key):
+            close = difflib.get_close_matches(key, QUANTITIES, n=1, cutoff=0.8)
+            hint = f"did you mean {close[0]}? " if close else ""
+            if "flop" in key:
+                hint = "there is no FLOPs budget; max_macs holds multiply-accumulates (FLOPs = 2 x MACs); "
+            raise InputTypeError(f"unknown budget {key!r}; {hint}valid budgets are {', '.join(QUANTITIES)}", key)
     limits = parse_limits(max_params=max_params, max_trainable_params=max_trainable_params, max_macs=max_macs,
                           max_param_bytes=max_param_bytes, max_total_bytes=max_total_bytes)
     if not limits:
@@ -209,6 +223,15 @@ def check_budget(
             summary_kwargs.setdefault("macs", True)
         s = summary(summary_or_model, **{**summary_kwargs, "verbose": 0})
     return [c for c in evaluate(s, limits, s.model_type if name is None else name) if isinstance(c, Violation)]
+
+
+def _looks_like_budget(key: str) -> bool:
+    """``max_maccs``, ``max_param``, ``max_flops``: a ``max_*`` keyword naming a budget quantity,
+    or one typo away from a budget; ``max_length`` is not."""
+    if not key.startswith("max_") or key in QUANTITIES:
+        return False
+    words = ("param", "mac", "flop", "byte", "budget")
+    return any(w in key for w in words) or bool(difflib.get_close_matches(key, QUANTITIES, n=1, cutoff=0.8))
 
 
 def assert_within_budget(summary_or_model: Any, **kwargs: Any) -> None:

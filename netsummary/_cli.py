@@ -2,16 +2,21 @@
 
 ``main(argv) -> int`` is the only function that prints. Exit codes: 0 done (within every
 budget), 1 over a budget or past the allowed growth, 2 a usage or input error (one line on stderr,
-no traceback), 3 the model's forward failed (netsummary's failure report on stderr).
+no traceback; also user code calling ``sys.exit()`` while the model is loaded or built, and any
+unexpected error: set ``NETSUMMARY_DEBUG=1`` for its traceback), 3 the model's forward failed
+(netsummary's failure report on stderr; also a forward that calls ``sys.exit()``). Only a budget
+or growth verdict exits 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,15 +26,17 @@ from ._diff import DIFF_FORMATS, Growth, diff_summaries, growth_checks, load_sum
 from ._errors import ForwardError, InputSpecError, NetsummaryError
 from ._formats import FORMATS
 from ._summary import Summary
-from ._target import load_target, split_target
+from ._target import exit_call, loaded_target, split_target
 from ._units import parse_percent
 
 OK, OVER, USAGE, FORWARD_FAILED = 0, 1, 2, 3
 COMMANDS = ("check", "diff", "inspect")
 
-_UNITS = ("units: counts take SI suffixes (12M = 12,000,000; 1.5G); byte sizes need a unit:\n"
-          "  MB = 10**6 bytes, MiB = 2**20 bytes (also kB/GB/TB and KiB/GiB/TiB); growth is a percentage (2%).\n"
-          "exit codes: 0 ok (within budget), 1 over budget, 2 usage or input error, 3 the model's forward failed")
+_UNIT_TEXT = ("units: counts take SI suffixes (12M = 12,000,000; 1.5G); byte sizes need a unit:\n"
+              "  MB = 10**6 bytes, MiB = 2**20 bytes (also kB/GB/TB and KiB/GiB/TiB); growth is a percentage (2%).")
+_UNITS = (f"{_UNIT_TEXT}\nexit codes: 0 ok (within budget), 1 over budget, 2 usage or input error, "
+          "3 the model's forward failed")
+_INSPECT_CODES = "exit codes: 0 ok (within budget), 1 over budget, 2 usage or input error (e.g. not a checkpoint)"
 _SUMMARY_EPILOG = f"""\
 commands:
   netsummary TARGET [options]         summarize a model (this help)
@@ -90,7 +97,7 @@ def _summary_parser() -> _Parser:
     view.add_argument("--depth", type=int, metavar="N", help="tree depth (0 = the root only)")
     view.add_argument("--columns", metavar="a,b,c", help="tree columns, e.g. output_shape,params,macs")
     view.add_argument("--output", metavar="FILE", help="write the summary to FILE instead of stdout")
-    view.add_argument("-q", "--quiet", action="store_true", help="print only budget and baseline lines")
+    view.add_argument("-q", "--quiet", action="store_true", help="print only the budget and growth verdict lines")
     _add_budgets(p, ["max-params", "max-trainable-params", "max-macs", "max-param-bytes", "max-total-bytes"])
     base = p.add_argument_group("baseline")
     base.add_argument("--baseline", metavar="FILE", help="a summary saved with --format json to compare with")
@@ -130,7 +137,12 @@ def _diff_parser() -> _Parser:
 def _inspect_parser() -> _Parser:
     p = _parser("netsummary inspect", "Tensors of a checkpoint per module prefix, without the model's code "
                 "(safetensors: header only; .pt/.pth/.bin: weights-only, never executing pickled code).",
-                f"example:\n  netsummary inspect model.safetensors --depth 2 --max-params 7G\n\n{_UNITS}")
+                "example:\n  netsummary inspect model.safetensors --depth 2 --max-params 7G\n"
+                "  netsummary inspect model.safetensors.index.json   # a sharded checkpoint: every shard, summed\n\n"
+                "params: every tensor but normalization buffers (names ending in running_mean, running_var,\n"
+                "  num_batches_tracked), which are counted apart; a checkpoint does not say which other tensors\n"
+                "  were buffers, so those count as params.\n"
+                f"{_UNIT_TEXT}\n{_INSPECT_CODES}")
     p.add_argument("file", metavar="FILE")
     p.add_argument("--depth", type=int, metavar="N", help="prefix levels to show (default: down to the tensors)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only budget lines")
@@ -151,9 +163,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = {"check": _check_parser, "diff": _diff_parser, "inspect": _inspect_parser}.get(command, _summary_parser)()
     try:
         args = parser.parse_args(argv[1:] if command else argv)
-        return {"check": _check, "diff": _diff, "inspect": _inspect}.get(command, _summary)(args)
     except SystemExit as done:  # --help, --version
         return done.code if isinstance(done.code, int) else OK
+    except _UsageError as err:
+        print(f"netsummary: error: {err}", file=sys.stderr)
+        return USAGE
+    try:
+        return {"check": _check, "diff": _diff, "inspect": _inspect}.get(command, _summary)(args)
     except _UsageError as err:
         print(f"netsummary: error: {err}", file=sys.stderr)
         return USAGE
@@ -163,6 +179,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (NetsummaryError, OSError) as err:  # invalid input, target, config, device, checkpoint, file
         print(f"netsummary: error: {err}", file=sys.stderr)
         return USAGE
+    except Exception as err:  # a bug or a case nobody foresaw: still one line, and never exit 1
+        if os.environ.get("NETSUMMARY_DEBUG", "") not in ("", "0"):
+            traceback.print_exception(err, file=sys.stderr)
+        print(f"netsummary: error: {_unexpected(err)} (set NETSUMMARY_DEBUG=1 for the traceback)", file=sys.stderr)
+        return USAGE
+
+
+def _unexpected(err: BaseException) -> str:
+    """``"unexpected OverflowError: Python int too large to convert to C long"``, on one line."""
+    return f"unexpected {type(err).__name__}: {' '.join(str(err).split()) or '(no message)'}"
 
 
 def _emit(text: str, path: str | None, stream: Any = None, what: str = "--output") -> None:
@@ -199,15 +225,16 @@ def _summary(args: argparse.Namespace) -> int:
         raise _UsageError("--max-growth needs --baseline FILE (a summary saved with --format json)")
     columns = None if args.columns is None else [c.strip() for c in args.columns.split(",")]
     base = None if spec.baseline is None else load_summary(spec.baseline)  # a missing file fails first
-    s = _run(spec, format=args.format, depth=args.depth, columns=columns)
+    # keep JSON/CSV on stdout parseable: the model's own prints and the budget report go to stderr
+    machine = args.output is None and not args.quiet and (args.format in ("json", "csv"))
+    with contextlib.redirect_stdout(sys.stderr) if machine else contextlib.nullcontext():
+        s = _run(spec, format=args.format, depth=args.depth, columns=columns)
     text = s.render(args.format, depth=args.depth, columns=columns)
     if args.output is not None:
         _emit(text, args.output)
     elif not args.quiet:
         _emit(text, None)
-    # keep JSON/CSV on stdout parseable: the budget report then goes to stderr
-    machine = args.output is None and not args.quiet and (args.format in ("json", "csv"))
-    code, lines = _judge(spec, s, base, "text")
+    code, lines = _judge(spec, s, base, "text", quiet=args.quiet)
     if lines:
         _emit("\n".join(lines), None, sys.stderr if machine else sys.stdout)
     return code
@@ -225,23 +252,35 @@ def _json_object(text: str) -> dict[str, Any]:
 
 def _run(spec: ModelSpec, count_macs: bool = False, **view: Any) -> Summary:
     """Build the spec's model and summarize it (MACs counted when asked, or when a budget or a
-    baseline needs them; otherwise as the format decides)."""
+    baseline needs them; otherwise as the format decides).
+
+    Raises:
+        TargetError: the model cannot be loaded or built (``sys.exit()`` called meanwhile included).
+        ForwardError: its forward failed, or called ``sys.exit()``.
+    """
     from ._api import summary
 
-    model = load_target(spec.target, spec.kwargs, spec.base_dir, spec.device)
-    sizes = spec.input_size
-    macs = True if count_macs or "max_macs" in spec.limits or spec.baseline is not None else None
-    return summary(model, sizes[0] if sizes and len(sizes) == 1 else sizes, spec.batch_size, spec.device,
-                   spec.dtypes, mode=spec.mode, verbose=0, macs=macs, **view)
+    with loaded_target(spec.target, spec.kwargs, spec.base_dir, spec.device) as model:
+        sizes = spec.input_size
+        macs = True if count_macs or "max_macs" in spec.limits or spec.baseline is not None else None
+        try:
+            return summary(model, sizes[0] if sizes and len(sizes) == 1 else sizes, spec.batch_size, spec.device,
+                           spec.dtypes, mode=spec.mode, verbose=0, macs=macs, **view)
+        except SystemExit as err:  # summary() restored the model before this propagated
+            raise ForwardError(f"the model's forward called {exit_call(err)}", "", type(model).__name__,
+                               None) from err
 
 
-def _judge(spec: ModelSpec, s: Summary, base: Summary | None, fmt: str) -> tuple[int, list[str]]:
-    """Budget lines, then growth lines and the diff against ``base``; the exit code (0 or 1)."""
+def _judge(spec: ModelSpec, s: Summary, base: Summary | None, fmt: str,
+           quiet: bool = False) -> tuple[int, list[str]]:
+    """Budget lines, then growth lines and (unless ``quiet``) the diff against ``base``; the exit
+    code (0 or 1)."""
     results: list[Check | Growth] = list(evaluate(s, spec.limits, spec.name))
     blocks = []
     if base is not None:
         diff = diff_summaries(base, s)
-        blocks.append(render_diff(diff, fmt, f"{spec.name}: {spec.baseline} -> now"))
+        if not quiet:
+            blocks.append(render_diff(diff, fmt, f"{spec.name}: {spec.baseline} -> now"))
         if spec.max_growth is not None:
             results += growth_checks(diff, spec.max_growth, spec.name)
     lines = [r.message for r in results] + blocks
@@ -251,10 +290,11 @@ def _judge(spec: ModelSpec, s: Summary, base: Summary | None, fmt: str) -> tuple
 def _check(args: argparse.Namespace) -> int:
     path = args.config or find_config()
     specs = load_config(path)
-    unknown = [n for n in args.names if n not in specs]
+    names = list(dict.fromkeys(args.names))  # `check small small` checks small once
+    unknown = [n for n in names if n not in specs]
     if unknown:
         raise _UsageError(f"{path}: no model named {unknown[0]!r}; its models are {', '.join(specs)}")
-    chosen = [specs[n] for n in args.names or specs]
+    chosen = [specs[n] for n in names or specs]
     growth = None if args.max_growth is None else _growth(args.max_growth)
     if args.baseline and not os.path.isdir(args.baseline) and len(chosen) > 1:
         raise _UsageError(f"--baseline {args.baseline} is one summary but {len(chosen)} models are checked; pass "
@@ -285,7 +325,8 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _check_one(spec: ModelSpec, save_to: str | None, fmt: str) -> tuple[int, list[str]]:
-    """One model of ``check``: its exit code and report lines; its failures are reported, not raised."""
+    """One model of ``check``: its exit code and report lines; its failures, even unexpected ones,
+    are reported, not raised, so that the other models are still checked."""
     try:
         base = None if spec.baseline is None else load_summary(spec.baseline)
         s = _run(spec, count_macs=bool(save_to))
@@ -298,6 +339,8 @@ def _check_one(spec: ModelSpec, save_to: str | None, fmt: str) -> tuple[int, lis
         return FORWARD_FAILED, [f"{spec.name}: {err}"]
     except (NetsummaryError, OSError) as err:
         return USAGE, [f"{spec.name}: error: {err}"]
+    except Exception as err:
+        return USAGE, [f"{spec.name}: error: {_unexpected(err)}"]
 
 
 def _growth(text: str) -> float:

@@ -11,13 +11,17 @@ flags (without the ``--``)::
     max-macs = "500M"
     max-param-bytes = "50MiB"                            # MiB = 2**20 bytes, MB = 10**6 bytes
 
-Valid keys: :data:`KEYS`. An unknown key, a value of the wrong type or a malformed quantity is a
-:class:`~netsummary._errors.ConfigError` whose message starts with the file and the full key, e.g.
+Valid keys: :data:`KEYS`; ``target`` and ``input-size`` are required. An unknown or missing key,
+a value of the wrong type or a malformed quantity is a :class:`~netsummary._errors.ConfigError`
+whose message starts with the file and the full key, e.g.
 ``pyproject.toml: tool.netsummary.models.discriminator.max-parms: unknown key; valid keys are ...``.
+A model's name is also its file name under ``--save-baselines DIR`` and ``--baseline DIR``
+(``DIR/NAME.json``), so it must not contain ``/``, ``\\`` or ``..`` nor start with ``.``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from collections.abc import Callable
@@ -234,8 +238,18 @@ def load_config(path: str) -> dict[str, ModelSpec]:
     specs = {}
     for name, table in models.items():
         prefix = f"tool.netsummary.models.{name}"
+        if not name or any(bad in name for bad in ("/", "\\", "..")) or name.startswith("."):
+            prefix = f"tool.netsummary.models.{json.dumps(name)}"  # as TOML quotes such a key
+            raise ConfigError(f"{path}: {prefix}: invalid model name {name!r}; the name is also its file name "
+                              "NAME.json under --save-baselines and --baseline DIR, so it must not be empty, "
+                              "contain /, \\ or .. or start with .", prefix)
         if not isinstance(table, dict):
             raise ConfigError(f"{path}: {prefix}: expected a table of keys such as target and input-size, "
                               f"got {table!r}", prefix)
-        specs[name] = build_spec(name, table, lambda key, p=prefix: f"{p}.{key}", base_dir, source=path)
+        spec = build_spec(name, table, lambda key, p=prefix: f"{p}.{key}", base_dir, source=path)
+        if spec.input_size is None:
+            raise ConfigError(f"{path}: {prefix}: missing key input-size; expected one sample's shape without the "
+                              "batch, e.g. input-size = [3, 224, 224] (or [[3, 224, 224], [10]] for two inputs)",
+                              f"{prefix}.input-size")
+        specs[name] = spec
     return specs

@@ -20,9 +20,12 @@ Markdown table ready for a pull-request comment.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 from tabulate import tabulate
 
@@ -109,8 +112,12 @@ def _percent(base: int, new: int) -> str:
 def load_summary(path: str) -> Summary:
     """Read a summary saved with ``--format json`` (``Summary.to_json()``).
 
+    Every number the diff and the budgets read is checked: the totals and each layer's counts
+    must be ints (``total_macs`` and a layer's ``macs`` may be ``null``), names and types strings.
+
     Raises:
-        InputSpecError: the file is missing, not JSON, or not a netsummary summary.
+        InputSpecError: the file is missing, not UTF-8 JSON, or not a netsummary summary (a field
+            of the wrong type included: ``total_params is 'lots' (str), expected an int``).
     """
     hint = "save one with: netsummary TARGET --input-size ... --format json --output FILE"
     try:
@@ -120,14 +127,49 @@ def load_summary(path: str) -> Summary:
         raise InputSpecError(f"{path}: no such file; {hint}", path) from None
     except OSError as err:
         raise InputSpecError(f"{path}: cannot read it ({err})", path) from None
+    except UnicodeDecodeError as err:
+        raise InputSpecError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start}); "
+                             f"expected a JSON summary ({hint})", path) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise InputSpecError(f"{path}: not JSON ({err}); expected a summary ({hint})", path) from None
     try:
-        return Summary.from_dict(data)
+        summary = Summary.from_dict(data)
     except (InputSpecError, TypeError, KeyError, ValueError, AttributeError) as err:
         raise InputSpecError(f"{path}: not a netsummary summary ({err}); {hint}", path) from None
+    problem = _wrong_field(summary)
+    if problem:
+        raise InputSpecError(f"{path}: not a netsummary summary ({problem}); {hint}", path)
+    return summary
+
+
+# field type (as annotated) -> (check, what the message says was expected)
+_FIELD_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an int"),
+    "int | None": (lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)), "an int or null"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "str | None": (lambda v: v is None or isinstance(v, str), "a string or null"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+}
+
+
+def _wrong_field(s: Summary) -> str | None:
+    """``"layers[2].params is '8' (str), expected an int"``: the first field of a loaded summary
+    (its totals, every layer record and parameter group) whose value has the wrong type."""
+    records: list[tuple[str, Any]] = [("", s)]
+    records += [(f"layers[{i}].", r) for i, r in enumerate(s.layers)]
+    records += [(f"other_params[{i}].", g) for i, g in enumerate(s.other_params)]
+    for where, record in records:
+        if not dataclasses.is_dataclass(record):
+            return f"{where.rstrip('.')} is {type(record).__name__}, expected a record"
+        for f in dataclasses.fields(record):
+            annotation = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", None) or str(f.type)
+            check = _FIELD_CHECKS.get(annotation)
+            value = getattr(record, f.name)
+            if check is not None and not f.name.startswith("_") and not check[0](value):
+                return f"{where}{f.name} is {value!r} ({type(value).__name__}), expected {check[1]}"
+    return None
 
 
 def _rows(s: Summary) -> dict[tuple[str, int], _Row]:

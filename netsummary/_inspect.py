@@ -4,8 +4,16 @@ Example (elements and bytes)::
 
     summary = inspect_checkpoint("model.safetensors")
     summary.total_params   # 11038081 elements, storage shared by several names counted once
-    summary.total_bytes    # 44152324 bytes: elements x dtype itemsize
+    summary.param_bytes    # 44152324 bytes: elements x dtype itemsize
     print(summary.render(depth=2))
+
+**Parameters and buffers.** A checkpoint does not say which tensors were parameters. Tensors whose
+last name component is ``running_mean``, ``running_var`` or ``num_batches_tracked`` (the buffers
+of PyTorch's normalization layers: BatchNorm, InstanceNorm, SyncBatchNorm) are counted as buffers,
+apart (``buffer_elements``, ``buffer_bytes``); every other tensor counts as a parameter
+(``total_params``, ``param_bytes``, the Params column, ``--max-params``), so a saved torchvision
+resnet18 gives ``sum(p.numel() for p in model.parameters())`` = 11,689,512. Other buffers (a
+registered ``mask``, a rotary ``inv_freq``) cannot be told apart and count as parameters.
 
 * **safetensors** (by extension or by content): only the JSON header is parsed, through
   ``safetensors.safe_open``; tensor data is never read, so a multi-GB file takes milliseconds.
@@ -15,7 +23,11 @@ Example (elements and bytes)::
   into memory. netsummary never executes pickled code: a pickle referencing arbitrary Python objects
   is refused, unloaded. A state dict wrapped in a training checkpoint (``{"state_dict": ...,
   "epoch": 3}``; also ``model``, ``model_state_dict``, ``module``, ``net``, ``network``, ``weights``)
-  is unwrapped; nested dicts/lists of tensors are flattened with dotted keys (``a.b``, ``layers.0``).
+  is unwrapped, and its other entries (optimizer state, epoch, ...) are ignored and listed in
+  ``ignored``; nested dicts/lists of tensors are flattened with dotted keys (``a.b``, ``layers.0``).
+* **Sharded** checkpoints (``model.safetensors.index.json``, ``pytorch_model.bin.index.json``):
+  the index's ``weight_map`` names the shard files; every shard, which must lie next to the index,
+  is inspected and the totals are summed (``shards`` lists them).
 
 ``nbytes`` is ``numel x itemsize``. Names aliasing the same storage (same storage, offset, shape,
 stride, dtype: tied weights saved twice) count once in every total and carry ``tied_to``; partial
@@ -29,19 +41,15 @@ not a checkpoint or holds no tensors, and a pickle that is not weights-only;
 from __future__ import annotations
 
 import inspect as _pyinspect
-import math
+import json
 import os
-import pickle
-import re
-import zipfile
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from tabulate import SEPARATING_LINE, tabulate
 
 from ._errors import CheckpointError, InputSpecError, MissingDependencyError
+from ._checkpoint import TensorEntry, natural_key, read_pytorch, read_safetensors
 from ._units import format_bytes, format_count
 
 __all__ = ["CheckpointError", "CheckpointSummary", "MissingDependencyError", "PrefixRow", "TensorEntry",
@@ -50,30 +58,6 @@ __all__ = ["CheckpointError", "CheckpointSummary", "MissingDependencyError", "Pr
 
 # safetensors header dtype -> (torch dtype name, bits per element). The bits are only used where
 # torch has no such dtype (the sub-byte floats); everything else takes torch's ``itemsize``.
-_SAFETENSORS_DTYPES: dict[str, tuple[str, int]] = {
-    "BOOL": ("bool", 8), "U8": ("uint8", 8), "I8": ("int8", 8), "U16": ("uint16", 16),
-    "I16": ("int16", 16), "U32": ("uint32", 32), "I32": ("int32", 32), "U64": ("uint64", 64),
-    "I64": ("int64", 64), "F16": ("float16", 16), "BF16": ("bfloat16", 16), "F32": ("float32", 32),
-    "F64": ("float64", 64), "C64": ("complex64", 64), "F8_E4M3": ("float8_e4m3fn", 8),
-    "F8_E5M2": ("float8_e5m2", 8), "F8_E4M3FNUZ": ("float8_e4m3fnuz", 8),
-    "F8_E5M2FNUZ": ("float8_e5m2fnuz", 8), "F8_E8M0": ("float8_e8m0fnu", 8),
-    "F6_E2M3": ("float6_e2m3fn", 6), "F6_E3M2": ("float6_e3m2fn", 6), "F4": ("float4_e2m1fn", 4),
-}
-_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network", "weights")
-
-
-@dataclass(frozen=True, slots=True)
-class TensorEntry:
-    """One tensor of a checkpoint, e.g. ``fc.weight`` of shape (8, 16) float32: 128 elements, 512 bytes."""
-
-    name: str
-    shape: tuple[int, ...]
-    dtype: str  # torch's name without the prefix: "float32", "bfloat16"
-    numel: int  # elements
-    nbytes: int  # bytes: numel x itemsize
-    tied_to: str | None = None  # name of an earlier tensor with the same storage; counted once
-
-
 @dataclass(frozen=True, slots=True)
 class PrefixRow:
     """One node of :meth:`CheckpointSummary.tree`: all tensors whose name starts with ``name``.
@@ -83,10 +67,11 @@ class PrefixRow:
 
     name: str  # full dotted prefix, e.g. "encoder.layer.0"
     depth: int  # 0 for top-level names: the indentation level of a tree view
-    params: int  # elements under this prefix, shared storage counted once
-    nbytes: int  # bytes under this prefix, shared storage counted once
+    params: int  # parameter elements under this prefix (buffers not included), shared storage counted once
+    nbytes: int  # bytes of every tensor under this prefix (buffers included), shared storage counted once
     dtypes: dict[str, int]  # elements per dtype, largest first
     is_tensor: bool  # the prefix is itself a tensor's name
+    buffers: int = 0  # buffer elements under this prefix (running_mean, running_var, num_batches_tracked)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,11 +81,20 @@ class CheckpointSummary:
     path: str
     format: str  # "safetensors" or "pytorch"
     tensors: tuple[TensorEntry, ...]
-    total_params: int  # elements over all tensors, shared storage counted once
-    total_bytes: int
-    dtypes: dict[str, int]  # elements per dtype, largest first
+    total_params: int  # parameter elements (every tensor but the buffers), shared storage counted once
+    total_bytes: int  # bytes of every tensor, buffers included
+    dtypes: dict[str, int]  # elements per dtype over every tensor, largest first
     state_dict_key: str | None = None  # where the state dict was found, e.g. "state_dict"
     metadata: dict[str, str] = field(default_factory=dict)  # safetensors "__metadata__"
+    buffer_elements: int = 0  # running_mean / running_var / num_batches_tracked elements
+    buffer_bytes: int = 0
+    ignored: tuple[str, ...] = ()  # entries of a training checkpoint beside the state dict ("optimizer")
+    shards: tuple[str, ...] = ()  # a sharded checkpoint's files, as its index names them
+
+    @property
+    def param_bytes(self) -> int:
+        """Bytes of the parameters: ``total_bytes - buffer_bytes``."""
+        return self.total_bytes - self.buffer_bytes
 
     def tree(self, depth: int | None = None) -> list[PrefixRow]:
         """Group counts by dotted name prefix, depth-first in checkpoint order (safetensors: by name).
@@ -126,30 +120,55 @@ class CheckpointSummary:
         while stack:
             name, level, node = stack.pop()
             members = node.members.values()
-            rows.append(PrefixRow(name, level, sum(e.numel for e in members),
-                                  sum(e.nbytes for e in members), _count_dtypes(members), node.is_tensor))
+            buffers = sum(e.numel for e in members if e.is_buffer)
+            rows.append(PrefixRow(name, level, sum(e.numel for e in members) - buffers,
+                                  sum(e.nbytes for e in members), _count_dtypes(members), node.is_tensor, buffers))
             stack.extend((f"{name}.{part}", level + 1, child) for part, child in reversed(node.children.items()))
         return rows
 
     def render(self, depth: int | None = None) -> str:
-        """A tabulate table (simple format): Module, Params (elements), Bytes (binary units), Dtypes.
+        """A tabulate table (simple format): Module, Params (elements), Bytes (binary units), Dtypes;
+        with a Buffers column (elements) when the checkpoint has normalization buffers.
 
-        Nested names are indented two spaces per level; the last line is the total.
+        Nested names are indented two spaces per level; the last row is the total. Lines after the
+        table say what was counted apart or left out: buffers, the entry a state dict was found
+        under and the entries ignored beside it, the shards of a sharded checkpoint.
         """
         tied = {e.name: e.tied_to for e in self.tensors if e.tied_to}
+        has_buffers = any(e.is_buffer for e in self.tensors)
         table: list[Any] = []
         for row in self.tree(depth):
             label = "  " * row.depth + row.name.split(".")[-1]
             if row.is_tensor and row.name in tied:
                 label += f" (shares storage with {tied[row.name]})"
-            table.append([label, format_count(row.params), format_bytes(row.nbytes), ", ".join(row.dtypes)])
+            buffers = [format_count(row.buffers)] if has_buffers else []
+            table.append([label, format_count(row.params), *buffers, format_bytes(row.nbytes), ", ".join(row.dtypes)])
         if table:
             table.append(SEPARATING_LINE)
-        table.append(["Total", format_count(self.total_params), format_bytes(self.total_bytes),
+        buffers = [format_count(self.buffer_elements)] if has_buffers else []
+        table.append(["Total", format_count(self.total_params), *buffers, format_bytes(self.total_bytes),
                       ", ".join(self.dtypes)])
-        options: dict[str, Any] = {"headers": ["Module", "Params", "Bytes", "Dtypes"], "tablefmt": "simple",
-                                   "colalign": ("left", "right", "right", "left"), "disable_numparse": True}
-        return _tabulate_keeping_indent(table, options)
+        headers = ["Module", "Params", *(["Buffers"] if has_buffers else []), "Bytes", "Dtypes"]
+        options: dict[str, Any] = {"headers": headers, "tablefmt": "simple", "disable_numparse": True,
+                                   "colalign": ("left", "right", *(["right"] if has_buffers else []), "right", "left")}
+        return "\n".join([_tabulate_keeping_indent(table, options), *self.notes()])
+
+    def notes(self) -> list[str]:
+        """The lines :meth:`render` prints under the table (none for a plain state dict)."""
+        lines = []
+        if self.buffer_elements or any(e.is_buffer for e in self.tensors):
+            lines.append(f"Params {format_count(self.total_params)} ({format_bytes(self.param_bytes)}) leave out "
+                         f"{format_count(self.buffer_elements)} buffer elements ({format_bytes(self.buffer_bytes)}): "
+                         "tensors named running_mean, running_var or num_batches_tracked; Bytes include them")
+        if self.state_dict_key:
+            ignored = ""
+            if self.ignored:
+                more = f", ... ({len(self.ignored)} in all)" if len(self.ignored) > 8 else ""
+                ignored = f"; other entries ignored: {', '.join(self.ignored[:8])}{more}"
+            lines.append(f"Tensors read from the {self.state_dict_key!r} entry{ignored}")
+        if self.shards:
+            lines.append(f"Summed over {len(self.shards)} shards: {', '.join(self.shards)}")
+        return lines
 
 
 class _Node:
@@ -185,12 +204,14 @@ def inspect_checkpoint(path: str | os.PathLike[str]) -> CheckpointSummary:
     """Summarize a safetensors or PyTorch checkpoint without the model's code or its tensor data.
 
     A saved ``Linear(16, 8)`` state dict gives ``total_params`` 136 elements (128 weight + 8 bias)
-    and ``total_bytes`` 544 as float32. Every tensor counts, buffers included (BatchNorm running
-    stats), since a checkpoint does not say which tensors were parameters.
+    and ``total_bytes`` 544 as float32. Normalization buffers (``running_mean``, ``running_var``,
+    ``num_batches_tracked``) are counted apart from the parameters; see the module docstring. A
+    sharded checkpoint's index (``*.index.json``) sums the shards listed in its ``weight_map``.
 
     Raises:
         CheckpointError: the path does not exist, is a directory, is empty or unreadable, is not a
-            checkpoint, holds no tensors, or is a pickle that is not weights-only (refused unloaded).
+            checkpoint, holds no tensors, or is a pickle that is not weights-only (refused unloaded);
+            an index whose shards are not all next to it.
         MissingDependencyError: a safetensors file without the ``safetensors`` package installed.
     """
     name = os.fspath(path)
@@ -208,134 +229,61 @@ def inspect_checkpoint(path: str | os.PathLike[str]) -> CheckpointSummary:
         raise CheckpointError(f"cannot inspect checkpoint {name!r}: cannot read it ({err})", name) from err
     if size == 0:
         raise CheckpointError(f"cannot inspect checkpoint {name!r}: the file is empty", name)
+    if name.lower().endswith(".json"):
+        return _inspect_index(name)
     looks_safetensors = head[8:9] == b"{" and int.from_bytes(head[:8], "little") <= size - 8
     if name.lower().endswith(".safetensors") or looks_safetensors:
-        entries, metadata = _read_safetensors(name)
+        entries, metadata = read_safetensors(name)
         return _summarize(name, "safetensors", entries, None, metadata)
-    entries, key = _read_pytorch(name, head)
-    return _summarize(name, "pytorch", entries, key, {})
+    entries, key, ignored = read_pytorch(name, head)
+    return _summarize(name, "pytorch", entries, key, {}, ignored)
 
 
-def _summarize(path: str, fmt: str, entries: list[TensorEntry], key: str | None,
-               metadata: dict[str, str]) -> CheckpointSummary:
+def _summarize(path: str, fmt: str, entries: list[TensorEntry], key: str | None, metadata: dict[str, str],
+               ignored: tuple[str, ...] = (), shards: tuple[str, ...] = ()) -> CheckpointSummary:
     if not entries:
         where = f" under {key!r}" if key else ""
         raise CheckpointError(f"cannot inspect checkpoint {path!r}: it holds no tensors{where}", path)
     unique = [e for e in entries if e.tied_to is None]
-    return CheckpointSummary(path, fmt, tuple(entries), sum(e.numel for e in unique),
-                             sum(e.nbytes for e in unique), _count_dtypes(unique), key, metadata)
+    buffers = [e for e in unique if e.is_buffer]
+    return CheckpointSummary(path, fmt, tuple(entries), sum(e.numel for e in unique if not e.is_buffer),
+                             sum(e.nbytes for e in unique), _count_dtypes(unique), key, metadata,
+                             sum(e.numel for e in buffers), sum(e.nbytes for e in buffers), ignored, shards)
 
 
-def _read_safetensors(path: str) -> tuple[list[TensorEntry], dict[str, str]]:
+def _inspect_index(path: str) -> CheckpointSummary:
+    """A sharded checkpoint's index (``model.safetensors.index.json``): every shard its
+    ``weight_map`` names, read from the index's directory, summed into one summary."""
+    expected = ("expected a sharded checkpoint index such as model.safetensors.index.json, a JSON object whose "
+                '"weight_map" maps tensor names to shard files')
     try:
-        from safetensors import safe_open
-    except ImportError as err:
-        raise MissingDependencyError(
-            f"cannot inspect {path!r}: reading safetensors files needs the safetensors package; "
-            "install it with `pip install safetensors` (or `pip install 'netsummary[safetensors]'`)"
-        ) from err
-    try:
-        with safe_open(path, framework="pt") as handle:  # parses the header only
-            metadata = dict(handle.metadata() or {})
-            raw = [(key, handle.get_slice(key)) for key in handle.keys()]
-            raw_entries = [(key, tuple(view.get_shape()), view.get_dtype()) for key, view in raw]
-    except Exception as err:  # the library raises its own SafetensorError, OSError, ...
-        raise CheckpointError(
-            f"cannot inspect checkpoint {path!r}: not a valid safetensors file ({err})", path) from err
-    entries = []
-    for key, shape, code in sorted(raw_entries, key=lambda item: _natural_key(item[0])):
-        if code not in _SAFETENSORS_DTYPES:
-            raise CheckpointError(f"cannot inspect checkpoint {path!r}: tensor {key!r} has unknown "
-                                  f"safetensors dtype {code!r}", path)
-        dtype, bits = _SAFETENSORS_DTYPES[code]
-        torch_dtype = getattr(torch, dtype, None)
-        if isinstance(torch_dtype, torch.dtype):
-            bits = torch_dtype.itemsize * 8
-        numel = math.prod(shape)
-        entries.append(TensorEntry(key, shape, dtype, numel, (numel * bits + 7) // 8))
-    return entries, metadata
-
-
-def _read_pytorch(path: str, head: bytes) -> tuple[list[TensorEntry], str | None]:
-    is_zip = zipfile.is_zipfile(path)
-    try:  # only the zip format can be memory-mapped; the legacy format is read into memory
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
-    except pickle.UnpicklingError as err:  # torch's weights-only unpickler refused the file
-        reason = (str(err.__context__ or err).strip().splitlines() or ["no reason given"])[-1]
-        culprit = re.search(r"GLOBAL ([\w.]+)", f"{err.__context__} {err}")
-        if culprit:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"cannot inspect checkpoint {path!r}: a .json file that cannot be read as JSON "
+                              f"({err}); {expected}", path) from None
+    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(weight_map, dict) or not weight_map or not all(
+            isinstance(v, str) and v for v in weight_map.values()):
+        raise CheckpointError(f"cannot inspect checkpoint {path!r}: not a checkpoint; {expected}", path)
+    shards = tuple(dict.fromkeys(weight_map.values()))
+    listed = ", ".join(shards[:4]) + (f", ... ({len(shards)} in all)" if len(shards) > 4 else "")
+    folder = os.path.dirname(path)
+    for shard in shards:
+        if os.path.basename(shard) != shard or shard.lower().endswith(".json"):
+            raise CheckpointError(f"cannot inspect checkpoint {path!r}: its weight_map names {shard!r}; expected "
+                                  "shard file names next to the index (model-00001-of-00002.safetensors)", path)
+        if not os.path.isfile(os.path.join(folder, shard)):
             raise CheckpointError(
-                f"refusing to load checkpoint {path!r}: it is not a weights-only checkpoint; loading it "
-                f"would import and run the Python object {culprit[1]!r}, and netsummary never executes "
-                "pickled code. Re-save the weights with torch.save(model.state_dict(), ...) or as "
-                "safetensors", path) from err
-        raise CheckpointError(
-            f"cannot inspect checkpoint {path!r}: not a valid weights-only PyTorch checkpoint ({reason}); "
-            "netsummary never executes pickled code", path) from err
-    except Exception as err:  # RuntimeError, EOFError, KeyError, ... for files that are not checkpoints
-        detail = (str(err).strip().splitlines() or [""])[0]
-        what = ("a zip archive torch.load cannot read" if is_zip else "a damaged or truncated zip archive"
-                if head[:2] == b"PK" else "a damaged pickle" if head[:1] == b"\x80"
-                else "neither a torch.save zip archive nor a pickle")
-        raise CheckpointError(f"cannot inspect checkpoint {path!r}: not a valid PyTorch checkpoint ({what}; "
-                              f"{type(err).__name__}: {detail})", path) from err
-    obj, key = _unwrap(obj)
-    seen: dict[tuple[Any, ...], str] = {}
-    entries = []
-    for name, tensor in _flatten(obj):
-        identity = _storage_identity(tensor)
-        tied_to = seen.setdefault(identity, name) if identity is not None else name
-        numel = tensor.numel()
-        entries.append(TensorEntry(name, tuple(tensor.shape), str(tensor.dtype).removeprefix("torch."),
-                                   numel, numel * tensor.dtype.itemsize, None if tied_to == name else tied_to))
-    return entries, key
+                f"cannot inspect checkpoint {path!r}: it is the index of a sharded checkpoint ({len(shards)} shard "
+                f"files: {listed}) and shard {shard!r} is not next to it in {folder or '.'}; download every shard "
+                "there, or inspect each shard file on its own", path)
+    parts = [inspect_checkpoint(os.path.join(folder, shard)) for shard in shards]
+    entries = [e for part in parts for e in part.tensors]
+    formats = sorted({part.format for part in parts})
+    if formats == ["safetensors"]:
+        entries.sort(key=lambda e: natural_key(e.name))
+    ignored = tuple(f"{shard}: {name}" for shard, part in zip(shards, parts) for name in part.ignored)
+    return _summarize(path, "+".join(formats), entries, None, {}, ignored, shards)
 
 
-def _unwrap(obj: Any) -> tuple[Any, str | None]:
-    """Descend through wrapper keys (``state_dict``, ``model``, ...) of a training checkpoint."""
-    keys: list[str] = []
-    while isinstance(obj, Mapping) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
-        key = next((k for k in _WRAPPER_KEYS if isinstance(obj.get(k), Mapping) and _flatten(obj[k])), None)
-        if key is None:
-            break
-        keys.append(key)
-        obj = obj[key]
-    return obj, ".".join(keys) or None
-
-
-def _flatten(obj: Any) -> list[tuple[str, torch.Tensor]]:
-    """Tensors in nested dicts/lists/tuples, in order, with dotted names; other leaves are ignored."""
-    found: list[tuple[str, torch.Tensor]] = []
-    stack: list[tuple[str, Any]] = [("", obj)]
-    visited: set[int] = set()  # a pickle can hold cycles (d["self"] = d): expand each container once
-    while stack:  # iterative: a hostile file cannot exhaust the recursion limit
-        prefix, item = stack.pop()
-        if isinstance(item, torch.Tensor):
-            found.append((prefix or "tensor", item))
-            continue
-        if id(item) in visited:
-            continue
-        visited.add(id(item))
-        if isinstance(item, Mapping):
-            children = list(item.items())
-        elif isinstance(item, (list, tuple)) and not isinstance(item, torch.Size):
-            children = list(enumerate(item))
-        else:
-            continue
-        stack.extend((f"{prefix}.{k}" if prefix else str(k), v) for k, v in reversed(children))
-    return found
-
-
-def _storage_identity(tensor: torch.Tensor) -> tuple[Any, ...] | None:
-    """What makes two loaded tensors the same bytes; ``None`` when it cannot be told (or is empty)."""
-    if tensor.numel() == 0 or tensor.layout != torch.strided or tensor.device.type != "cpu":
-        return None
-    pointer = tensor.untyped_storage().data_ptr()
-    if not pointer:
-        return None
-    return (pointer, tensor.storage_offset(), tuple(tensor.shape), tensor.stride(), tensor.dtype)
-
-
-def _natural_key(name: str) -> list[tuple[int, int | str]]:
-    """Sort ``layer.2`` before ``layer.10``: numeric name parts compare as numbers."""
-    return [(0, int(part)) if part.isascii() and part.isdigit() else (1, part) for part in name.split(".")]

@@ -8,20 +8,28 @@ NAME (a dotted attribute path such as ``Models.build`` is allowed) may be
 * an ``nn.Module`` instance: used as it is (``kwargs`` must then be empty).
 
 A file is imported by its path under a private module name; its directory is on ``sys.path``
-only while it is imported, so that it can import its neighbours. A module name is imported with
-``base_dir`` (the current directory, or the config file's) on ``sys.path`` likewise.
+only while it is imported and its model built, so that it can import its neighbours. The
+neighbours it imported from there (``from helper import Net``) are then dropped from
+``sys.modules``, so that the next file target, in another folder with its own ``helper.py``,
+imports its own instead of silently reusing the first one's; the model built keeps its classes
+alive. With :func:`loaded_target` they stay in ``sys.modules`` until the block ends (for a forward
+that imports lazily). A module name is imported with ``base_dir`` (the current directory, or the
+config file's) on ``sys.path`` likewise.
 
 Every problem is a :class:`~netsummary._errors.TargetError` with a one-line message: a file or
 module that does not exist or fails to import, a missing NAME (the message lists names that do
 exist), a NAME that is not a module, class or factory, a factory that returns something else, a
-constructor that raises (chained to that error).
+constructor that raises (chained to that error), code that calls ``sys.exit()`` while it is
+imported or built.
 """
 
 from __future__ import annotations
 
 import contextlib
+import difflib
 import importlib
 import importlib.util
+import inspect
 import os
 import re
 import sys
@@ -67,31 +75,147 @@ def load_target(target: str, kwargs: dict[str, Any] | None = None, base_dir: str
 
     ``base_dir`` anchors a relative file path and is on ``sys.path`` while a module is imported.
     A class or factory is built under ``with torch.device(device)`` when ``device`` is given, so
-    ``"meta"`` builds a model without allocating its weights.
+    ``"meta"`` builds a model without allocating its weights. A file target's neighbour modules
+    are dropped from ``sys.modules`` before this returns (see the module docstring).
 
     Raises:
         TargetError: see the module docstring.
         DeviceError: ``device`` is unknown or unavailable (checked before the model is built).
     """
+    with loaded_target(target, kwargs, base_dir, device) as model:
+        return model
+
+
+@contextlib.contextmanager
+def loaded_target(target: str, kwargs: dict[str, Any] | None = None, base_dir: str = ".",
+                  device: str | torch.device | None = None) -> Iterator[nn.Module]:
+    """:func:`load_target` for the length of a ``with`` block: the modules a file target imported
+    from its own directory stay in ``sys.modules`` until the block ends, then are dropped.
+
+    Raises:
+        TargetError, DeviceError: as :func:`load_target`.
+    """
     where, name = split_target(target)
-    module = _import_file(target, where, base_dir) if is_file_target(where) else _import_module(target, where, base_dir)
+    if not is_file_target(where):
+        yield _build(target, name, _lookup(target, where, name, _import_module(target, where, base_dir)),
+                     kwargs or {}, device)
+        return
+    path = _file_path(target, where, base_dir)
+    before = set(sys.modules)
+    try:
+        with _on_path(os.path.dirname(path)):
+            module = _import_file(target, where, path)
+            model = _build(target, name, _lookup(target, where, name, module), kwargs or {}, device)
+        yield model
+    finally:
+        _forget_neighbours(before, os.path.dirname(path))
+
+
+def _lookup(target: str, where: str, name: str, module: ModuleType) -> Any:
+    """The object ``name`` (dotted: ``Models.build``) names in ``module``."""
     obj: Any = module
     for i, part in enumerate(name.split(".")):
         if not hasattr(obj, part):
             owner = where if i == 0 else f"{where}:{'.'.join(name.split('.')[:i])}"
-            raise TargetError(f"invalid target {target!r}: {owner} has no attribute {part!r}{_known(obj)}", target)
+            raise TargetError(f"invalid target {target!r}: {owner} has no attribute {part!r}{_known(obj, part)}",
+                              target)
         obj = getattr(obj, part)
-    return _build(target, name, obj, kwargs or {}, device)
+    return obj
 
 
-def _known(obj: Any) -> str:
-    """``"; it defines: Net, build_model"``: the modules, classes and callables a file defines."""
-    names = [n for n, v in vars(obj).items() if not n.startswith("_") and (
-        isinstance(v, nn.Module) or (callable(v) and getattr(v, "__module__", None) == getattr(obj, "__name__", None)))]
+def _forget_neighbours(before: set[str], directory: str) -> None:
+    """Drop from ``sys.modules`` the modules imported since ``before`` from ``directory`` (found
+    there through its ``sys.path`` entry: ``helper`` from ``directory/helper.py``, ``lib.layers``
+    from ``directory/lib/``). An installed package (``site-packages``), even one in a virtual
+    environment below ``directory``, is kept: its extensions may not survive a second import."""
+    for name in [n for n in list(sys.modules) if n not in before]:
+        if _found_in(sys.modules.get(name), name, directory):
+            del sys.modules[name]
+
+
+def _found_in(module: Any, name: str, directory: str) -> bool:
+    top = name.partition(".")[0]
+    places = [getattr(module, "__file__", None)]
+    with contextlib.suppress(TypeError):
+        places += list(getattr(module, "__path__", None) or ())  # a namespace package has no __file__
+    for place in places:
+        if not isinstance(place, str):
+            continue
+        try:
+            relative = os.path.relpath(os.path.abspath(place), directory)
+        except ValueError:  # another drive (Windows)
+            continue
+        parts = relative.split(os.sep)
+        installed = "site-packages" in parts or "dist-packages" in parts  # never re-import an installed package
+        if parts[0] != os.pardir and parts[0].split(".")[0] == top and not installed:
+            return True
+    return False
+
+
+def exit_call(err: SystemExit) -> str:
+    """``"sys.exit(0)"``: how user code called ``sys.exit``, for messages."""
+    return "sys.exit()" if err.code is None else f"sys.exit({err.code!r})"
+
+
+def _a(noun: str) -> str:
+    """``"an int"``, ``"a list"``."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
+def _known(obj: Any, missing: str = "") -> str:
+    """``"; it defines: Net, build_model; did you mean 'Net'?"``: what could be a target there.
+
+    Candidates are ``nn.Module`` instances and subclasses, then functions (possible factories),
+    defined in that module (or, for a package, in its submodules: ``torch.nn:Linear``); a function
+    annotated to return something other than a module is left out.
+    """
+    if isinstance(obj, ModuleType):
+        home = obj.__name__
+        items = list(vars(obj).items())
+    else:  # a class in a dotted NAME (Models.build)
+        home = getattr(obj, "__module__", None)
+        items = [(n, getattr(obj, n, None)) for n in dir(obj)]
+    modules, functions = [], []
+    for n, v in items:
+        if n.startswith("_"):
+            continue
+        owner = getattr(v, "__module__", None)
+        here = isinstance(owner, str) and home is not None and (owner == home or owner.startswith(f"{home}."))
+        if isinstance(v, nn.Module) or (here and isinstance(v, type) and issubclass(v, nn.Module)):
+            modules.append(n)
+        elif here and inspect.isroutine(v) and _may_return_module(v):
+            functions.append(n)
+    names = modules + functions
+    close = difflib.get_close_matches(missing, names, n=1) if missing else []
+    hint = f"; did you mean {close[0]!r}?" if close else ""
     if not names:
-        return ""
+        return hint
     more = f", ... ({len(names)} in all)" if len(names) > 8 else ""
-    return f"; it defines: {', '.join(names[:8])}{more}"
+    return f"; it defines: {', '.join(names[:8])}{more}{hint}"
+
+
+def _may_return_module(func: Any) -> bool:
+    """False when ``func`` is annotated to return something that is not an ``nn.Module``
+    (``-> int``, ``-> None``); True when unannotated or unclear (``-> Optional[Net]``)."""
+    try:
+        returns = inspect.signature(func, eval_str=True).return_annotation
+    except Exception:  # an annotation that does not evaluate, or no signature (some builtins)
+        try:
+            returns = inspect.signature(func).return_annotation
+        except (TypeError, ValueError):
+            return True
+    if returns is inspect.Signature.empty:
+        return True
+    if returns is None:
+        return False
+    if isinstance(returns, type):
+        return issubclass(returns, nn.Module)
+    if isinstance(returns, str):
+        return returns.split("[")[0].split(".")[-1].strip() not in _NOT_MODULES
+    return True
+
+
+_NOT_MODULES = ("int", "float", "str", "bool", "bytes", "dict", "list", "tuple", "set", "None", "Tensor")
 
 
 @contextlib.contextmanager
@@ -105,12 +229,17 @@ def _on_path(directory: str) -> Iterator[None]:
             sys.path.remove(directory)
 
 
-def _import_file(target: str, where: str, base_dir: str) -> ModuleType:
+def _file_path(target: str, where: str, base_dir: str) -> str:
     path = os.path.abspath(os.path.join(base_dir, where))
     if not os.path.exists(path):
         raise TargetError(f"invalid target {target!r}: no such file {path}", target)
     if os.path.isdir(path) or not path.endswith(".py"):
         raise TargetError(f"invalid target {target!r}: {path} is not a Python file (.py); {_FORM}", target)
+    return path
+
+
+def _import_file(target: str, where: str, path: str) -> ModuleType:
+    """Execute the file at ``path`` (its directory already on ``sys.path``) as a private module."""
     stem = re.sub(r"\W", "_", os.path.basename(path)[:-3])
     module_name = f"_netsummary_target_{stem}"
     spec = importlib.util.spec_from_file_location(module_name, path)
@@ -118,10 +247,11 @@ def _import_file(target: str, where: str, base_dir: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module  # dataclasses and pickling look the module up by name
     try:
-        with _on_path(os.path.dirname(path)):
-            spec.loader.exec_module(module)
+        spec.loader.exec_module(module)
     except BaseException as err:
         sys.modules.pop(module_name, None)
+        if isinstance(err, SystemExit):
+            raise TargetError(f"{target} called {exit_call(err)} while being loaded", target) from err
         if not isinstance(err, Exception):
             raise
         hint = ""
@@ -142,6 +272,8 @@ def _import_module(target: str, where: str, base_dir: str) -> ModuleType:
         raise TargetError(f"cannot import {where}: {_where_failed(err, None)}", target) from err
     except Exception as err:
         raise TargetError(f"cannot import {where}: {_where_failed(err, None)}", target) from err
+    except SystemExit as err:
+        raise TargetError(f"{target} called {exit_call(err)} while being loaded", target) from err
 
 
 def _where_failed(err: Exception, path: str | None) -> str:
@@ -171,7 +303,7 @@ def _build(target: str, name: str, obj: Any, kwargs: dict[str, Any], device: Any
         raise TargetError(f"invalid target {target!r}: {name} is the class {obj.__name__}, which is not a "
                           "torch.nn.Module subclass", target)
     if not callable(obj):
-        raise TargetError(f"invalid target {target!r}: {name} is a {type(obj).__name__}; expected an nn.Module "
+        raise TargetError(f"invalid target {target!r}: {name} is {_a(type(obj).__name__)}; expected an nn.Module "
                           "subclass, a factory function returning one, or an nn.Module instance", target)
     call = f"{name}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})"
     where = contextlib.nullcontext() if device is None else resolve_device([], device)  # DeviceError if unknown
@@ -181,7 +313,9 @@ def _build(target: str, name: str, obj: Any, kwargs: dict[str, Any], device: Any
     except Exception as err:
         raise TargetError(f"cannot build the model: {call} raised {type(err).__name__}: {_one_line(err)}",
                           target) from err
+    except SystemExit as err:
+        raise TargetError(f"{target} called {exit_call(err)} while being built ({call})", target) from err
     if not isinstance(model, nn.Module):
-        raise TargetError(f"invalid target {target!r}: the factory {call} returned a {type(model).__name__}, "
+        raise TargetError(f"invalid target {target!r}: the factory {call} returned {_a(type(model).__name__)}, "
                           "expected a torch.nn.Module", target)
     return model

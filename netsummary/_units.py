@@ -5,17 +5,21 @@
 
 Which unit is which:
 
-* **Counts** (parameters, MACs, FLOPs) use SI decimal suffixes, case-insensitive:
-  ``K`` = 10**3, ``M`` = 10**6, ``G`` = 10**9, ``T`` = 10**12. The result must be a whole number:
+* **Counts** (parameters, MACs, FLOPs) use SI decimal suffixes: ``K``/``k`` = 10**3,
+  ``M`` = 10**6, ``G``/``g`` = 10**9, ``T``/``t`` = 10**12. A lower-case ``m`` is rejected: in SI
+  it is milli, so ``"12m"`` is ambiguous; write ``12M``. The result must be a whole number:
   ``"1.5G"`` is fine, ``"1.5"`` and ``"1.0000005K"`` are rejected. Thousands separators
   (``"11,038,081"``), underscores (``"11_038_081"``) and exponents (``"3e6"``) are accepted.
   ``B`` is *not* a count suffix (it would read as bytes); write ``7G`` for "7B parameters".
 * **Byte sizes** say explicitly which system they use:
   decimal SI ``kB``/``KB`` = 10**3, ``MB`` = 10**6 bytes, ``GB`` = 10**9, ``TB`` = 10**12;
   binary IEC ``KiB`` = 2**10, ``MiB`` = 2**20 bytes, ``GiB`` = 2**30, ``TiB`` = 2**40;
-  ``B`` or no unit = plain bytes. Units are case-insensitive (netsummary has no bit units, so
-  ``"50mb"`` is 50 MB). A bare ``K``/``M``/``G``/``T`` is rejected as ambiguous between the two
-  systems. The result must be a whole number of bytes.
+  ``B`` or no unit = plain bytes. Case does not matter (``kB``, ``KB``, ``MIB``) except for the
+  ``B`` after a prefix, which must be upper-case: ``Mb`` is megabits, so ``"50Mb"`` and
+  ``"50mib"`` are rejected (write ``50MB`` or ``50MiB``). A bare ``K``/``M``/``G``/``T`` is
+  rejected as ambiguous between the two systems. A fraction of a prefixed unit is rounded *down*
+  to whole bytes (``"42.1MiB"`` = floor(42.1 * 2**20) = 44,145,049 bytes), which keeps a budget
+  conservative; a fraction of a plain byte (``"0.5B"``) is rejected.
 * **Percentages** need the ``%`` sign and become fractions: ``"2%"`` -> 0.02.
 
 Formatting: :func:`format_count` writes exact integers with thousands separators
@@ -51,6 +55,14 @@ BYTE_UNITS: dict[str, int] = {
     "tib": 2**40,
 }
 
+# A lower-case b after a prefix means bits: the prefix's names and both byte readings, for the message.
+_BIT_PREFIXES: dict[str, tuple[str, str, str, str]] = {
+    "k": ("kilo", "kibi", "10**3", "2**10"),
+    "m": ("mega", "mebi", "10**6", "2**20"),
+    "g": ("giga", "gibi", "10**9", "2**30"),
+    "t": ("tera", "tebi", "10**12", "2**40"),
+}
+
 # Bare K/M/G/T in a byte size: decimal and binary readings, for the error message.
 _AMBIGUOUS_BYTES: dict[str, tuple[str, str]] = {
     "k": ("10**3", "2**10"),
@@ -78,8 +90,9 @@ _BYTES_EXPECTED = (
 _PERCENT_EXPECTED = "expected a percentage with a % sign, e.g. 2% or 0.5%"
 
 
-def _split(text: str, value: str, what: str, expected: str) -> tuple[Decimal, str]:
-    """Split ``text`` (part of ``value``) into a non-negative number and its lower-cased unit."""
+def _split(text: str, value: str, what: str, expected: str) -> tuple[Decimal, str, str]:
+    """Split ``text`` (part of ``value``) into a non-negative number, the number as written and its
+    unit as written (callers lower-case it where case does not matter)."""
     text = text.strip()
     if text.startswith("-"):
         raise InputSpecError(f"invalid {what} {value!r}: must not be negative; {expected}", value)
@@ -89,7 +102,7 @@ def _split(text: str, value: str, what: str, expected: str) -> tuple[Decimal, st
     number = Decimal(match["number"].replace(",", "").replace("_", ""))
     if number.adjusted() > _MAX_EXPONENT:
         raise InputSpecError(f"invalid {what} {value!r}: too large (above 1e{_MAX_EXPONENT})", value)
-    return number, match["unit"].lower()
+    return number, match["number"], match["unit"]
 
 
 def _whole(amount: Decimal, value: object, what: str, noun: str, hint: str) -> int:
@@ -128,15 +141,20 @@ def parse_count(value: str | int) -> int:
     (3000000, 42)
 
     Raises:
-        InputSpecError: malformed text, an unknown suffix, a negative value, or a value that is not
-            a whole number (``"1.5"``, ``"1.0000005K"``).
+        InputSpecError: malformed text, an unknown suffix (a lower-case ``m``, which is milli), a
+            negative value, or a value that is not a whole number (``"1.5"``, ``"1.0000005K"``).
         InputTypeError: ``value`` is neither ``str`` nor ``int`` (floats must be integral).
     """
     amount = _check_python_number(value, "count", _COUNT_EXPECTED)
     if amount is not None:
         return _whole(amount, value, "count", "elements", "give an integer")
     assert isinstance(value, str)
-    number, unit = _split(value, value, "count", _COUNT_EXPECTED)
+    number, written, raw_unit = _split(value, value, "count", _COUNT_EXPECTED)
+    if raw_unit == "m":
+        amount = number * COUNT_SUFFIXES["m"]
+        exact = f" for {format_count(int(amount))}" if amount == amount.to_integral_value() else ""
+        raise InputSpecError(f"invalid count {value!r}: m is milli; write {written}M{exact}", value)
+    unit = raw_unit.lower()
     if unit not in COUNT_SUFFIXES:
         hint = "B is not a count suffix (write 7G for 7 billion); " if unit == "b" else ""
         raise InputSpecError(f"invalid count {value!r}: {hint}{_COUNT_EXPECTED}", value)
@@ -151,19 +169,33 @@ def parse_bytes(value: str | int) -> int:
 
     >>> parse_bytes("50MiB"), parse_bytes("50MB"), parse_bytes("1.5 GiB")
     (52428800, 50000000, 1610612736)
-    >>> parse_bytes("1024"), parse_bytes("1024B"), parse_bytes("2kb"), parse_bytes(4096)
+    >>> parse_bytes("1024"), parse_bytes("1024B"), parse_bytes("2kB"), parse_bytes(4096)
     (1024, 1024, 2000, 4096)
+    >>> parse_bytes("42.1MiB")             # floor(42.1 * 1,048,576 = 44,145,049.6): rounded down
+    44145049
 
     Raises:
-        InputSpecError: malformed text, an unknown or ambiguous unit (a bare ``M``), a negative
-            value, or a fractional number of bytes (``"0.5B"``, ``"0.1MiB"``).
+        InputSpecError: malformed text, an unknown or ambiguous unit (a bare ``M``), bits (``Mb``),
+            a negative value, or a fraction of a plain byte (``"0.5B"``, ``0.5``).
         InputTypeError: ``value`` is neither ``str`` nor ``int``.
     """
     amount = _check_python_number(value, "size", _BYTES_EXPECTED)
     if amount is not None:
         return _whole(amount, value, "size", "bytes", "give an integer")
     assert isinstance(value, str)
-    number, unit = _split(value, value, "size", _BYTES_EXPECTED)
+    number, written, raw_unit = _split(value, value, "size", _BYTES_EXPECTED)
+    unit = raw_unit.lower()
+    if raw_unit.endswith("b") and (unit[:-1] in _BIT_PREFIXES or (unit.endswith("ib") and unit[:-2] in _BIT_PREFIXES)):
+        prefix = unit[0]
+        decimal_name, binary_name, decimal, binary = _BIT_PREFIXES[prefix]
+        letter = "k" if prefix == "k" else prefix.upper()  # SI writes kB; KiB is upper-case
+        if unit.endswith("ib"):
+            fix = f"write {written}{prefix.upper()}iB ({binary} bytes)"
+            bits = f"{binary_name}bits"
+        else:
+            fix = f"write {written}{letter}B ({decimal} bytes) or {written}{prefix.upper()}iB ({binary} bytes)"
+            bits = f"{decimal_name}bits"
+        raise InputSpecError(f"invalid size {value!r}: {raw_unit} means {bits}; {fix}", value)
     if unit in _AMBIGUOUS_BYTES:
         letter = unit.upper()
         decimal, binary = _AMBIGUOUS_BYTES[unit]
@@ -174,7 +206,9 @@ def parse_bytes(value: str | int) -> int:
         )
     if unit not in BYTE_UNITS:
         raise InputSpecError(f"invalid size {value!r}: {_BYTES_EXPECTED}", value)
-    return _whole(number * BYTE_UNITS[unit], value, "size", "bytes", "use a larger unit or an integer")
+    if BYTE_UNITS[unit] == 1:
+        return _whole(number, value, "size", "bytes", "give an integer or a larger unit (0.5KiB)")
+    return int(number * BYTE_UNITS[unit])  # rounded down to whole bytes: a budget floor is conservative
 
 
 def parse_percent(value: str | float) -> float:
@@ -196,7 +230,7 @@ def parse_percent(value: str | float) -> float:
     text = value.strip()
     if not text.endswith("%"):
         raise InputSpecError(f"invalid percentage {value!r}: {_PERCENT_EXPECTED}", value)
-    number, unit = _split(text[:-1], value, "percentage", _PERCENT_EXPECTED)
+    number, _, unit = _split(text[:-1], value, "percentage", _PERCENT_EXPECTED)
     if unit:
         raise InputSpecError(f"invalid percentage {value!r}: {_PERCENT_EXPECTED}", value)
     return float(number / 100)

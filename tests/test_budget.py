@@ -138,3 +138,48 @@ def test_checkpoint_budgets_apply_to_elements_and_bytes(tmp_path: Path) -> None:
                                            "w.pt: param bytes 544 B <= budget 1,024 (1.00 KiB) (46.9% headroom)"]
     with pytest.raises(InputSpecError, match=r"max_macs: a checkpoint holds only tensors"):
         evaluate_checkpoint(ckpt, parse_limits(max_macs=1))
+
+
+def test_checkpoint_budgets_leave_out_normalization_buffers(tmp_path: Path) -> None:
+    import torch
+
+    path = tmp_path / "bn.pt"
+    torch.save(nn.BatchNorm1d(4).state_dict(), path)  # weight 4 + bias 4 = 8 params, 32 bytes
+    ckpt = inspect_checkpoint(path)  # running_mean 4 + running_var 4 + num_batches_tracked 1 = 9 buffer elements
+    assert (ckpt.total_params, ckpt.param_bytes, ckpt.buffer_elements, ckpt.buffer_bytes) == (8, 32, 9, 40)  # 32 + 8
+    checks = evaluate_checkpoint(ckpt, parse_limits(max_params=8, max_param_bytes=32), "bn.pt")
+    assert [c.message for c in checks] == ["bn.pt: total params 8 <= budget 8 (0.0% headroom)",
+                                           "bn.pt: param bytes 32 B <= budget 32 B (0.0% headroom)"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"max_maccs": 5}, r"^unknown budget 'max_maccs'; did you mean max_macs\? valid budgets are max_params, "
+                        r"max_trainable_params, max_macs, max_param_bytes, max_total_bytes$"),
+     ({"max_flops": "1G"}, r"^unknown budget 'max_flops'; there is no FLOPs budget; max_macs holds "
+                           r"multiply-accumulates \(FLOPs = 2 x MACs\); valid budgets are max_params, "),
+     ({"max_param": 5}, r"^unknown budget 'max_param'; did you mean max_params\? ")],
+    ids=["typo", "flops", "singular"],
+)
+def test_an_unknown_budget_keyword_is_an_error_not_a_forward_argument(kwargs: dict, match: str) -> None:
+    calls = []
+
+    class Spy(nn.Linear):
+        def forward(self, x, **extra):
+            calls.append(extra)
+            return super().forward(x)
+
+    for check in (check_budget, assert_within_budget):
+        with pytest.raises(InputTypeError, match=match):
+            check(Spy(16, 8), input_size=(16,), max_params="1K", **kwargs)
+    assert calls == []  # refused before any forward
+
+
+def test_other_max_keywords_still_reach_the_forward() -> None:
+    class Generator(nn.Linear):
+        def forward(self, x, max_length=1):
+            return super().forward(x) * max_length
+
+    s = summary(Generator(16, 8), (16,), verbose=0)  # 16*8 + 8 = 136 params
+    assert check_budget(Generator(16, 8), input_size=(16,), max_length=3, max_params=136) == []
+    assert s.total_params == 136

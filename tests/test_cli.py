@@ -89,6 +89,7 @@ def test_help_shows_examples_and_version(capsys: pytest.CaptureFixture[str]) -> 
     for command in ("check", "diff", "inspect"):
         code, out, _ = run(capsys, command, "--help")
         assert code == 0 and out.startswith(f"usage: netsummary {command}")
+        assert ("3 the model's forward failed" in out) == (command == "check")  # inspect and diff run no forward
     code, out, _ = run(capsys, "--version")
     assert (code, out) == (0, "netsummary 0.1.0\n")
 
@@ -122,26 +123,31 @@ def test_baseline_growth(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> 
     code, out, _ = run(capsys, f"{TINY}:Tiny", "--input-size", "16", "--baseline", str(base), "--max-growth", "50%",
                        "-q")
     assert code == 1
-    lines = out.splitlines()
     # params 78 -> 154: +97.4%; MACs 72 -> 144: +100%
-    assert lines[:2] == ["Tiny: total params 78 -> 154 (+97.4%) > max growth 50%",
-                         "Tiny: MACs 72 -> 144 (+100.0%) > max growth 50%"]
-    assert f"netsummary diff: Tiny: {base} -> now" in lines
+    verdicts = ["Tiny: total params 78 -> 154 (+97.4%) > max growth 50%",
+                "Tiny: MACs 72 -> 144 (+100.0%) > max growth 50%"]
+    assert out.splitlines() == verdicts  # -q: the verdict lines only, no diff table
+    code, out, _ = run(capsys, f"{TINY}:Tiny", "--input-size", "16", "--baseline", str(base), "--max-growth", "50%",
+                       "--format", "json", "--output", str(tmp_path / "new.json"))
+    lines = out.splitlines()
+    assert code == 1 and lines[:2] == verdicts
+    assert f"netsummary diff: Tiny: {base} -> now" in lines  # without -q: the diff too
     assert "Layers: 2 changed, 0 added, 0 removed, 1 unchanged" in lines  # fc1, fc2 changed; act not
 
 
 # ------------------------------------------------------------------------------------ exit 2
 
-NAMES = "it defines: Tiny, build_tiny, Broken, needs_depth, returns_int, NotAModule, instance"
+# modules (classes and instances) first, then factories; not returns_int (-> int) nor NotAModule
+NAMES = "it defines: Tiny, Broken, instance, build_tiny, needs_depth"
 
 
 @pytest.mark.parametrize(
     ("argv", "message"),
     [([f"{FIX}/nope.py:Net"], rf"invalid target '.*nope\.py:Net': no such file .*nope\.py"),
      ([f"{TINY}:Missing"], rf"cli_tiny\.py has no attribute 'Missing'; {NAMES}"),
-     ([f"{TINY}:not_a_model"], r"not_a_model is a int; expected an nn.Module subclass, a factory function"),
+     ([f"{TINY}:not_a_model"], r"not_a_model is an int; expected an nn.Module subclass, a factory function"),
      ([f"{TINY}:NotAModule"], r"NotAModule is the class NotAModule, which is not a torch.nn.Module subclass"),
-     ([f"{TINY}:returns_int"], r"the factory returns_int\(\) returned a int, expected a torch.nn.Module"),
+     ([f"{TINY}:returns_int"], r"the factory returns_int\(\) returned an int, expected a torch.nn.Module"),
      ([f"{TINY}:needs_depth", "--kwargs", '{"depth": 7}'],
       r"cannot build the model: needs_depth\(depth=7\) raised ValueError: no weights for depth 7"),
      ([f"{TINY}:instance", "--kwargs", '{"hidden": 4}'], r"instance is an nn.Module instance, so it takes no --kwargs"),
@@ -394,6 +400,202 @@ def test_inspect_refuses_a_pickle_that_would_run_code(capsys: pytest.CaptureFixt
     assert (code, err) == (2, "netsummary: error: --max-params: invalid count '1X': expected an integer with an "
                               "optional K/M/G/T suffix (SI, 1K = 1,000), e.g. 12M or 1.5G (also 250k, 11,038,081, "
                               "3e6)\n")
+
+
+# ------------------------------------------------------------------------------------ user code
+
+
+HELPER = "from torch import nn\n\nclass Net(nn.Linear):\n    def __init__(self):\n        super().__init__(4, {n})\n"
+
+
+def test_check_gives_each_file_target_its_own_neighbour_modules(capsys: pytest.CaptureFixture[str],
+                                                                 tmp_path: Path) -> None:
+    # a/ and b/ each hold a model.py that does `from helper import Net`, with different helpers
+    for folder, n in (("a", 10), ("b", 1000)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "helper.py").write_text(HELPER.format(n=n))
+        (tmp_path / folder / "model.py").write_text("from helper import Net\n")
+    config = tmp_path / "pyproject.toml"
+    config.write_text('[tool.netsummary.models.ah]\ntarget = "a/model.py:Net"\ninput-size = [4]\nmax-params = 100\n'
+                      '[tool.netsummary.models.bh]\ntarget = "b/model.py:Net"\ninput-size = [4]\nmax-params = 1000\n')
+    code, out, _ = run(capsys, "check", "--config", str(config))
+    assert code == 1
+    # ah: 4*10 + 10 = 50 params, 1 - 50/100 = 50% headroom; bh: 4*1000 + 1000 = 5,000, 5,000/1,000 - 1 = +400%
+    assert out.splitlines() == ["ah: total params 50 <= budget 100 (50.0% headroom)",
+                                "bh: total params 5,000 > budget 1,000 (+400.0%)",
+                                "checked 2 models: 1 ok, 1 over budget, 0 failed"]
+    assert "helper" not in sys.modules
+
+
+def test_a_loaded_model_keeps_working_after_its_neighbours_are_dropped(tmp_path: Path) -> None:
+    from netsummary import summary
+    from netsummary._target import load_target
+
+    for folder, n in (("a", 10), ("b", 1000)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "helper.py").write_text(HELPER.format(n=n) + "SIZE = " + str(n) + "\n")
+        (tmp_path / folder / "model.py").write_text(
+            "import helper\nfrom helper import Net\n\ndef build():\n    assert helper.SIZE == Net().out_features\n"
+            "    return Net()\n")
+    first = load_target(f"{tmp_path}/a/model.py:build")
+    second = load_target(f"{tmp_path}/b/model.py:build")
+    assert "helper" not in sys.modules
+    assert (first.out_features, second.out_features) == (10, 1000)
+    assert summary(first, (4,), verbose=0).total_params == 50  # 4*10 + 10: its classes are still alive
+    assert type(first).__module__ == type(second).__module__ == "helper" and type(first) is not type(second)
+
+
+EXITS = ("import sys\nfrom torch import nn\n{top}\nclass Net(nn.Linear):\n    def __init__(self):\n"
+         "        super().__init__(4, 2)\n{init}\n    def forward(self, x):\n"
+         "{forward}        return super().forward(x)\n")
+
+
+@pytest.mark.parametrize(
+    ("where", "code", "message"),
+    [("top", 2, "netsummary: error: {target} called sys.exit(0) while being loaded\n"),
+     ("init", 2, "netsummary: error: {target} called sys.exit(0) while being built (Net())\n"),
+     ("forward", 3, "netsummary: error: the model's forward called sys.exit(0)\n")],
+    ids=["import", "constructor", "forward"],
+)
+def test_sys_exit_in_user_code_is_not_netsummarys_exit(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                       where: str, code: int, message: str) -> None:
+    path = tmp_path / "exits.py"
+    parts = {"top": "", "init": "", "forward": ""}
+    parts[where] = "        sys.exit(0)\n" if where != "top" else "sys.exit(0)\n"
+    path.write_text(EXITS.format(**parts))
+    target = f"{path}:Net"
+    assert run(capsys, target, "--input-size", "4") == (code, "", message.format(target=target))
+
+
+def test_the_library_lets_sys_exit_through_after_restoring_the_model(unchanged) -> None:
+    from netsummary import summary
+
+    class Quits(nn.Linear):
+        def forward(self, x):
+            sys.exit(0)
+
+    model = Quits(4, 2)
+    model.train()
+    with unchanged(model), pytest.raises(SystemExit):  # training flag, hooks and all restored first
+        summary(model, (4,), verbose=0)  # a library call does not swallow the caller's exit
+
+
+def test_check_isolates_a_model_that_calls_sys_exit(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "exits.py").write_text(EXITS.format(top="", init="", forward="        sys.exit(1)\n"))
+    extra = '\n[tool.netsummary.models.quits]\ntarget = "models/exits.py:Net"\ninput-size = [4]\n'
+    code, out, _ = run(capsys, "check", "--config", str(project(tmp_path, extra)))
+    assert code == 3  # the worst: a forward failed
+    lines = out.splitlines()
+    assert "quits: the model's forward called sys.exit(1)" in lines
+    assert lines[-1] == "checked 3 models: 1 ok, 1 over budget, 1 failed"  # tiny and narrow were still checked
+
+
+def test_json_on_stdout_stays_parseable_when_the_model_prints(capsys: pytest.CaptureFixture[str],
+                                                              tmp_path: Path) -> None:
+    path = tmp_path / "chatty.py"
+    path.write_text("from torch import nn\nprint('loading')\nclass Net(nn.Linear):\n    def __init__(self):\n"
+                    "        print('building')\n        super().__init__(4, 2)\n    def forward(self, x):\n"
+                    "        print('forward')\n        return super().forward(x)\n")
+    code, out, err = run(capsys, f"{path}:Net", "--input-size", "4", "--format", "json")
+    assert code == 0
+    assert Summary.from_json(out).total_params == 10  # 4*2 + 2
+    assert err.split() == ["loading", "building", "forward", "forward"]  # a second forward settles the batch axis
+
+
+# ---------------------------------------------------------------------------------- bad inputs
+
+
+def test_diff_and_baselines_of_unreadable_summaries_exit_2(capsys: pytest.CaptureFixture[str],
+                                                           tmp_path: Path) -> None:
+    base = tmp_path / "base.json"
+    assert main([f"{TINY}:Tiny", "--input-size", "16", "--format", "json", "--output", str(base)]) == 0
+    binary = tmp_path / "bin.json"
+    binary.write_bytes(b"\x89PNG\r\n")  # not UTF-8
+    lots = tmp_path / "lots.json"
+    lots.write_text(base.read_text().replace('"total_params": 154', '"total_params": "lots"'))
+    for argv, bad in [(["diff", str(base), str(binary)], binary), (["diff", str(base), str(lots)], lots),
+                      ([f"{TINY}:Tiny", "--input-size", "16", "--baseline", str(binary)], binary)]:
+        code, out, err = run(capsys, *argv)
+        assert (code, out) == (2, "")
+        why = ("not UTF-8 text (byte 0x89 at offset 0); expected a JSON summary" if bad is binary else
+               "not a netsummary summary (total_params is 'lots' (str), expected an int)")
+        assert err.startswith(f"netsummary: error: {bad}: {why}") and err.count("\n") == 1, err
+
+
+def test_check_with_a_bad_baseline_still_checks_the_other_models(capsys: pytest.CaptureFixture[str],
+                                                                 tmp_path: Path) -> None:
+    config = project(tmp_path)
+    saved = tmp_path / "baselines"
+    run(capsys, "check", "--config", str(config), "--save-baselines", str(saved))
+    (saved / "tiny.json").write_bytes(b"\xff\xfe")
+    code, out, _ = run(capsys, "check", "--config", str(config), "--baseline", str(saved), "--max-growth", "2%")
+    assert code == 2
+    lines = out.splitlines()
+    assert lines[0].startswith(f"tiny: error: {saved / 'tiny.json'}: not UTF-8 text (byte 0xff at offset 0)")
+    assert "narrow: total params 78 -> 78 (+0.0%) <= max growth 2%" in lines  # the next model was still checked
+    assert lines[-1] == "checked 2 models: 0 ok, 1 over budget, 1 failed"  # narrow is over its 50-param budget
+
+
+def test_an_unexpected_error_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str],
+                                                    monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise OverflowError("Python int too large\nto convert to C long")
+
+    monkeypatch.setattr("netsummary._inspect.inspect_checkpoint", broken)
+    code, out, err = run(capsys, "inspect", "any.pt")
+    assert (code, out) == (2, "")
+    assert err == ("netsummary: error: unexpected OverflowError: Python int too large to convert to C long "
+                   "(set NETSUMMARY_DEBUG=1 for the traceback)\n")
+    monkeypatch.setenv("NETSUMMARY_DEBUG", "1")
+    code, _, err = run(capsys, "inspect", "any.pt")
+    assert code == 2 and err.startswith("Traceback (most recent call last):") and "in broken" in err
+    monkeypatch.delenv("NETSUMMARY_DEBUG")
+    # in check, an unexpected error is that model's failure; the others are still checked
+    monkeypatch.setattr("netsummary._cli.evaluate", broken)
+    code, out, _ = run(capsys, "check", "--config", str(project(tmp_path)))
+    assert code == 2
+    assert out.splitlines() == ["tiny: error: unexpected OverflowError: Python int too large to convert to C long",
+                                "narrow: error: unexpected OverflowError: Python int too large to convert to C long",
+                                "checked 2 models: 0 ok, 0 over budget, 2 failed"]
+
+
+def test_a_missing_name_lists_what_could_be_a_target(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "torch.nn:Lineer", "--input-size", "4")
+    assert code == 2
+    # torch.nn's module classes come first (its own factory_kwargs helper is not among the shown 8)
+    assert re.fullmatch(r"netsummary: error: invalid target 'torch\.nn:Lineer': torch\.nn has no attribute 'Lineer'; "
+                        r"it defines: AdaptiveAvgPool1d, AdaptiveAvgPool2d, .*, \.\.\. \(\d+ in all\); did you mean "
+                        r"'Linear'\?\n", err), err
+    assert "factory_kwargs" not in err
+
+
+def test_check_names_each_model_once(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, _ = run(capsys, "check", "tiny", "tiny", "--config", str(project(tmp_path)))
+    assert code == 0
+    assert out.splitlines()[-1] == "checked 1 model: 1 ok, 0 over budget, 0 failed"
+    assert len([x for x in out.splitlines() if x.startswith("tiny: total params")]) == 1
+
+
+def test_check_rejects_a_model_name_that_is_not_a_file_name(capsys: pytest.CaptureFixture[str],
+                                                            tmp_path: Path) -> None:
+    config = project(tmp_path, '\n[tool.netsummary.models."../x"]\ntarget = "m.py:M"\ninput-size = [3]\n')
+    code, out, err = run(capsys, "check", "--config", str(config), "--save-baselines", str(tmp_path / "b"))
+    assert (code, out) == (2, "")
+    assert err.startswith(f'netsummary: error: {config}: tool.netsummary.models."../x": invalid model name')
+    assert not (tmp_path / "x.json").exists() and not (tmp_path / "b").exists()
+
+
+def test_inspect_reports_the_unwrapped_entry_and_counts_buffers_apart(capsys: pytest.CaptureFixture[str],
+                                                                      tmp_path: Path) -> None:
+    path = tmp_path / "train.ckpt"
+    model = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3))  # (4*3 + 3) + (3 + 3) = 21 params
+    torch.save({"model": model.state_dict(), "optimizer": {"state": {}}, "epoch": 3}, path)
+    code, out, _ = run(capsys, "inspect", str(path), "--depth", "1", "--max-params", "21")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[-1] == "train.ckpt: total params 21 <= budget 21 (0.0% headroom)"  # buffers (3 + 3 + 1) left out
+    assert "Tensors read from the 'model' entry; other entries ignored: optimizer, epoch" in lines
 
 
 # ------------------------------------------------------------------------------------ end to end

@@ -121,6 +121,28 @@ def test_invalid_files(tmp_path: Path, text: str, match: str) -> None:
         load_config(write(tmp_path, text))
 
 
+def test_a_model_without_input_size_names_the_missing_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=rf"pyproject\.toml: {M}: missing key input-size; expected one sample's "
+                                          r"shape without the batch, e\.g\. input-size = \[3, 224, 224\]") as info:
+        load_config(write(tmp_path, f'[{M}]\ntarget = "m.py:M"\nmax-params = "1M"\n'))
+    assert info.value.key == f"{M}.input-size"
+
+
+@pytest.mark.parametrize(
+    ("key", "name"),
+    [('"../evil"', "../evil"), ('"a/b"', "a/b"), ('"a\\\\b"', "a\\b"), ('"a..b"', "a..b"), ('".hidden"', ".hidden"),
+     ('""', "")],
+    ids=["parent", "slash", "backslash", "dot-dot", "leading-dot", "empty"],
+)
+def test_model_names_must_be_safe_file_names(tmp_path: Path, key: str, name: str) -> None:
+    text = f'[tool.netsummary.models.{key}]\ntarget = "m.py:M"\ninput-size = [3]\n'
+    with pytest.raises(ConfigError, match=r"pyproject\.toml: tool\.netsummary\.models\.\".*\": invalid model name "
+                                          r".*; the name is also its file name NAME\.json under --save-baselines"
+                                          ) as info:
+        load_config(write(tmp_path, text))
+    assert info.value.key == f'tool.netsummary.models."{name}"'.replace("\\", "\\\\")  # TOML/JSON quoting
+
+
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"nope\.toml: no such file"):
         load_config(str(tmp_path / "nope.toml"))

@@ -167,3 +167,41 @@ def test_load_summary_errors(tmp_path: Path, content: str | None, match: str) ->
         path.write_text(content)
     with pytest.raises(InputSpecError, match=match):
         load_summary(str(path))
+
+
+def test_load_summary_of_a_file_that_is_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "bin.json"
+    path.write_bytes(b'{"schema_version": 1, \xff\xfe}')  # 0xff is never valid UTF-8
+    with pytest.raises(InputSpecError, match=r"bin\.json: not UTF-8 text \(byte 0xff at offset 22\); expected a "
+                                             r"JSON summary \(save one with"):
+        load_summary(str(path))
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [(lambda d: d.update(total_params="lots"), r"total_params is 'lots' \(str\), expected an int"),
+     (lambda d: d.update(total_params=True), r"total_params is True \(bool\), expected an int"),
+     (lambda d: d.update(param_bytes=1.5), r"param_bytes is 1\.5 \(float\), expected an int"),
+     (lambda d: d.update(total_macs="72"), r"total_macs is '72' \(str\), expected an int or null"),
+     (lambda d: d["layers"][1].update(params="8"), r"layers\[1\]\.params is '8' \(str\), expected an int"),
+     (lambda d: d["layers"][1].update(macs=[1]), r"layers\[1\]\.macs is \[1\] \(list\), expected an int or null"),
+     (lambda d: d["layers"][1].update(name=3), r"layers\[1\]\.name is 3 \(int\), expected a string")],
+    ids=["total-str", "total-bool", "bytes-float", "macs-str", "layer-params", "layer-macs", "layer-name"],
+)
+def test_load_summary_checks_field_types(tmp_path: Path, pair: tuple[Summary, Summary], edit, match: str) -> None:
+    data = json.loads(pair[0].to_json())
+    edit(data)
+    path = tmp_path / "base.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(InputSpecError, match=rf"base\.json: not a netsummary summary \({match}\); save one with"):
+        load_summary(str(path))
+
+
+def test_load_summary_accepts_null_macs(tmp_path: Path, pair: tuple[Summary, Summary]) -> None:
+    data = json.loads(pair[0].to_json())
+    data["total_macs"] = None  # a summary made without MACs
+    for layer in data["layers"]:
+        layer["macs"] = None
+    path = tmp_path / "base.json"
+    path.write_text(json.dumps(data))
+    assert load_summary(str(path)).total_macs is None

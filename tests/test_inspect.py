@@ -9,6 +9,7 @@ import pickle
 import struct
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -215,6 +216,9 @@ def test_pytorch_wrapped_state_dict_is_unwrapped(tmp_path: Path, key: str) -> No
     assert summary.state_dict_key == key
     assert summary.total_params == SMALL_PARAMS  # the optimizer's 100 elements are not the model's
     assert {entry.name for entry in summary.tensors} == {"fc.weight", "fc.bias", "emb.weight"}
+    assert summary.ignored == ("optimizer", "epoch")
+    assert summary.render().splitlines()[-1] == (
+        f"Tensors read from the '{key}' entry; other entries ignored: optimizer, epoch")
 
 
 def test_pytorch_nested_wrappers(tmp_path: Path) -> None:
@@ -224,6 +228,7 @@ def test_pytorch_nested_wrappers(tmp_path: Path) -> None:
     summary = inspect_checkpoint(path)
 
     assert (summary.state_dict_key, summary.total_params) == ("model.state_dict", SMALL_PARAMS)
+    assert summary.ignored == ("step",)
 
 
 def test_pytorch_nested_containers_flatten_with_dotted_keys(tmp_path: Path) -> None:
@@ -482,3 +487,104 @@ def test_summary_is_frozen_and_prints_nothing(tmp_path: Path, capsys: pytest.Cap
         summary.total_params = 0  # type: ignore[misc]
     assert not hasattr(summary, "__dict__")  # slots=True
     assert capsys.readouterr() == ("", "")
+
+
+# ------------------------------------------------------------------------------ params and buffers
+
+
+def test_normalization_buffers_are_not_params_resnet18(tmp_path: Path) -> None:
+    torchvision = pytest.importorskip("torchvision")
+    model = torchvision.models.resnet18()
+    path = tmp_path / "resnet18.pt"
+    torch.save(model.state_dict(), path)
+
+    summary = inspect_checkpoint(path)
+
+    # an independent source: the model's own parameters (11,689,512, torchvision's num_params)
+    assert summary.total_params == sum(p.numel() for p in model.parameters()) == 11_689_512
+    assert summary.param_bytes == 4 * 11_689_512  # float32
+    # 20 BatchNorm2d: running_mean + running_var (2 x channels) + num_batches_tracked (1) = 9,620
+    assert summary.buffer_elements == sum(b.numel() for b in model.buffers()) == 9_620
+    assert summary.buffer_bytes == sum(b.numel() * b.element_size() for b in model.buffers())
+    assert summary.total_bytes == summary.param_bytes + summary.buffer_bytes
+    lines = summary.render(depth=1).splitlines()
+    assert lines[0].split() == ["Module", "Params", "Buffers", "Bytes", "Dtypes"]
+    assert lines[2].split()[:3] == ["conv1", "9,408", "0"]  # 64 * 3 * 7 * 7; no buffers
+    assert lines[3].split()[:3] == ["bn1", "128", "129"]  # weight + bias 2 * 64; 2 * 64 + 1
+    assert lines[-1] == ("Params 11,689,512 (44.59 MiB) leave out 9,620 buffer elements (37.66 KiB): tensors named "
+                         "running_mean, running_var or num_batches_tracked; Bytes include them")
+
+
+def test_tree_counts_buffers_apart(tmp_path: Path) -> None:
+    path = tmp_path / "bn.pt"
+    torch.save(torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3)).state_dict(), path)
+
+    rows = {row.name: row for row in inspect_checkpoint(path).tree()}
+
+    assert (rows["0"].params, rows["0"].buffers) == (15, 0)  # 4*3 + 3
+    assert (rows["1"].params, rows["1"].buffers) == (6, 7)  # weight 3 + bias 3; 3 + 3 + 1
+    assert rows["1.running_var"].is_tensor and (rows["1.running_var"].params, rows["1.running_var"].buffers) == (0, 3)
+    assert rows["1"].nbytes == 6 * 4 + 6 * 4 + 8  # float32 weight/bias/stats, int64 num_batches_tracked
+
+
+# -------------------------------------------------------------------------------- sharded index
+
+
+def _shards(tmp_path: Path) -> Path:
+    """Two safetensors shards and their index: a (4*4 + 4 = 20) in one, b (2*4 = 8) and a
+    BatchNorm buffer (2) in the other."""
+    save_file({"a.weight": torch.zeros(4, 4), "a.bias": torch.zeros(4)},
+              str(tmp_path / "model-00001-of-00002.safetensors"))
+    save_file({"b.weight": torch.zeros(2, 4), "bn.running_mean": torch.zeros(2)},
+              str(tmp_path / "model-00002-of-00002.safetensors"))
+    first, second = "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"
+    index = tmp_path / "model.safetensors.index.json"
+    index.write_text(json.dumps({"metadata": {"total_size": 120}, "weight_map": {
+        "a.weight": first, "a.bias": first, "b.weight": second, "bn.running_mean": second}}))
+    return index
+
+
+def test_a_sharded_index_sums_its_shards(tmp_path: Path) -> None:
+    summary = inspect_checkpoint(_shards(tmp_path))
+
+    assert summary.shards == ("model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors")
+    assert (summary.format, summary.total_params, summary.buffer_elements) == ("safetensors", 28, 2)  # 20 + 8
+    assert summary.total_bytes == 120  # (28 + 2) * 4
+    assert [e.name for e in summary.tensors] == ["a.bias", "a.weight", "b.weight", "bn.running_mean"]
+    assert summary.render().splitlines()[-1] == (
+        "Summed over 2 shards: model-00001-of-00002.safetensors, model-00002-of-00002.safetensors")
+
+
+def test_a_sharded_index_without_its_shards_says_so(tmp_path: Path) -> None:
+    index = _shards(tmp_path)
+    (tmp_path / "model-00002-of-00002.safetensors").unlink()
+
+    with pytest.raises(CheckpointError, match=r"it is the index of a sharded checkpoint \(2 shard files: "
+                                              r"model-00001-of-00002\.safetensors, model-00002-of-00002\.safetensors\) "
+                                              r"and shard 'model-00002-of-00002\.safetensors' is not next to it in "
+                                              r".*; download every shard there, or inspect each shard file on its own"):
+        inspect_checkpoint(index)
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [('{"a": 1}', r"not a checkpoint; expected a sharded checkpoint index such as model\.safetensors\.index\.json"),
+     ("{oops", r"a \.json file that cannot be read as JSON \(Expecting property name"),
+     ('{"weight_map": {"w": "../other/model.safetensors"}}', r"its weight_map names '\.\./other/model\.safetensors'; "
+                                                             r"expected shard file names next to the index")],
+    ids=["no-weight-map", "not-json", "shard-elsewhere"],
+)
+def test_json_files_that_are_not_sharded_indexes(tmp_path: Path, text: str, match: str) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(text)
+    with pytest.raises(CheckpointError, match=match):
+        inspect_checkpoint(path)
+
+
+def test_a_refused_plain_pickle_raises_no_torch_warning(tmp_path: Path) -> None:
+    path = tmp_path / "plain.pkl"
+    path.write_bytes(pickle.dumps({"w": [1, 2]}, protocol=4))  # torch warns about protocol 4, then refuses it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails the test
+        with pytest.raises(CheckpointError, match=r"not a valid weights-only PyTorch checkpoint"):
+            inspect_checkpoint(path)

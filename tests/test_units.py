@@ -19,7 +19,6 @@ from netsummary._units import format_bytes, format_count, parse_bytes, parse_cou
         pytest.param("11_038_081", 11_038_081, id="underscores"),
         pytest.param("250k", 250_000, id="lower-k"),
         pytest.param("250K", 250_000, id="upper-K"),
-        pytest.param("12m", 12_000_000, id="lower-m-is-million"),
         pytest.param("2T", 2_000_000_000_000, id="T-is-1e12"),
         pytest.param("0", 0, id="zero"),
         pytest.param("42", 42, id="plain-int"),
@@ -74,6 +73,8 @@ def test_parse_count_accepts_python_numbers(value: int | float, expected: int) -
         pytest.param("-5", r"^invalid count '-5': must not be negative", id="negative"),
         pytest.param("-1.5M", r"^invalid count '-1\.5M': must not be negative", id="negative-with-suffix"),
         pytest.param("7B", r"^invalid count '7B': B is not a count suffix \(write 7G", id="B-for-billion"),
+        pytest.param("12m", r"^invalid count '12m': m is milli; write 12M for 12,000,000$", id="lower-m-is-milli"),
+        pytest.param("1.5m", r"^invalid count '1\.5m': m is milli; write 1\.5M for 1,500,000$", id="fractional-m"),
         pytest.param("1e40", r"^invalid count '1e40': too large", id="huge-exponent"),
     ],
 )
@@ -108,9 +109,8 @@ def test_parse_count_rejects_python_values(value: object, error: type[Exception]
     [
         pytest.param("50MiB", 52_428_800, id="MiB-binary"),  # 50 * 2**20 = 52,428,800
         pytest.param("50MB", 50_000_000, id="MB-decimal"),  # 50 * 10**6
-        pytest.param("50mib", 52_428_800, id="mib-lowercase"),
         pytest.param("50MIB", 52_428_800, id="MIB-uppercase"),
-        pytest.param("50mb", 50_000_000, id="mb-lowercase-is-bytes"),
+        pytest.param("50mB", 50_000_000, id="prefix-case-does-not-matter"),
         pytest.param("2kB", 2_000, id="kB-SI"),
         pytest.param("2KB", 2_000, id="KB-decimal"),
         pytest.param("2KiB", 2_048, id="KiB"),  # 2 * 1024
@@ -122,6 +122,10 @@ def test_parse_count_rejects_python_values(value: object, error: type[Exception]
         pytest.param("1024B", 1_024, id="B"),
         pytest.param("1024 b", 1_024, id="lower-b-is-bytes"),
         pytest.param("0.5KiB", 512, id="half-KiB"),
+        # fractions of a prefixed unit are rounded down to whole bytes (a budget floor is conservative)
+        pytest.param("42.1MiB", 44_145_049, id="fraction-rounded-down"),  # 42.1 * 2**20 = 44,145,049.6
+        pytest.param("0.1MiB", 104_857, id="tenth-MiB-rounded-down"),  # 0.1 * 1,048,576 = 104,857.6
+        pytest.param("1.0000005kB", 1_000, id="fraction-of-a-byte-dropped"),  # 1.0000005 * 1000 = 1000.0005
         pytest.param("1,048,576B", 1_048_576, id="commas"),
     ],
 )
@@ -153,10 +157,19 @@ def test_parse_bytes_accepts_int() -> None:
         ),
         pytest.param("MiB", r"^invalid size 'MiB': expected a size", id="unit-without-number"),
         pytest.param("0.5B", r"^invalid size '0\.5B': 0\.5 is not a whole number of bytes", id="half-byte"),
+        pytest.param("1.5", r"^invalid size '1\.5': 1\.5 is not a whole number of bytes", id="fraction-no-unit"),
         pytest.param(
-            "0.1MiB",  # 0.1 * 1,048,576 = 104,857.6
-            r"^invalid size '0\.1MiB': 104857\.6 is not a whole number of bytes",
-            id="fractional-bytes-after-unit",
+            "50Mb",
+            r"^invalid size '50Mb': Mb means megabits; write 50MB \(10\*\*6 bytes\) or 50MiB \(2\*\*20 bytes\)$",
+            id="Mb-is-megabits",
+        ),
+        pytest.param(
+            "1Kb", r"^invalid size '1Kb': Kb means kilobits; write 1kB \(10\*\*3 bytes\) or 1KiB \(2\*\*10 bytes\)$",
+            id="Kb-is-kilobits",
+        ),
+        pytest.param("50mb", r"^invalid size '50mb': mb means megabits; write 50MB", id="mb-lowercase-is-bits"),
+        pytest.param(
+            "2mib", r"^invalid size '2mib': mib means mebibits; write 2MiB \(2\*\*20 bytes\)$", id="mib-is-mebibits"
         ),
         pytest.param("-1MiB", r"^invalid size '-1MiB': must not be negative", id="negative"),
     ],
