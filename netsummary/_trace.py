@@ -23,6 +23,7 @@ device and under a ``TorchDispatchMode`` such as ``FakeTensorMode``.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import torch
@@ -145,7 +146,9 @@ class Tracer:
                 return
             index = stack.pop()
             rec = raw[index]
-            if output is _FAILED:
+            # (torch versions that pass kwargs on that path give output None while the exception
+            # is being handled: sys.exc_info() tells the two apart)
+            if output is _FAILED or (output is None and sys.exc_info()[0] is not None):
                 if failed[0] is None:  # the exception is unwinding: the first call it leaves
                     failed[0] = index  # is the innermost failing one
                     rec[3] = args  # kept for the failure report only
