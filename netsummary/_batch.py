@@ -30,7 +30,10 @@ def ambiguous(described: Sequence[Described | None], run_batch: int) -> bool:
 
 
 def _heuristic(d: Described, run_batch: int) -> Axes:
-    return tuple(batch_axis(shape, run_batch) for shape in d.shapes)
+    shapes = d.shapes
+    if len(shapes) == 1:  # the common case, without a generator
+        return (batch_axis(shapes[0], run_batch),)
+    return tuple(batch_axis(shape, run_batch) for shape in shapes)
 
 
 def _compared(d: Described, probe: Described | None, run_batch: int) -> Axes:
@@ -89,6 +92,11 @@ def per_shown_batch(d: Described, axes: Axes, run_batch: int | None) -> int:
     """Bytes of ``d`` for the batch as shown: tensors with a batch axis count one sample."""
     if run_batch is None or not axes:
         return d.nbytes
+    if len(axes) == 1:  # one tensor
+        n = d.itemsizes[0]
+        for x in d.shapes[0]:
+            n *= x
+        return n // run_batch if axes[0] is not None else n
     total = 0
     for shape, itemsize, axis in zip(d.shapes, d.itemsizes, axes):
         n = itemsize

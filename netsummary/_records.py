@@ -26,7 +26,10 @@ def dtype_names(d: Described | None) -> tuple[str, ...]:
     if d is None:
         return ()
     names = _DTYPE_NAMES
-    return tuple(names.get(t) or names.setdefault(t, str(t).removeprefix("torch.")) for t in d.dtypes)
+    dtypes = d.dtypes
+    if len(dtypes) == 1 and dtypes[0] in names:  # the common case, without a generator
+        return (names[dtypes[0]],)
+    return tuple(names.get(t) or names.setdefault(t, str(t).removeprefix("torch.")) for t in dtypes)
 
 
 def build_summary(
