@@ -10,7 +10,6 @@ from typing import Any
 import torch
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
-from torch.nn.parameter import is_lazy
 from torch.utils import _pytree as pytree
 
 from ._batch import BatchAxes, ambiguous
@@ -128,7 +127,8 @@ def summary(
     model = eager_module(model)
     named = list(model.named_modules())  # the one traversal every later step shares
     dev = resolve_device(named, device)
-    if has_lazy(named):  # materialize on a shape-only copy; the user's model stays lazy
+    lazy = has_lazy(named)
+    if lazy:  # materialize on a shape-only copy; the user's model stays lazy
         model = shape_only_copy(model)
         named = list(model.named_modules())
         dev = torch.device("meta")
@@ -145,7 +145,8 @@ def summary(
         grad = torch.no_grad() if mode == "eval" else contextlib.nullcontext()
         try:
             with grad, _fast_paths_off(), tracer:
-                _forward(model, inputs, dev.type == "meta")
+                # a lazy copy materializes its own meta tensors: plain meta, not fake stand-ins
+                _forward(model, inputs, fake=dev.type == "meta" and not lazy)
         except Exception as err:  # the user's model failed: report it, never swallow it
             error = err
             failed = tracer.failing_call()
@@ -178,7 +179,8 @@ def _batch_axes(model: nn.Module, named: list, inputs: ForwardInputs, tracer: Tr
     try:
         args, _ = make_inputs(model, list(inputs.sizes), list(inputs.dtypes), rb + 1, dev)
         with probe:
-            _forward(model, ForwardInputs(args, inputs.kwargs, -1, rb + 1), dev.type == "meta")
+            # after the first forward nothing is lazy any more
+            _forward(model, ForwardInputs(args, inputs.kwargs, -1, rb + 1), fake=dev.type == "meta")
     except Exception:  # the shapes of the first run stand; the first axis of size rb is marked
         return BatchAxes(rb)
     return BatchAxes(rb, probe=[(c.module, c.inp, c.out) for c in probe.calls])
@@ -226,9 +228,8 @@ def _set_training(model: nn.Module, named: list[tuple[str, nn.Module]], flag: bo
             object.__setattr__(m, "training", flag)
 
 
-def _forward(model: nn.Module, inputs: ForwardInputs, meta: bool) -> Any:
-    if not meta or any(is_lazy(p) for p in model.parameters()):
-        # a lazy model materializes its own meta parameters on the plain meta path
+def _forward(model: nn.Module, inputs: ForwardInputs, fake: bool) -> Any:
+    if not fake:
         return model(*inputs.args, **inputs.kwargs)
     # On "meta" the forward runs on fake tensors: shapes and dtypes only, no memory, and code that
     # would read values (mask checks calling .item()) can tell it is being traced. Fake stand-ins

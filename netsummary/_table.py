@@ -54,12 +54,14 @@ def _params(r: LayerRecord, s: Summary, macs: dict) -> str:
     return cell
 
 
-def _trainable(r: LayerRecord, s: Summary, macs: dict) -> str:
-    if not r.params:
-        return "--"
-    if r.trainable_params == r.params:
+def _trainable_text(params: int, trainable: int) -> str:
+    if trainable == params:
         return "yes"
-    return "no" if not r.trainable_params else f"partial ({r.trainable_params:,})"
+    return "no" if not trainable else f"partial ({trainable:,})"
+
+
+def _trainable(r: LayerRecord, s: Summary, macs: dict) -> str:
+    return "--" if not r.params else _trainable_text(r.params, r.trainable_params)
 
 
 def _macs(r: LayerRecord, s: Summary, macs: dict) -> str:
@@ -146,11 +148,10 @@ def _label(text: str, depth: int, tablefmt: str) -> str:
 
 def _group_row(g: ParamGroup, s: Summary, columns: Sequence[str], depth: int, tablefmt: str) -> list[str]:
     where = "own params" if g.called else "not called"
-    trainable = "yes" if g.trainable_params == g.params else "no" if not g.trainable_params else f"partial ({g.trainable_params:,})"
     cells = {
         "params": f"{g.params:,}",
         "params_percent": f"{100 * g.params / s.total_params:.2f}%" if s.total_params else "--",
-        "trainable": trainable,
+        "trainable": _trainable_text(g.params, g.trainable_params),
         "formula": g.formula or "--",
     }
     label = _label(f"{g.name or '(root)'} ({g.type}, {where})", depth, tablefmt)
