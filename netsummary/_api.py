@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import gc
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -18,9 +17,10 @@ from ._failure import failed_inputs, forward_error
 from ._formats import render, resolve_format
 from ._guard import ModelGuard
 from ._inputs import ForwardInputs, build_inputs, check_mode, make_inputs, resolve_device
-from ._model import check_forward_kwargs, eager_module, has_lazy, shape_only_copy
+from ._model import check_forward_kwargs, eager_module, has_lazy, shape_only_copy, walk_modules
 from ._records import build_summary
 from ._summary import Summary
+from ._switches import GC_PAUSED, MHA_FASTPATH_OFF
 from ._trace import Tracer
 
 
@@ -125,7 +125,7 @@ def summary(
     if macs is None:
         macs = shown_format != "classic"
     model = eager_module(model)
-    named = list(model.named_modules())  # the one traversal every later step shares
+    named = walk_modules(model)  # the one traversal every later step shares (cycles refused)
     dev = resolve_device(named, device)
     lazy = has_lazy(named)
     if lazy:  # materialize on a shape-only copy; the user's model stays lazy
@@ -139,12 +139,15 @@ def summary(
     tracer = Tracer(model, named, count_macs=bool(macs))
     axes = BatchAxes(shown_batch)  # the probe below refines it after a successful forward
     error: Exception | None = None
-    with _gc_paused(), ModelGuard(model, [m for _, m in named]):
+    # the forward of a meta model runs on fake stand-ins (or on a lazy model's copy): the user's
+    # tensors cannot be written, and fake kernels draw no random numbers
+    watch = dev.type != "meta"
+    with GC_PAUSED.held(), ModelGuard(model, [m for _, m in named], watch_writes=watch):
         if mode != "same":
             _set_training(model, named, mode == "train")
         grad = torch.no_grad() if mode == "eval" else contextlib.nullcontext()
         try:
-            with grad, _fast_paths_off(), tracer:
+            with grad, MHA_FASTPATH_OFF.held(), tracer:
                 # a lazy copy materializes its own meta tensors: plain meta, not fake stand-ins
                 _forward(model, inputs, fake=dev.type == "meta" and not lazy)
         except Exception as err:  # the user's model failed: report it, never swallow it
@@ -153,11 +156,11 @@ def summary(
             received = failed_inputs(failed, err) if failed is not None else None
         else:
             if shown_batch is not None:
-                with grad, _fast_paths_off():
+                with grad, MHA_FASTPATH_OFF.held():
                     axes = _batch_axes(model, named, inputs, tracer, dev)
         # the guard restores the model before anything else happens
 
-    with _gc_paused():
+    with GC_PAUSED.held():
         result = build_summary(model, named, tracer, inputs, dev, mode, error is None, bool(macs), formulas, axes)
     if error is not None:
         shown = "tree" if shown_format in ("json", "csv") else shown_format  # a report is for reading
@@ -191,32 +194,6 @@ def _is_rank_zero() -> bool:
     printed once per job, while every rank still gets the returned summary."""
     dist = torch.distributed
     return not (dist.is_available() and dist.is_initialized() and dist.get_rank() != 0)
-
-
-@contextlib.contextmanager
-def _gc_paused():
-    """Pause the cyclic garbage collector while records are allocated: a full collection over a
-    process holding torch costs tens of milliseconds and would otherwise run mid-summary."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-@contextlib.contextmanager
-def _fast_paths_off():
-    """Turn off the fused fast path of ``nn.MultiheadAttention`` / ``nn.TransformerEncoderLayer``
-    for the summary (restored after): the fused kernel skips the submodules' calls, whose rows
-    and shapes the summary exists to show. Shapes and MACs are the same either way."""
-    was = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)
-    try:
-        yield
-    finally:
-        torch.backends.mha.set_fastpath_enabled(was)
 
 
 def _set_training(model: nn.Module, named: list[tuple[str, nn.Module]], flag: bool) -> None:

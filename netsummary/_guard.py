@@ -1,19 +1,36 @@
-"""Leave the user's model exactly as it was: snapshot what a forward may touch, restore it on exit.
+"""Leave the user's model as it was: restore what the summary changed, and only that.
 
-The model is a guest. :class:`ModelGuard` snapshots, and restores on success, on error and on
-``KeyboardInterrupt`` alike:
+The model is a guest. :class:`ModelGuard` restores **the model's state**, on success, on error and
+on ``KeyboardInterrupt`` alike:
 
-- every module's ``training`` flag, its ``_parameters`` / ``_buffers`` entries (the same tensor
-  objects) and its forward/backward hook dicts (per module) plus the global module hooks;
-- every buffer's values (BatchNorm running statistics, ``num_batches_tracked``), restored in place
-  when the forward changed them (dense buffers; meta, fake and sparse ones have no values to keep);
-- every parameter's ``requires_grad`` and ``.grad`` object;
-- the RNG states (CPU, initialized CUDA devices, Python ``random``, NumPy when imported) and
-  ``torch.is_grad_enabled()``.
+- every module's ``training`` flag;
+- every buffer's values (BatchNorm running statistics, ``num_batches_tracked``), copied before
+  and written back in place when the forward changed them (dense buffers with values; meta,
+  fake and sparse ones have none to keep);
+- every parameter's values: a forward that writes into a parameter in place (max-norm
+  renormalization, ``clamp_``, an ActNorm layer initializing itself) has it copied just before
+  the first write and written back (:mod:`netsummary._watch`), so only written parameters cost
+  memory;
+- the tensor objects under each module's existing ``_parameters`` / ``_buffers`` names, where
+  the forward replaced one by another of the same shape and dtype (an update of its values);
+- every parameter's ``requires_grad`` and ``.grad`` object, and ``torch.is_grad_enabled()``;
+- the global generators the forward itself drew from (dropout in train mode; seen per device
+  type by the watch), and Python's ``random`` / NumPy's global state when they changed. Such a
+  restore also rewinds draws that another thread made from the same generator meanwhile; a
+  summary whose forward draws nothing (every eval-mode summary: the dummy inputs come from a
+  private generator) leaves the torch generators alone.
 
-Parameters are not copied (that would double the model's memory); a forward that writes into its
-own weights in place is outside what the guard can undo, except ``nn.Embedding(max_norm=...)``,
-the built-in layer that renormalizes its weight rows during forward: its weight is kept too.
+What the guard does **not** undo is what the model's own forward did to itself the way any real
+forward would: hooks it registers (transformers' output-capturing hooks and the flag saying they
+are installed), attributes it sets, buffers it registers under new names or rebuilds at another
+shape (a grown rotary or mask cache) stay, exactly as after a real forward. Hooks netsummary
+registers are removed by their own handles (:mod:`netsummary._trace`); the process-global hook
+tables and every other process-global state are never rewritten from a snapshot. A parameter
+whose ``.data`` the forward rebinds to another tensor keeps that binding.
+
+The restore runs to its end even if Ctrl-C arrives meanwhile: the interrupt is deferred and
+raised once the model is whole (:mod:`netsummary._interrupts`). Every comparison and copy skips
+tensors without values (meta, fake, lazy), so the guard works on models built on ``meta``.
 (``summary()`` never runs a forward on a model with unmaterialized lazy modules: it runs a
 shape-only copy, see :mod:`netsummary._model`.)
 """
@@ -28,20 +45,14 @@ import torch
 from torch import nn
 from torch._subclasses.fake_tensor import is_fake
 from torch.nn.parameter import is_lazy
-from torch.nn.modules import module as _module_globals
 
-_MODULE_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
-_GLOBAL_HOOK_DICTS = (
-    "_global_forward_hooks",
-    "_global_forward_hooks_with_kwargs",  # torch's handle.remove() leaves these two behind
-    "_global_forward_hooks_always_called",
-    "_global_forward_pre_hooks",
-    "_global_backward_hooks",
-    "_global_backward_pre_hooks",
-)
+from ._interrupts import uninterrupted
+from ._watch import StateWatch
 
 
 class _RNGState:
+    """The global generators' states, restored selectively (see :meth:`restore`)."""
+
     def __init__(self) -> None:
         self.cpu = torch.get_rng_state()
         self.cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
@@ -49,17 +60,37 @@ class _RNGState:
         np = sys.modules.get("numpy")
         self.np = np.random.get_state() if np is not None else None
 
-    def restore(self) -> None:
-        torch.set_rng_state(self.cpu)
-        if self.cuda is not None:
+    def restore(self, torch_drawn: set[str]) -> None:
+        """Restore the torch generators of the device types in ``torch_drawn`` (the forward drew
+        from them) and Python's / NumPy's global state where it changed."""
+        if "cpu" in torch_drawn:
+            torch.set_rng_state(self.cpu)
+        if "cuda" in torch_drawn and self.cuda is not None:
             torch.cuda.set_rng_state_all(self.cuda)
-        random.setstate(self.py)
-        if self.np is not None:
-            sys.modules["numpy"].random.set_state(self.np)
+        if random.getstate() != self.py:
+            random.setstate(self.py)
+        np = sys.modules.get("numpy")
+        if self.np is not None and np is not None:
+            now = np.random.get_state()  # ("MT19937", key array, pos, has_gauss, cached gaussian)
+            if now[2:] != self.np[2:] or not np.array_equal(now[1], self.np[1]):
+                np.random.set_state(self.np)
+
+
+def _has_values(t: torch.Tensor) -> bool:
+    """Whether ``t`` holds values the guard can copy and compare (not meta, fake, lazy, sparse)."""
+    return not (is_lazy(t) or t.device.type == "meta" or is_fake(t) or t.layout != torch.strided)
 
 
 class ModelGuard:
-    """Context manager that restores ``model`` to its state at ``__enter__``.
+    """Context manager that restores ``model``'s state at ``__enter__`` (see the module docstring).
+
+    Args:
+        model: the model.
+        modules: ``model``'s modules, when the caller has them already (one traversal).
+        watch_writes: watch the forward's operators for in-place writes into parameters and
+            global-generator draws (:class:`~netsummary._watch.StateWatch`), active from
+            ``__enter__`` to ``__exit__`` in this thread. ``False`` where the forward cannot touch
+            the model's tensors (fake stand-ins): then the torch generators are not restored.
 
     >>> m = nn.BatchNorm1d(3).train()
     >>> with ModelGuard(m):
@@ -69,77 +100,81 @@ class ModelGuard:
     (0, True)
     """
 
-    def __init__(self, model: nn.Module, modules: list[nn.Module] | None = None) -> None:
+    def __init__(self, model: nn.Module, modules: list[nn.Module] | None = None, watch_writes: bool = True) -> None:
         self.model = model
         self._module_list = modules
+        self._watch_writes = watch_writes
+        self._watch: StateWatch | None = None
+        self._watching = False
 
     def __enter__(self) -> ModelGuard:
         modules = self._module_list if self._module_list is not None else list(self.model.modules())
-        # (module, class, training, _parameters copy, _buffers copy, copies of its non-empty hook dicts)
-        self._modules = [
-            (m, type(m), m.training, dict(m._parameters), dict(m._buffers), [(n, dict(d)) for n in _MODULE_HOOK_DICTS if (d := getattr(m, n))])
-            for m in modules
-        ]
+        # (module, training, _parameters copy, _buffers copy)
+        self._modules = [(m, m.training, dict(m._parameters), dict(m._buffers)) for m in modules]
         seen: set[int] = set()
         self._params: list[tuple[torch.Tensor, bool, Any]] = []
-        self._buffers: list[tuple[torch.Tensor, torch.Tensor | None]] = []
-        self._weights: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._buffers: list[tuple[torch.Tensor, torch.Tensor]] = []
         for m in modules:
             for p in m._parameters.values():
                 if p is not None and id(p) not in seen:
                     seen.add(id(p))
                     self._params.append((p, p.requires_grad, p.grad))
-            if isinstance(m, (nn.Embedding, nn.EmbeddingBag)) and m.max_norm is not None:
-                # the one built-in layer that rewrites its weight in forward (renormalization)
-                self._weights.append((m.weight, m.weight.detach().clone()))
             for b in m._buffers.values():
                 if b is not None and id(b) not in seen:
                     seen.add(id(b))
-                    data_less = is_lazy(b) or b.device.type == "meta" or is_fake(b) or b.layout != torch.strided
-                    keep = None if data_less else b.detach().clone()
-                    self._buffers.append((b, keep))
-        self._globals = [(name, dict(getattr(_module_globals, name))) for name in _GLOBAL_HOOK_DICTS]
+                    if _has_values(b):
+                        self._buffers.append((b, b.detach().clone()))
         self._rng = _RNGState()
         self._grad_enabled = torch.is_grad_enabled()
+        if self._watch_writes:
+            self._watch = StateWatch(p for p, _, _ in self._params if _has_values(p))
+            self._watch.__enter__()
+            self._watching = True
         return self
 
     def __exit__(self, *exc: object) -> None:
+        uninterrupted(self._restore)
+
+    def _restore(self) -> None:
+        """Put the state back; idempotent, so that an interrupted restore can run again."""
+        drawn: set[str] = set()
+        if self._watch is not None:
+            if self._watching:
+                self._watching = False
+                self._watch.__exit__(None, None, None)
+            drawn = self._watch.global_draws
         torch.set_grad_enabled(self._grad_enabled)
-        for m, cls, training, params, buffers, hooks in self._modules:
+        for m, training, params, buffers in self._modules:
             if m.training is not training:
                 if isinstance(m, torch.jit.ScriptModule):
                     m.training = training  # stored in the compiled module, not in __dict__
                 else:
                     object.__setattr__(m, "training", training)
-            _restore_dict(m._parameters, params)
-            _restore_dict(m._buffers, buffers)
-            if type(m) is not cls:
-                continue  # a lazy module materialized: its one-shot hooks are gone for good
-            if hooks or m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks:
-                saved_hooks = dict(hooks)
-                for name in _MODULE_HOOK_DICTS:
-                    _restore_dict(getattr(m, name), saved_hooks.get(name, {}))
-        for name, saved in self._globals:
-            _restore_dict(getattr(_module_globals, name), saved)
+            _restore_entries(m._parameters, params)
+            _restore_entries(m._buffers, buffers)
         with torch.no_grad():
             for p, requires_grad, grad in self._params:
                 if p.requires_grad != requires_grad:
                     p.requires_grad_(requires_grad)
                 if p.grad is not grad:
                     p.grad = grad
-            for b, keep in [*self._buffers, *self._weights]:
+            if self._watch is not None:
+                self._watch.restore_params()
+            for b, keep in self._buffers:
                 # Native kernels (BatchNorm's running stats) update buffers without bumping
-                # their version counter, so compare values.
-                if keep is not None and not torch.equal(b, keep):
+                # their version counter or declaring the write, so compare values.
+                if not torch.equal(b, keep):
                     b.data.copy_(keep)  # through .data: no version bump for a saved graph to trip on
-        self._rng.restore()
+        self._rng.restore(drawn)
 
 
-def _restore_dict(live: dict, saved: dict) -> None:
-    """Make ``live`` hold exactly ``saved``'s entries (same objects), without replacing ``live``."""
+def _restore_entries(live: dict, saved: dict) -> None:
+    """Put back each saved tensor whose entry the forward replaced by one of the same shape, dtype
+    and device (a value update); entries it added, removed or rebuilt at another shape stay."""
     if not isinstance(live, dict):  # TorchScript's read-only views of its compiled attributes
         return
-    if len(live) == len(saved) and all(live.get(k, live) is v for k, v in saved.items()):
-        return
-    live.clear()
-    live.update(saved)
+    for name, old in saved.items():
+        new = live.get(name)
+        if new is not old and isinstance(new, torch.Tensor) and isinstance(old, torch.Tensor):
+            if new.shape == old.shape and new.dtype == old.dtype and new.device == old.device:
+                live[name] = old

@@ -25,6 +25,52 @@ from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 from ._errors import InputSpecError
 
 
+def walk_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``list(model.named_modules())``, the same names in the same order, refusing cycles.
+
+    A child that is also one of its own ancestors (``self.owner = parent`` registers the parent
+    as a submodule) makes every recursive walk of the tree loop: ``model.eval()``, parameter
+    counting. The walk is iterative, so arbitrarily deep models do not hit the recursion limit.
+
+    >>> walk_modules(nn.Sequential(nn.Linear(2, 2)))[1][0]
+    '0'
+
+    Raises:
+        InputSpecError: the module graph has a cycle; the message names the module whose child
+            refers back and the ancestor it refers to.
+    """
+    out: list[tuple[str, nn.Module]] = [("", model)]
+    seen = {id(model)}
+    path = {id(model): ""}  # the modules on the current root-to-node path, by id -> name
+    stack = [("", model, iter(model._modules.items()))]
+    while stack:
+        prefix, module, children = stack[-1]
+        for key, child in children:
+            if child is None:
+                continue
+            name = f"{prefix}.{key}" if prefix else key
+            if id(child) in path:
+                back = path[id(child)]
+                raise InputSpecError(
+                    f"model: the module graph has a cycle: {repr(prefix) if prefix else 'the root'} "
+                    f"({type(module).__name__}) holds its own ancestor {repr(back) if back else 'the root'} "
+                    f"({type(child).__name__}) as submodule {key!r}, so every walk of the module tree loops; "
+                    f"keep such back-references out of the tree (a weakref, a plain list, or object.__setattr__)",
+                    (name, back),
+                )
+            if id(child) in seen:  # shared module: its first name stands, as in named_modules()
+                continue
+            seen.add(id(child))
+            out.append((name, child))
+            path[id(child)] = name
+            stack.append((name, child, iter(child._modules.items())))
+            break
+        else:
+            stack.pop()
+            path.pop(id(module), None)
+    return out
+
+
 def eager_module(model: nn.Module) -> nn.Module:
     """The eager module behind a ``torch.compile`` wrapper (without importing torch._dynamo)."""
     while type(model).__name__ == "OptimizedModule" and isinstance(getattr(model, "_orig_mod", None), nn.Module):

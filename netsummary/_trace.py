@@ -2,9 +2,11 @@
 
 :class:`Tracer` is a context manager. While it is open, a global forward pre-hook pushes each call
 of one of the model's modules on a stack and a global forward hook pops it and describes its
-inputs and output (:mod:`._structure`). Each call costs two dict lookups and a push/pop, whatever
+inputs and output (:mod:`._structure`). Global hooks fire for every module call in every thread,
+so the hooks record only calls made in the thread that opened the tracer: a forward of the same
+model in another thread, or another summary running beside this one, is not recorded. Each call costs two dict lookups and a push/pop, whatever
 the model's nesting depth, and nothing is registered on the user's modules. On exit every handle
-is removed, on success and on error alike. The post-hook is registered with ``always_call``, so
+is removed, on success and on error alike (and Ctrl-C cannot cut that short). The post-hook is registered with ``always_call``, so
 a call that raises is reported too, which tells which module a failed forward came out of.
 
 With ``count_macs=True`` a :class:`~netsummary._flops.MacCounter` runs beside the hooks and each
@@ -24,6 +26,7 @@ device and under a ``TorchDispatchMode`` such as ``FakeTensorMode``.
 from __future__ import annotations
 
 import sys
+import threading
 from typing import Any
 
 import torch
@@ -32,6 +35,7 @@ from torch.nn.modules import module as _module_globals
 from torch.nn.utils import parametrize
 
 from ._flops import MacCounter
+from ._interrupts import uninterrupted
 from ._structure import Described, describe
 
 Tensor = torch.Tensor
@@ -127,18 +131,19 @@ class Tracer:
 
     def __enter__(self) -> Tracer:
         names, raw, stack, failed = self.names, self._raw, self.stack, self._failed
+        thread, this_thread = threading.get_ident(), threading.get_ident
 
         # The hooks do the least they can: a lookup, a push or pop, and shapes of plain tensors.
         def pre_hook(module: nn.Module, args: tuple) -> None:
             name = names.get(id(module))
-            if name is not None:
+            if name is not None and this_thread() == thread:
                 raw.append([module, name, stack[-1] if stack else -1, None, None, None, 0, None])
                 stack.append(len(raw) - 1)
 
         def post_hook(module: nn.Module, args: tuple, kwargs: Any, output: Any = _FAILED) -> None:
             # Registered with always_call=True: when the forward raises, torch calls it as
             # hook(module, args, None), so ``output`` keeps its default.
-            if not stack or id(module) not in names:
+            if not stack or id(module) not in names or this_thread() != thread:
                 return
             while stack and raw[stack[-1]][0] is not module:
                 stack.pop()  # defensive: a call that never reported back
@@ -169,19 +174,26 @@ class Tracer:
                 else:
                     rec[6] += macs
 
-        self._handles = [
-            _module_globals.register_module_forward_pre_hook(pre_hook),
-            _module_globals.register_module_forward_hook(post_hook, with_kwargs=True, always_call=True),
-        ]
-        if self._count_macs:
-            self._counter = MacCounter(on_op)
-            self._counter.__enter__()
+        try:
+            self._handles.append(_module_globals.register_module_forward_pre_hook(pre_hook))
+            self._handles.append(_module_globals.register_module_forward_hook(post_hook, with_kwargs=True, always_call=True))
+            if self._count_macs:
+                counter = MacCounter(on_op)
+                counter.__enter__()
+                self._counter = counter
+        except BaseException:  # interrupted half-way: with never calls __exit__
+            uninterrupted(self._remove)
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
+        uninterrupted(self._remove)
+
+    def _remove(self) -> None:
+        """Remove the counter and exactly the hooks this tracer registered; idempotent."""
         if self._counter is not None:
-            self._counter.__exit__(None, None, None)
-            self._counter = None
+            counter, self._counter = self._counter, None
+            counter.__exit__(None, None, None)
         for h in self._handles:
             h.remove()
             _module_globals._global_forward_hooks_with_kwargs.pop(h.id, None)  # remove() forgets it
