@@ -7,6 +7,7 @@ Everything here is validated before any forward runs: a bad ``input_size``, ``dt
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.distributions import Distribution
 from torch.utils import _pytree as pytree
 
 from ._errors import DeviceError, InputSpecError, InputTypeError
@@ -150,8 +152,9 @@ def resolve_device(named: list[tuple[str, nn.Module]], device: Any) -> torch.dev
     ``"meta"``, which runs the forward on shape-only copies of the model's tensors.
 
     Raises:
-        DeviceError: unknown device string, CUDA (or the index) not available, or the model's
-            tensors live on another device than the one asked for.
+        DeviceError: unknown device string, CUDA (or the index) not available, the device is
+            not available for a model without tensors (see :func:`check_available`), or the
+            model's tensors live on another device than the one asked for.
     """
     model_devices: list[torch.device] = []
     for t in module_tensors(named):
@@ -176,7 +179,10 @@ def resolve_device(named: list[tuple[str, nn.Module]], device: Any) -> torch.dev
             raise DeviceError(
                 f"device={device!r} was requested but only {torch.cuda.device_count()} CUDA device(s) exist", device
             )
-    if dev.type == "meta" or not model_devices:
+    if dev.type == "meta":
+        return dev
+    if not model_devices:  # nothing to match against: the device itself must be usable
+        check_available(dev)
         return dev
     for md in model_devices:
         if md.type == dev.type and (dev.index is None or dev.index == md.index or md.index is None):
@@ -187,6 +193,73 @@ def resolve_device(named: list[tuple[str, nn.Module]], device: Any) -> torch.dev
         f"netsummary never moves your model: call model.to({str(dev)!r}) first, or pass device={where.split(',')[0]!r}",
         device,
     )
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    line = text[0] if text else ""
+    return f"{type(err).__name__}: {line[:160]}" if line else type(err).__name__
+
+
+def _backend_status(kind: str) -> tuple[bool, int | None, str]:
+    """``(available, device count or None, how that was found out)`` for a device type, from
+    torch's own availability API when it has one: ``torch.backends.mps``, ``torch.<type>``
+    (``torch.xpu``, ``torch.mtia``, a renamed privateuse1 backend such as ``torch.npu``), then
+    ``torch.accelerator``. Without one, a zero-element tensor is created there: torch's only
+    other answer (``"xla"``, ``"hpu"``, ``"privateuseone"`` without their plug-ins raise)."""
+    if kind == "mps":
+        mps = torch.backends.mps
+        if mps.is_available():
+            return True, None, "torch.backends.mps.is_available()"
+        why = "torch.backends.mps.is_available() is False"
+        return False, None, why if mps.is_built() else why + "; this PyTorch build has no MPS support (macOS only)"
+    module = getattr(torch, kind, None)
+    is_available = getattr(module, "is_available", None)
+    if callable(is_available):
+        if not is_available():
+            return False, None, f"torch.{kind}.is_available() is False"
+        count = getattr(module, "device_count", None)
+        return True, count() if callable(count) else None, f"torch.{kind}.is_available()"
+    acc = getattr(torch, "accelerator", None)
+    if acc is not None:
+        current = acc.current_accelerator() if acc.is_available() else None
+        if current is not None and current.type == kind:
+            return True, acc.device_count(), "torch.accelerator"
+    try:
+        torch.empty(0, device=kind)
+    except Exception as err:  # AssertionError, ModuleNotFoundError, NotImplementedError, ...
+        return False, None, f"creating a tensor there raised {_first_line(err)}"
+    return True, None, "a tensor could be created there"
+
+
+def check_available(dev: torch.device) -> None:
+    """Raise :class:`DeviceError` unless tensors can be created on ``dev``.
+
+    Used for a model without parameters or buffers (a model with tensors is checked by matching
+    their devices). CPU and meta are always available; CUDA is checked by the caller.
+
+    >>> check_available(torch.device("cpu"))
+    >>> try:
+    ...     check_available(torch.device("privateuseone"))
+    ... except DeviceError as err:
+    ...     print(str(err).split(" (")[0])
+    device='privateuseone' was requested but it is not available on this machine
+    """
+    if dev.type in ("cpu", "meta", "cuda"):
+        return
+    name = str(dev)
+    try:
+        available, count, how = _backend_status(dev.type)
+    except Exception as err:  # a broken plug-in or driver: torch's own check raised
+        raise DeviceError(
+            f"device={name!r} was requested but checking whether it is available raised {_first_line(err)}", dev
+        ) from None
+    if not available:
+        raise DeviceError(f"device={name!r} was requested but it is not available on this machine ({how})", dev)
+    if dev.index is not None and count is not None and dev.index >= count:
+        raise DeviceError(
+            f"device={name!r} was requested but only {count} {dev.type} device(s) exist ({how})", dev
+        )
 
 
 def default_dtype(model: nn.Module) -> torch.dtype:
@@ -247,6 +320,122 @@ def _dummy(model: nn.Module, shape: tuple[int, ...], dtype: torch.dtype, device:
     return x.to(device)
 
 
+# Limits of a nested input_data / keyword-argument structure, checked before anything walks it
+# (torch.utils._pytree and netsummary's own describe() recurse once per level, so deeper nesting
+# would end in a bare RecursionError, a cycle never ends, and a structure that repeats a shared
+# container at every level grows exponentially):
+MAX_INPUT_DEPTH = 100  # containers inside containers; real inputs nest a handful of levels
+MAX_INPUT_VALUES = 1_000_000  # values visited, a shared container counted each time it appears
+
+
+_ATOMS = frozenset({int, float, bool, str, bytes, complex, type(None), torch.Tensor, nn.Parameter, torch.dtype, torch.device})
+
+
+def _children(value: Any) -> list[tuple[Any, Any]] | None:
+    """``[(key, child), ...]`` of a container that pytree or describe() walks into, else ``None``.
+    A key is an ``int`` (sequence index), a ``("attr", name)`` pair (field) or a mapping key."""
+    if isinstance(value, torch.Tensor):
+        return None
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # namedtuple, PackedSequence
+        return [(("attr", f), getattr(value, f, None)) for f in value._fields]
+    if isinstance(value, (list, tuple)):
+        return list(enumerate(value))
+    if isinstance(value, dict):  # dict, OrderedDict, defaultdict, transformers ModelOutput
+        return list(value.items())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [(("attr", f.name), getattr(value, f.name, None)) for f in dataclasses.fields(value)]
+    if isinstance(value, Distribution):
+        return [(("attr", n), getattr(value, n)) for n in value.arg_constraints if n in vars(value)]
+    if type(value) in pytree.SUPPORTED_NODES:  # deque, immutable_list, types registered by libraries
+        root = [True]
+
+        def one_level(x: Any) -> bool:  # the value itself is a node, every child a leaf
+            first, root[0] = root[0], False
+            return not first
+
+        try:
+            leaves, _ = pytree.tree_flatten(value, is_leaf=one_level)
+        except Exception:  # pytree will say what is wrong with it when it walks it
+            return None
+        return list(enumerate(leaves))
+    return None
+
+
+def _path_text(path: tuple | str) -> str:
+    """``input_data[0]['mask'].h``; a long path keeps its first and last steps."""
+    steps: list[str] = []
+    while isinstance(path, tuple):  # (parent, key) ... down to the root's name
+        path, key = path
+        if isinstance(key, tuple) and len(key) == 2 and key[0] == "attr":
+            steps.append(f".{key[1]}")
+        elif isinstance(key, int) and not isinstance(key, bool):
+            steps.append(f"[{key}]")
+        else:
+            text = repr(key)
+            steps.append(f"[{text if len(text) <= 40 else text[:37] + '...'}]")
+    steps.reverse()
+    if len(steps) > 12:
+        steps[6:-4] = [f"...({len(steps) - 10} more)..."]
+    return str(path) + "".join(steps)
+
+
+def check_structure(value: Any, root: str) -> None:
+    """Reject an input structure that cannot be walked: one that contains itself, nests more than
+    :data:`MAX_INPUT_DEPTH` containers deep or holds more than :data:`MAX_INPUT_VALUES` values.
+
+    The walk is iterative and follows what torch.utils._pytree and describe() follow (lists,
+    tuples, dicts, namedtuples, dataclasses, distributions, registered pytree nodes); a cycle is a
+    container met again on the path that leads to it (shared, acyclic containers are fine).
+
+    >>> check_structure([torch.zeros(1), {"a": (1, None)}], "input_data")
+    >>> loop = [torch.zeros(1)]
+    >>> loop.append(loop)
+    >>> check_structure(loop, "input_data")
+    Traceback (most recent call last):
+    ...
+    netsummary._errors.InputSpecError: input_data[1]: expected nested containers without cycles, got a list that contains itself (input_data[1] is input_data)
+    """
+    on_path: dict[int, tuple | str] = {}
+    stack: list = [(value, root, 0)]
+    exit_mark = object()
+    visited = 1
+    while stack:
+        item = stack.pop()
+        v = item[0]
+        if v is exit_mark:
+            del on_path[item[1]]
+            continue
+        kids = _children(v)
+        if kids is None:
+            continue
+        _, path, depth = item
+        key = id(v)
+        if key in on_path:
+            raise InputSpecError(
+                f"{_path_text(path)}: expected nested containers without cycles, got a "
+                f"{type(v).__name__} that contains itself ({_path_text(path)} is {_path_text(on_path[key])})",
+                value,
+            )
+        if depth >= MAX_INPUT_DEPTH:
+            raise InputSpecError(
+                f"{_path_text(path)}: expected at most {MAX_INPUT_DEPTH} levels of nested containers, got a "
+                f"{type(v).__name__} at level {depth + 1}",
+                value,
+            )
+        visited += len(kids)
+        if visited > MAX_INPUT_VALUES:
+            raise InputSpecError(
+                f"{root}: expected at most {MAX_INPUT_VALUES:,} values in a nested structure, got more "
+                f"(a shared container counts each time it appears; the limit was passed in {_path_text(path)})",
+                value,
+            )
+        on_path[key] = path
+        stack.append((exit_mark, key))
+        for k, child in reversed(kids):
+            if type(child) not in _ATOMS:
+                stack.append((child, (path, k), depth + 1))
+
+
 def _to_device(value: Any, device: torch.device, what: str) -> Any:
     """Copies of the tensors in ``value`` on ``device`` (the caller's tensors are not touched)."""
 
@@ -282,6 +471,9 @@ def build_inputs(
         )
     if input_size is not None and input_data is not None:
         raise InputSpecError("expected input_size or input_data, got both; pass only one")
+    check_structure(dict(forward_kwargs), "kwargs")
+    if input_data is not None:
+        check_structure(input_data, "input_data")
     kwargs = _to_device(dict(forward_kwargs), device, "keyword arguments")
     if input_data is not None:
         if dtypes is not None:
