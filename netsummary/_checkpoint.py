@@ -7,6 +7,11 @@
   nested dicts flattened with dotted names; tensors sharing storage (tied weights saved twice)
   are marked, so they count once.
 
+The work is bounded by the file: unwrapping and flattening visit each container once (linear in
+the loaded object), containers nested more than :data:`MAX_NESTING` deep and flattened names
+of more than :data:`MAX_NAME_CHARS` characters in all are a :class:`CheckpointError`, and a
+safetensors header must fit its file and :data:`MAX_SAFETENSORS_HEADER` bytes.
+
 :mod:`netsummary._inspect` turns the entries into a :class:`~netsummary._inspect.CheckpointSummary`.
 """
 
@@ -15,6 +20,7 @@ from __future__ import annotations
 import math
 import pickle
 import re
+import reprlib
 import warnings
 import zipfile
 from collections.abc import Mapping
@@ -24,6 +30,7 @@ from typing import Any
 import torch
 
 from ._errors import CheckpointError, MissingDependencyError
+from ._safeio import shown
 
 _SAFETENSORS_DTYPES: dict[str, tuple[str, int]] = {
     "BOOL": ("bool", 8), "U8": ("uint8", 8), "I8": ("int8", 8), "U16": ("uint16", 16),
@@ -34,6 +41,9 @@ _SAFETENSORS_DTYPES: dict[str, tuple[str, int]] = {
     "F8_E5M2FNUZ": ("float8_e5m2fnuz", 8), "F8_E8M0": ("float8_e8m0fnu", 8),
     "F6_E2M3": ("float6_e2m3fn", 6), "F6_E3M2": ("float6_e3m2fn", 6), "F4": ("float4_e2m1fn", 4),
 }
+MAX_NESTING = 100  # containers (dicts, lists, tuples) inside one another in a PyTorch checkpoint
+MAX_NAME_CHARS = 2**26  # characters of all the dotted names that flattening a checkpoint builds
+MAX_SAFETENSORS_HEADER = 100_000_000  # bytes: the safetensors library's own limit
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network", "weights")
 # The buffers of torch.nn's normalization layers: tensors with these last name components are
 # counted apart from parameters (see the module docstring).
@@ -63,7 +73,16 @@ class TensorEntry:
         return is_buffer_name(self.name)
 
 
-def read_safetensors(path: str) -> tuple[list[TensorEntry], dict[str, str]]:
+def read_safetensors(path: str, head: bytes | None = None, size: int | None = None
+                     ) -> tuple[list[TensorEntry], dict[str, str]]:
+    """The tensors of a safetensors file, from its header alone; ``head`` (its first 8 bytes or
+    more) and ``size`` (of the file) when the caller has read them already.
+
+    Raises:
+        CheckpointError: the header length field does not fit the file or is over
+            :data:`MAX_SAFETENSORS_HEADER`, the header is invalid, or a dtype is unknown.
+        MissingDependencyError: the ``safetensors`` package is not installed.
+    """
     try:
         from safetensors import safe_open
     except ImportError as err:
@@ -71,19 +90,23 @@ def read_safetensors(path: str) -> tuple[list[TensorEntry], dict[str, str]]:
             f"cannot inspect {path!r}: reading safetensors files needs the safetensors package; "
             "install it with `pip install safetensors` (or `pip install 'netsummary[safetensors]'`)"
         ) from err
+    if head is not None and size is not None:
+        _check_header_length(path, head, size)
     try:
         with safe_open(path, framework="pt") as handle:  # parses the header only
             metadata = dict(handle.metadata() or {})
             raw = [(key, handle.get_slice(key)) for key in handle.keys()]
             raw_entries = [(key, tuple(view.get_shape()), view.get_dtype()) for key, view in raw]
-    except Exception as err:  # the library raises its own SafetensorError, OSError, ...
-        raise CheckpointError(
-            f"cannot inspect checkpoint {path!r}: not a valid safetensors file ({err})", path) from err
+    except BaseException as err:  # SafetensorError, OSError, ... and a Rust panic (a BaseException)
+        if isinstance(err, (KeyboardInterrupt, SystemExit, GeneratorExit)):
+            raise
+        raise CheckpointError(f"cannot inspect checkpoint {path!r}: not a valid safetensors file "
+                              f"({shown(str(err), 300)})", path) from err
     entries = []
     for key, shape, code in sorted(raw_entries, key=lambda item: natural_key(item[0])):
         if code not in _SAFETENSORS_DTYPES:
-            raise CheckpointError(f"cannot inspect checkpoint {path!r}: tensor {key!r} has unknown "
-                                  f"safetensors dtype {code!r}", path)
+            raise CheckpointError(f"cannot inspect checkpoint {path!r}: tensor {_short(key)} has unknown "
+                                  f"safetensors dtype {_short(code)}", path)
         dtype, bits = _SAFETENSORS_DTYPES[code]
         torch_dtype = getattr(torch, dtype, None)
         if isinstance(torch_dtype, torch.dtype):
@@ -91,6 +114,23 @@ def read_safetensors(path: str) -> tuple[list[TensorEntry], dict[str, str]]:
         numel = math.prod(shape)
         entries.append(TensorEntry(key, shape, dtype, numel, (numel * bits + 7) // 8))
     return entries, metadata
+
+
+def _check_header_length(path: str, head: bytes, size: int) -> None:
+    """The first 8 bytes of a safetensors file are the header's length (little-endian u64): it
+    must be at least 2 (``{}``), fit in the file and stay under the library's limit."""
+    if len(head) < 8:
+        raise CheckpointError(f"cannot inspect checkpoint {path!r}: not a valid safetensors file (it is "
+                              f"{size:,} bytes; the 8-byte header length alone needs 8)", path)
+    length = int.from_bytes(head[:8], "little")
+    if length > MAX_SAFETENSORS_HEADER:
+        raise CheckpointError(
+            f"cannot inspect checkpoint {path!r}: not a valid safetensors file (its header length field "
+            f"says {length:,} bytes, over the limit of {MAX_SAFETENSORS_HEADER:,} bytes)", path)
+    if length < 2 or length > size - 8:
+        raise CheckpointError(
+            f"cannot inspect checkpoint {path!r}: not a valid safetensors file (its header length field "
+            f"says {length:,} bytes, but {size - 8:,} bytes follow it: truncated, or not safetensors)", path)
 
 
 def read_pytorch(path: str, head: bytes) -> tuple[list[TensorEntry], str | None, tuple[str, ...]]:
@@ -105,23 +145,36 @@ def read_pytorch(path: str, head: bytes) -> tuple[list[TensorEntry], str | None,
         if culprit:
             raise CheckpointError(
                 f"refusing to load checkpoint {path!r}: it is not a weights-only checkpoint; loading it "
-                f"would import and run the Python object {culprit[1]!r}, and netsummary never executes "
-                "pickled code. Re-save the weights with torch.save(model.state_dict(), ...) or as "
+                f"would import and run the Python object {shown(culprit[1], 200)!r}, and netsummary never "
+                "executes pickled code. Re-save the weights with torch.save(model.state_dict(), ...) or as "
                 "safetensors", path) from err
         raise CheckpointError(
-            f"cannot inspect checkpoint {path!r}: not a valid weights-only PyTorch checkpoint ({reason}); "
-            "netsummary never executes pickled code", path) from err
+            f"cannot inspect checkpoint {path!r}: not a valid weights-only PyTorch checkpoint "
+            f"({shown(reason, 300)}); netsummary never executes pickled code", path) from err
     except Exception as err:  # RuntimeError, EOFError, KeyError, ... for files that are not checkpoints
         detail = (str(err).strip().splitlines() or [""])[0]
         what = ("a zip archive torch.load cannot read" if is_zip else "a damaged or truncated zip archive"
                 if head[:2] == b"PK" else "a damaged pickle" if head[:1] == b"\x80"
                 else "neither a torch.save zip archive nor a pickle")
         raise CheckpointError(f"cannot inspect checkpoint {path!r}: not a valid PyTorch checkpoint ({what}; "
-                              f"{type(err).__name__}: {detail})", path) from err
-    obj, key, ignored = _unwrap(obj)
+                              f"{type(err).__name__}: {shown(detail, 300)})", path) from err
+    return tensor_entries(obj, path)
+
+
+def tensor_entries(obj: Any, path: str) -> tuple[list[TensorEntry], str | None, tuple[str, ...]]:
+    """The tensors of a loaded checkpoint object (unwrapped, flattened, shared storage marked);
+    the dotted path of the state dict it was found under; the entries ignored beside it.
+
+    Each container is visited a bounded number of times: the work is linear in the object.
+
+    Raises:
+        CheckpointError: containers nested more than :data:`MAX_NESTING` deep, or flattened
+            names longer than :data:`MAX_NAME_CHARS` characters in all.
+    """
+    obj, key, ignored = _unwrap(obj, path)
     seen: dict[tuple[Any, ...], str] = {}
     entries = []
-    for name, tensor in _flatten(obj):
+    for name, tensor in _flatten(obj, path):
         identity = _storage_identity(tensor)
         tied_to = seen.setdefault(identity, name) if identity is not None else name
         numel = tensor.numel()
@@ -130,42 +183,121 @@ def read_pytorch(path: str, head: bytes) -> tuple[list[TensorEntry], str | None,
     return entries, key, ignored
 
 
-def _unwrap(obj: Any) -> tuple[Any, str | None, tuple[str, ...]]:
+def _children(item: Any) -> list[tuple[Any, Any]] | None:
+    """A container's ``(key, value)`` pairs; ``None`` for anything else (a tensor, a number)."""
+    if isinstance(item, Mapping):
+        return list(item.items())
+    if isinstance(item, (list, tuple)) and not isinstance(item, torch.Size):
+        return list(enumerate(item))
+    return None
+
+
+def _too_deep(path: str) -> CheckpointError:
+    return CheckpointError(
+        f"cannot inspect checkpoint {path!r}: its dicts and lists are nested more than {MAX_NESTING} levels "
+        "deep; a state dict maps names to tensors, a training checkpoint wraps it a few levels deep", path)
+
+
+def _holding_tensors(root: Any, path: str) -> set[int]:
+    """The ids of the containers under ``root`` that hold a tensor at any depth: one post-order
+    walk, each container expanded once (a container inside its own subtree, a cycle, counts as
+    holding nothing through that edge)."""
+    holding: set[int] = set()
+    expanded: set[int] = set()
+    stack: list[tuple[Any, list[tuple[Any, Any]] | None, int]] = [(root, None, 0)]
+    while stack:  # iterative: a hostile file cannot exhaust the recursion limit
+        item, children, level = stack.pop()
+        if children is not None:  # every child is done: does any of them hold a tensor?
+            if any(isinstance(v, torch.Tensor) or id(v) in holding for _, v in children):
+                holding.add(id(item))
+            continue
+        if id(item) in expanded:
+            continue
+        children = _children(item)
+        if children is None:
+            continue
+        if level >= MAX_NESTING:
+            raise _too_deep(path)
+        expanded.add(id(item))
+        stack.append((item, children, level))
+        stack.extend((v, None, level + 1) for _, v in children if not isinstance(v, torch.Tensor))
+    return holding
+
+
+def _unwrap(obj: Any, path: str = "") -> tuple[Any, str | None, tuple[str, ...]]:
     """Descend through wrapper keys (``state_dict``, ``model``, ...) of a training checkpoint; also
     return the dotted path taken and the entries left beside it (``optimizer``, ``epoch``)."""
+    holding = _holding_tensors(obj, path)
     keys: list[str] = []
     ignored: list[str] = []
+    visited = {id(obj)}
     while isinstance(obj, Mapping) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
-        key = next((k for k in _WRAPPER_KEYS if isinstance(obj.get(k), Mapping) and _flatten(obj[k])), None)
-        if key is None:
+        key = next((k for k in _WRAPPER_KEYS if isinstance(obj.get(k), Mapping) and id(obj[k]) in holding), None)
+        if key is None or id(obj[key]) in visited:  # nothing to descend into, or a cycle
             break
-        ignored += [".".join([*keys, str(k)]) for k in obj if k != key]
+        where = ".".join(keys)
+        ignored += [f"{where}.{_key_text(k)}" if where else _key_text(k) for k in obj if k != key]
         keys.append(key)
         obj = obj[key]
+        visited.add(id(obj))
     return obj, ".".join(keys) or None, tuple(ignored)
 
 
-def _flatten(obj: Any) -> list[tuple[str, torch.Tensor]]:
-    """Tensors in nested dicts/lists/tuples, in order, with dotted names; other leaves are ignored."""
+def _flatten(obj: Any, path: str = "") -> list[tuple[str, torch.Tensor]]:
+    """Tensors in nested dicts/lists/tuples, in order, with dotted names; other leaves are ignored.
+
+    Each container is expanded once (a pickle can hold cycles, ``d["self"] = d``, and share one
+    container many times); the names built are bounded by :data:`MAX_NAME_CHARS` in all.
+    """
     found: list[tuple[str, torch.Tensor]] = []
-    stack: list[tuple[str, Any]] = [("", obj)]
-    visited: set[int] = set()  # a pickle can hold cycles (d["self"] = d): expand each container once
+    stack: list[tuple[str, Any, int]] = [("", obj, 0)]
+    visited: set[int] = set()
+    chars = 0
     while stack:  # iterative: a hostile file cannot exhaust the recursion limit
-        prefix, item = stack.pop()
+        prefix, item, level = stack.pop()
         if isinstance(item, torch.Tensor):
             found.append((prefix or "tensor", item))
             continue
         if id(item) in visited:
             continue
         visited.add(id(item))
-        if isinstance(item, Mapping):
-            children = list(item.items())
-        elif isinstance(item, (list, tuple)) and not isinstance(item, torch.Size):
-            children = list(enumerate(item))
-        else:
+        children = _children(item)
+        if children is None:
             continue
-        stack.extend((f"{prefix}.{k}" if prefix else str(k), v) for k, v in reversed(children))
+        if level >= MAX_NESTING:
+            raise _too_deep(path)
+        named = [(f"{prefix}.{_key_text(k)}" if prefix else _key_text(k), v) for k, v in children]
+        chars += sum(len(name) for name, _ in named)
+        if chars > MAX_NAME_CHARS:
+            raise CheckpointError(
+                f"cannot inspect checkpoint {path!r}: its tensor names, nested keys joined with dots, come to "
+                f"more than {MAX_NAME_CHARS:,} characters in all; a state dict's names are short", path)
+        stack.extend((name, v, level + 1) for name, v in reversed(named))
     return found
+
+
+_KEY_REPR = reprlib.Repr()
+_KEY_REPR.maxlevel, _KEY_REPR.maxtuple, _KEY_REPR.maxstring, _KEY_REPR.maxother = 4, 8, 60, 60
+
+
+def _key_text(key: Any) -> str:
+    """A container key as a name part: strings as they are, ints in decimal, anything else
+    (tuples, huge ints) as a bounded repr, so a hostile key cannot make a huge name."""
+    if isinstance(key, str):
+        return key
+    if isinstance(key, int) and key.bit_length() <= 128:
+        return str(key)
+    if isinstance(key, int):
+        return f"<int of {key.bit_length():,} bits>"
+    try:
+        return _KEY_REPR.repr(key)
+    except Exception:  # a repr that fails on a hostile value
+        return f"<{type(key).__name__}>"
+
+
+def _short(text: str) -> str:
+    """A name for an error message: quoted, escaped, at most 200 characters."""
+    return repr(shown(text, 200)) if isinstance(text, str) else _KEY_REPR.repr(text)
 
 
 def _storage_identity(tensor: torch.Tensor) -> tuple[Any, ...] | None:
@@ -178,6 +310,18 @@ def _storage_identity(tensor: torch.Tensor) -> tuple[Any, ...] | None:
     return (pointer, tensor.storage_offset(), tuple(tensor.shape), tensor.stride(), tensor.dtype)
 
 
-def natural_key(name: str) -> list[tuple[int, int | str]]:
-    """Sort ``layer.2`` before ``layer.10``: numeric name parts compare as numbers."""
-    return [(0, int(part)) if part.isascii() and part.isdigit() else (1, part) for part in name.split(".")]
+def natural_key(name: str) -> list[tuple[int, int, str]]:
+    """Sort ``layer.2`` before ``layer.10``: numeric name parts compare as numbers (by their
+    digits, so a part of thousands of digits costs no int conversion).
+
+    >>> sorted(["layer.10", "layer.2", "layer.02.b", "head"], key=natural_key)
+    ['head', 'layer.2', 'layer.02.b', 'layer.10']
+    """
+    key = []
+    for part in name.split("."):
+        if part.isascii() and part.isdigit():
+            digits = part.lstrip("0")
+            key.append((0, len(digits), digits))
+        else:
+            key.append((1, 0, part))
+    return key

@@ -33,8 +33,15 @@ registered ``mask``, a rotary ``inv_freq``) cannot be told apart and count as pa
 stride, dtype: tied weights saved twice) count once in every total and carry ``tied_to``; partial
 views of one storage each count in full.
 
-Raises :class:`CheckpointError` (a ``ValueError``) for a missing path, a directory, a file that is
-not a checkpoint or holds no tensors, and a pickle that is not weights-only;
+**Hostile files.** Only regular files are read: a FIFO or a device is refused without being
+opened. Loading is linear in the file (see :mod:`netsummary._checkpoint` for its bounds), and so
+is the tree: names deeper than :data:`MAX_TREE_DEPTH` levels fold the rest of the name into one
+row. :meth:`CheckpointSummary.render` prints at most :data:`MAX_ROWS` rows and labels of at most
+:data:`MAX_LABEL` characters, shows control characters in names escaped (``\\n``, ``\\x1b``) and
+says under the table what it left out.
+
+Raises :class:`CheckpointError` (a ``ValueError``) for a missing path, a directory, a FIFO or
+device, a file that is not a checkpoint or holds no tensors, and a pickle that is not weights-only;
 :class:`MissingDependencyError` (an ``ImportError``) for safetensors without its package.
 """
 
@@ -50,10 +57,15 @@ from tabulate import SEPARATING_LINE, tabulate
 
 from ._errors import CheckpointError, InputSpecError, MissingDependencyError
 from ._checkpoint import TensorEntry, natural_key, read_pytorch, read_safetensors
+from ._safeio import MAX_JSON_BYTES, escape, read_head, read_regular, shorten, shown
 from ._units import format_bytes, format_count
 
 __all__ = ["CheckpointError", "CheckpointSummary", "MissingDependencyError", "PrefixRow", "TensorEntry",
            "inspect_checkpoint"]
+
+MAX_TREE_DEPTH = 16  # levels of the prefix tree; a deeper name's remaining parts fold into one row
+MAX_ROWS = 10_000  # rows render() prints by default; the Total still counts every tensor
+MAX_LABEL = 100  # characters of a name part (or a tied-to name) render() prints, cut in the middle
 
 
 # safetensors header dtype -> (torch dtype name, bits per element). The bits are only used where
@@ -72,6 +84,7 @@ class PrefixRow:
     dtypes: dict[str, int]  # elements per dtype, largest first
     is_tensor: bool  # the prefix is itself a tensor's name
     buffers: int = 0  # buffer elements under this prefix (running_mean, running_var, num_batches_tracked)
+    folded: int = 0  # levels beyond MAX_TREE_DEPTH folded into this row (its last part holds the dots)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,44 +116,70 @@ class CheckpointSummary:
         the tensors. The rows of one depth add up to the total, e.g. ``[fc (136 elements, 544
         bytes), fc.weight (128, 512), fc.bias (8, 32)]``, except that storage shared by two prefixes
         (tied ``embed``/``lm_head``) counts in each. Raises InputSpecError for a negative depth.
+
+        The tree is at most :data:`MAX_TREE_DEPTH` levels deep: a tensor name of more parts gets
+        one row at the last level for the rest of its name (``PrefixRow.folded`` says how many
+        levels it folds), so the rows cost at most ``MAX_TREE_DEPTH`` times the names' length.
         """
         if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 0):
             raise InputSpecError(f"invalid depth {depth!r}: expected None or an integer >= 0, e.g. 2", depth)
+        limit = MAX_TREE_DEPTH if depth is None else min(depth, MAX_TREE_DEPTH)
+        fold = depth is None or depth > MAX_TREE_DEPTH
         root = _Node()
         for entry in self.tensors:
             canonical = entry.tied_to or entry.name
             node = root
-            parts = entry.name.split(".")
-            for level, part in enumerate(parts if depth is None else parts[:depth]):
+            parts = entry.name.split(".", limit)  # at most limit + 1 parts: the last holds the rest
+            folded = 0
+            if fold and len(parts) > limit:  # deeper than the tree: the rest of the name is one row
+                rest = f"{parts[limit - 1]}.{parts[limit]}"
+                parts = [*parts[: limit - 1], rest]
+                folded = rest.count(".")
+            whole = len(parts) <= limit  # every part of the name is a level of the tree
+            for level, part in enumerate(parts[:limit]):
                 node = node.children.setdefault(part, _Node())
                 node.members[canonical] = entry
-                node.is_tensor = node.is_tensor or level == len(parts) - 1
+                if whole and level == len(parts) - 1:
+                    node.is_tensor = True
+                    node.folded = max(node.folded, folded)
         rows: list[PrefixRow] = []
         stack = [(name, 0, child) for name, child in reversed(root.children.items())]
         while stack:
             name, level, node = stack.pop()
             members = node.members.values()
             buffers = sum(e.numel for e in members if e.is_buffer)
-            rows.append(PrefixRow(name, level, sum(e.numel for e in members) - buffers,
-                                  sum(e.nbytes for e in members), _count_dtypes(members), node.is_tensor, buffers))
+            rows.append(PrefixRow(name, level, sum(e.numel for e in members) - buffers, sum(e.nbytes for e in members),
+                                  _count_dtypes(members), node.is_tensor, buffers, node.folded))
             stack.extend((f"{name}.{part}", level + 1, child) for part, child in reversed(node.children.items()))
         return rows
 
-    def render(self, depth: int | None = None) -> str:
+    def render(self, depth: int | None = None, max_rows: int | None = MAX_ROWS) -> str:
         """A tabulate table (simple format): Module, Params (elements), Bytes (binary units), Dtypes;
         with a Buffers column (elements) when the checkpoint has normalization buffers.
 
         Nested names are indented two spaces per level; the last row is the total. Lines after the
-        table say what was counted apart or left out: buffers, the entry a state dict was found
-        under and the entries ignored beside it, the shards of a sharded checkpoint.
+        table say what the table leaves out (rows past ``max_rows``, ``None`` for all; levels folded
+        past :data:`MAX_TREE_DEPTH`; names cut to :data:`MAX_LABEL` characters; control characters
+        shown escaped), then what was counted apart or left out: buffers, the entry a state dict was
+        found under and the entries ignored beside it, the shards of a sharded checkpoint.
         """
         tied = {e.name: e.tied_to for e in self.tensors if e.tied_to}
         has_buffers = any(e.is_buffer for e in self.tensors)
+        rows = self.tree(depth)
+        hidden = 0 if max_rows is None else max(0, len(rows) - max_rows)
+        folded = cut = escaped = 0
         table: list[Any] = []
-        for row in self.tree(depth):
-            label = "  " * row.depth + row.name.split(".")[-1]
+        for row in rows[: len(rows) - hidden]:
+            part = row.name.split(".", row.depth)[-1]  # this level's part (a folded row: the rest of the name)
+            text = escape(part)
+            escaped += text != part
+            cut += len(text) > MAX_LABEL
+            label = "  " * row.depth + shorten(text, MAX_LABEL)
+            if row.folded:
+                folded += 1
+                label += f" (+{row.folded:,} levels)"
             if row.is_tensor and row.name in tied:
-                label += f" (shares storage with {tied[row.name]})"
+                label += f" (shares storage with {shown(tied[row.name], MAX_LABEL)})"
             buffers = [format_count(row.buffers)] if has_buffers else []
             table.append([label, format_count(row.params), *buffers, format_bytes(row.nbytes), ", ".join(row.dtypes)])
         if table:
@@ -151,10 +190,22 @@ class CheckpointSummary:
         headers = ["Module", "Params", *(["Buffers"] if has_buffers else []), "Bytes", "Dtypes"]
         options: dict[str, Any] = {"headers": headers, "tablefmt": "simple", "disable_numparse": True,
                                    "colalign": ("left", "right", *(["right"] if has_buffers else []), "right", "left")}
-        return "\n".join([_tabulate_keeping_indent(table, options), *self.notes()])
+        view = []
+        if hidden:
+            view.append(f"{hidden:,} more rows not shown: the table stops at {max_rows:,} rows; the Total counts "
+                        "every tensor (--depth N shows fewer levels)")
+        if folded:
+            view.append(f"{folded:,} {'rows fold names' if folded > 1 else 'row folds a name'} deeper than "
+                        f"{MAX_TREE_DEPTH} levels: the rest of the name is one row, (+N levels) says how many it folds")
+        if cut:
+            view.append(f"Names longer than {MAX_LABEL} characters are cut in the middle (…)")
+        if escaped:
+            view.append("Control characters in names are shown escaped (\\n, \\x1b, \\u2028)")
+        return "\n".join([_tabulate_keeping_indent(table, options), *view, *self.notes()])
 
     def notes(self) -> list[str]:
-        """The lines :meth:`render` prints under the table (none for a plain state dict)."""
+        """The lines :meth:`render` prints under the table about the checkpoint itself (none for a
+        plain state dict); names from the file are escaped and shortened, lists cut at 8."""
         lines = []
         if self.buffer_elements or any(e.is_buffer for e in self.tensors):
             lines.append(f"Params {format_count(self.total_params)} ({format_bytes(self.param_bytes)}) leave out "
@@ -163,21 +214,27 @@ class CheckpointSummary:
         if self.state_dict_key:
             ignored = ""
             if self.ignored:
-                more = f", ... ({len(self.ignored)} in all)" if len(self.ignored) > 8 else ""
-                ignored = f"; other entries ignored: {', '.join(self.ignored[:8])}{more}"
-            lines.append(f"Tensors read from the {self.state_dict_key!r} entry{ignored}")
+                ignored = f"; other entries ignored: {_listed(self.ignored)}"
+            lines.append(f"Tensors read from the {shown(self.state_dict_key, MAX_LABEL)!r} entry{ignored}")
         if self.shards:
-            lines.append(f"Summed over {len(self.shards)} shards: {', '.join(self.shards)}")
+            lines.append(f"Summed over {len(self.shards)} shards: {_listed(self.shards)}")
         return lines
 
 
+def _listed(names: tuple[str, ...], most: int = 8) -> str:
+    """``a, b, c, ... (12 in all)``: at most ``most`` names, each escaped and shortened."""
+    more = f", ... ({len(names)} in all)" if len(names) > most else ""
+    return ", ".join(shown(n, MAX_LABEL) for n in names[:most]) + more
+
+
 class _Node:
-    __slots__ = ("children", "is_tensor", "members")
+    __slots__ = ("children", "folded", "is_tensor", "members")
 
     def __init__(self) -> None:
         self.children: dict[str, _Node] = {}
         self.members: dict[str, TensorEntry] = {}  # canonical name -> entry: dedupes shared storage
         self.is_tensor = False
+        self.folded = 0
 
 
 def _count_dtypes(entries: Any) -> dict[str, int]:
@@ -215,17 +272,21 @@ def inspect_checkpoint(path: str | os.PathLike[str]) -> CheckpointSummary:
         MissingDependencyError: a safetensors file without the ``safetensors`` package installed.
     """
     name = os.fspath(path)
+
+    def refuse(why: str) -> CheckpointError:
+        return CheckpointError(f"cannot inspect checkpoint {name!r}: {why}", name)
+
     if not os.path.exists(name):
         raise CheckpointError(f"cannot inspect checkpoint {name!r}: no such file", name)
     if os.path.isdir(name):
         raise CheckpointError(
             f"cannot inspect checkpoint {name!r}: it is a directory; pass the checkpoint file inside it "
             "(e.g. model.safetensors or pytorch_model.bin)", name)
-    try:
-        with open(name, "rb") as handle:
-            head = handle.read(9)
-        size = os.path.getsize(name)
-    except OSError as err:
+    try:  # a FIFO or a device is refused before it is opened: it could block or never end
+        head, size = read_head(name, 9, "a checkpoint", refuse)
+    except (OSError, ValueError) as err:
+        if isinstance(err, CheckpointError):
+            raise
         raise CheckpointError(f"cannot inspect checkpoint {name!r}: cannot read it ({err})", name) from err
     if size == 0:
         raise CheckpointError(f"cannot inspect checkpoint {name!r}: the file is empty", name)
@@ -233,7 +294,7 @@ def inspect_checkpoint(path: str | os.PathLike[str]) -> CheckpointSummary:
         return _inspect_index(name)
     looks_safetensors = head[8:9] == b"{" and int.from_bytes(head[:8], "little") <= size - 8
     if name.lower().endswith(".safetensors") or looks_safetensors:
-        entries, metadata = read_safetensors(name)
+        entries, metadata = read_safetensors(name, head, size)
         return _summarize(name, "safetensors", entries, None, metadata)
     entries, key, ignored = read_pytorch(name, head)
     return _summarize(name, "pytorch", entries, key, {}, ignored)
@@ -256,28 +317,35 @@ def _inspect_index(path: str) -> CheckpointSummary:
     ``weight_map`` names, read from the index's directory, summed into one summary."""
     expected = ("expected a sharded checkpoint index such as model.safetensors.index.json, a JSON object whose "
                 '"weight_map" maps tensor names to shard files')
+
+    def refuse(why: str) -> CheckpointError:
+        return CheckpointError(f"cannot inspect checkpoint {path!r}: {why}", path)
+
     try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        data = json.loads(read_regular(path, MAX_JSON_BYTES, "a sharded checkpoint index", refuse).decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:  # JSONDecodeError is a ValueError
+        if isinstance(err, CheckpointError):
+            raise
+        why = "nested too deeply" if isinstance(err, RecursionError) else shown(str(err), 300)
         raise CheckpointError(f"cannot inspect checkpoint {path!r}: a .json file that cannot be read as JSON "
-                              f"({err}); {expected}", path) from None
+                              f"({why}); {expected}", path) from None
     weight_map = data.get("weight_map") if isinstance(data, dict) else None
     if not isinstance(weight_map, dict) or not weight_map or not all(
             isinstance(v, str) and v for v in weight_map.values()):
         raise CheckpointError(f"cannot inspect checkpoint {path!r}: not a checkpoint; {expected}", path)
     shards = tuple(dict.fromkeys(weight_map.values()))
-    listed = ", ".join(shards[:4]) + (f", ... ({len(shards)} in all)" if len(shards) > 4 else "")
+    listed = _listed(shards, 4)
     folder = os.path.dirname(path)
     for shard in shards:
-        if os.path.basename(shard) != shard or shard.lower().endswith(".json"):
-            raise CheckpointError(f"cannot inspect checkpoint {path!r}: its weight_map names {shard!r}; expected "
-                                  "shard file names next to the index (model-00001-of-00002.safetensors)", path)
+        if os.path.basename(shard) != shard or shard.lower().endswith(".json") or "\0" in shard:
+            raise CheckpointError(f"cannot inspect checkpoint {path!r}: its weight_map names "
+                                  f"{shown(shard, MAX_LABEL)!r}; expected shard file names next to the index "
+                                  "(model-00001-of-00002.safetensors)", path)
         if not os.path.isfile(os.path.join(folder, shard)):
             raise CheckpointError(
                 f"cannot inspect checkpoint {path!r}: it is the index of a sharded checkpoint ({len(shards)} shard "
-                f"files: {listed}) and shard {shard!r} is not next to it in {folder or '.'}; download every shard "
-                "there, or inspect each shard file on its own", path)
+                f"files: {listed}) and shard {shown(shard, MAX_LABEL)!r} is not next to it in {folder or '.'}; "
+                "download every shard there, or inspect each shard file on its own", path)
     parts = [inspect_checkpoint(os.path.join(folder, shard)) for shard in shards]
     entries = [e for part in parts for e in part.tensors]
     formats = sorted({part.format for part in parts})
