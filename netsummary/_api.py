@@ -16,6 +16,7 @@ from ._errors import InputTypeError
 from ._failure import failed_inputs, forward_error
 from ._formats import render, resolve_format
 from ._guard import ModelGuard
+from ._interrupts import deferred_interrupts, interruptible
 from ._inputs import ForwardInputs, build_inputs, check_mode, make_inputs, resolve_device
 from ._model import check_forward_kwargs, eager_module, has_lazy, shape_only_copy, walk_modules
 from ._records import build_summary
@@ -142,7 +143,8 @@ def summary(
     # the forward of a meta model runs on fake stand-ins (or on a lazy model's copy): the user's
     # tensors cannot be written, and fake kernels draw no random numbers
     watch = dev.type != "meta"
-    with GC_PAUSED.held(), ModelGuard(model, [m for _, m in named], watch_writes=watch):
+    # Ctrl-C interrupts the model's forward only, never the restore (held, then delivered)
+    with deferred_interrupts(), GC_PAUSED.held(), ModelGuard(model, [m for _, m in named], watch_writes=watch):
         if mode != "same":
             _set_training(model, named, mode == "train")
         grad = torch.no_grad() if mode == "eval" else contextlib.nullcontext()
@@ -206,6 +208,11 @@ def _set_training(model: nn.Module, named: list[tuple[str, nn.Module]], flag: bo
 
 
 def _forward(model: nn.Module, inputs: ForwardInputs, fake: bool) -> Any:
+    with interruptible():  # Ctrl-C reaches the model's forward; the guard undoes a cut-short one
+        return _forward_now(model, inputs, fake)
+
+
+def _forward_now(model: nn.Module, inputs: ForwardInputs, fake: bool) -> Any:
     if not fake:
         return model(*inputs.args, **inputs.kwargs)
     # On "meta" the forward runs on fake tensors: shapes and dtypes only, no memory, and code that

@@ -1,56 +1,129 @@
-"""Run clean-up code to its end even when Ctrl-C arrives: SIGINT is deferred, then re-delivered.
+"""Ctrl-C interrupts the model's forward, never netsummary's restore of the model.
 
 A restore cut short by ``KeyboardInterrupt`` (a second Ctrl-C while the first one unwinds the
-summary) would leave the model half-restored. :func:`uninterrupted` runs an idempotent clean-up
-with SIGINT deferred: a SIGINT arriving meanwhile is held, and once the clean-up has finished it
-is delivered again to the handler that was installed before, so the user's handler (Python's
-default raises ``KeyboardInterrupt``) runs exactly as it would have, only later.
+summary) would leave the model half-restored and netsummary's hooks registered. So a summary runs
+inside :func:`deferred_interrupts`: a SIGINT handler that *holds* the signal while netsummary's
+own code runs and lets it through only inside :func:`interruptible`, around the model's forward.
+When the region ends, netsummary's handler is replaced by the one that was there before and a
+held signal is delivered to it, so the user's handler (Python's default raises
+``KeyboardInterrupt``) runs exactly as it would have, only once the model is whole.
+:func:`uninterrupted` runs one idempotent clean-up the same way, for the context managers used
+on their own.
 
-Python runs signal handlers in the main thread only, so only there is anything deferred; in other
-threads no ``KeyboardInterrupt`` can arrive asynchronously and the clean-up simply runs. The
-handler netsummary installs is replaced by the previous one before the signal is delivered again:
-nothing of netsummary's stays installed.
+Python runs signal handlers in the main thread only, so only there is anything held; in other
+threads no ``KeyboardInterrupt`` arrives asynchronously and the code simply runs. Nothing of
+netsummary's stays installed: the handler is removed when the region ends, unless someone else
+has installed another one meanwhile, which then stays.
 
 >>> calls = []
->>> uninterrupted(lambda: calls.append("restored"))
+>>> with deferred_interrupts():
+...     uninterrupted(lambda: calls.append("restored"))
 >>> calls
 ['restored']
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 
-def uninterrupted(cleanup: Callable[[], None]) -> None:
-    """Run ``cleanup()`` to completion with SIGINT deferred, then re-deliver a deferred SIGINT.
+class _Region:
+    """The SIGINT state of one :func:`deferred_interrupts` region (main thread only)."""
 
-    ``cleanup`` must be idempotent: a ``KeyboardInterrupt`` raised in the few bytecodes before
-    the deferring handler is installed makes it run again from the start.
+    def __init__(self, previous: Any) -> None:
+        self.previous = previous
+        self.allowed = False  # inside interruptible(): a SIGINT goes through at once
+        self.pending: tuple[int, Any] | None = None
+
+    def handler(self, signum: int, frame: Any) -> None:
+        if self.allowed:
+            self.allowed = False  # one interrupt per window: the unwinding that follows is held
+            _deliver(self.previous, signum, frame)
+        elif self.pending is None:
+            self.pending = (signum, frame)
+
+
+_active: _Region | None = None  # only the main thread ever sets it
+
+
+def _deliver(previous: Any, signum: int, frame: Any) -> None:
+    """Hand a SIGINT to ``previous`` as the interpreter would have."""
+    if callable(previous):
+        previous(signum, frame)
+    elif previous == signal.SIG_DFL:  # the default action: terminate
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.raise_signal(signum)
+    # SIG_IGN: ignored, as it would have been
+
+
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """Hold SIGINT inside the block, except within :func:`interruptible`; deliver it after.
 
     Raises:
-        KeyboardInterrupt: (through the previous SIGINT handler) when a SIGINT arrived during the
-            clean-up, after the clean-up finished. Exceptions of ``cleanup`` itself propagate.
+        KeyboardInterrupt: (through the previous SIGINT handler) at the end of the block, when a
+            SIGINT arrived while it was held.
     """
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
-        cleanup()  # no Python-level SIGINT handler to defer (another thread, or one set from C)
+    global _active
+    if threading.current_thread() is not threading.main_thread() or _active is not None:
+        yield  # not the main thread, or already inside a region
         return
-    pending: list[Any] = []
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is None:  # a handler installed from C: not ours to replace
+        yield
+        return
+    region = _Region(previous)
+    signal.signal(signal.SIGINT, region.handler)
+    _active = region
+    try:
+        yield
+    finally:
+        _active = None
+        if signal.getsignal(signal.SIGINT) == region.handler:
+            signal.signal(signal.SIGINT, previous)
+        if region.pending is not None:
+            _deliver(previous, *region.pending)
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """Let SIGINT through inside the block (the model's own forward), within a held region."""
+    region = _active if threading.current_thread() is threading.main_thread() else None
+    if region is None:
+        yield
+        return
+    region.allowed = True
+    try:
+        yield
+    finally:
+        region.allowed = False
+
+
+def uninterrupted(cleanup: Callable[[], None]) -> None:
+    """Run ``cleanup()`` to completion with SIGINT held, then deliver a held SIGINT.
+
+    ``cleanup`` must be idempotent: a ``KeyboardInterrupt`` raised in the few bytecodes before
+    the holding handler is installed makes it run again from the start.
+
+    Raises:
+        KeyboardInterrupt: after the clean-up finished, when a SIGINT arrived meanwhile.
+            Exceptions of ``cleanup`` itself propagate.
+    """
     interrupted = False
     while True:
         try:
-            previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
-            try:
+            with deferred_interrupts():
                 cleanup()
-            finally:
-                signal.signal(signal.SIGINT, previous)
             break
-        except KeyboardInterrupt:  # arrived before the handler was in place: run it all again
+        except KeyboardInterrupt:
+            # arrived before the handler was in place, or held and delivered at the end: make
+            # sure the clean-up ran to its end (it is idempotent), then raise it
+            if interrupted:
+                raise
             interrupted = True
-    if interrupted:  # the user's handler already ran and raised: raise it again, once done
+    if interrupted:
         raise KeyboardInterrupt
-    if pending:
-        signal.raise_signal(signal.SIGINT)  # to the user's handler, as it would have gone

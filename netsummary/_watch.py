@@ -103,17 +103,19 @@ class StateWatch(TorchDispatchMode):
         if self._owners:
             for i, name in written:
                 self._before_write(args[i] if i < len(args) else kwargs.get(name))
-        out = func(*args, **kwargs)
         if seeded and (kwargs.get("generator") if gen < 0 or gen >= len(args) else args[gen]) is None:
-            self.global_draws.add(_device_type(out, args))
-        return out
+            # noted before the draw, so that an interrupted op is still restored after
+            self.global_draws.add(_device_type(args, kwargs))
+        return func(*args, **kwargs)
 
     def _before_write(self, value: Any) -> None:
         for t in value if isinstance(value, (list, tuple)) else (value,):
             if isinstance(t, Tensor):
-                owners = self._owners.pop(_storage_key(t), None)  # only the first write copies
-                if owners:
-                    self.saved.extend((p, p.detach().clone()) for p in owners)
+                key = _storage_key(t)
+                owners = self._owners.get(key)
+                if owners:  # only the first write copies
+                    self.saved.extend([(p, p.detach().clone()) for p in owners])
+                    del self._owners[key]
 
     def restore_params(self) -> list[Tensor]:
         """Write every saved parameter back (no version bump: through ``.data``); returns the
@@ -124,9 +126,11 @@ class StateWatch(TorchDispatchMode):
         return [p for p, _ in self.saved]
 
 
-def _device_type(out: Any, args: tuple) -> str:
-    for value in (out, *args):
+def _device_type(args: tuple, kwargs: dict) -> str:
+    """The device a seeded op draws on: its first tensor argument's, or its ``device=``."""
+    for value in args:
         for t in value if isinstance(value, (list, tuple)) else (value,):
             if isinstance(t, Tensor):
                 return t.device.type
-    return "cpu"
+    device = kwargs.get("device")
+    return torch.device(device).type if device is not None else "cpu"
