@@ -127,7 +127,11 @@ def _check_header_length(path: str, head: bytes, size: int) -> None:
         raise CheckpointError(
             f"cannot inspect checkpoint {path!r}: not a valid safetensors file (its header length field "
             f"says {length:,} bytes, over the limit of {MAX_SAFETENSORS_HEADER:,} bytes)", path)
-    if length < 2 or length > size - 8:
+    if length < 2:
+        raise CheckpointError(
+            f"cannot inspect checkpoint {path!r}: not a valid safetensors file (its header length field "
+            f"says {length:,} bytes, too few for a JSON header)", path)
+    if length > size - 8:
         raise CheckpointError(
             f"cannot inspect checkpoint {path!r}: not a valid safetensors file (its header length field "
             f"says {length:,} bytes, but {size - 8:,} bytes follow it: truncated, or not safetensors)", path)

@@ -143,5 +143,5 @@ def read_regular(path: str, limit: int, what: str, fail: Callable[[str], Excepti
 
 
 def _too_large(size: int, limit: int, what: str, exact: str = "") -> str:
-    return (f"it is {exact}{size:,} bytes, over the limit of {limit:,} bytes ({limit / MiB:g} MiB) for "
-            f"{what}")
+    mib = f" ({limit / MiB:g} MiB)" if limit >= MiB else ""
+    return f"it is {exact}{size:,} bytes, over the limit of {limit:,} bytes{mib} for {what}"
