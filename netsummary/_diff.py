@@ -20,17 +20,15 @@ Markdown table ready for a pull-request comment.
 
 from __future__ import annotations
 
-import dataclasses
-import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
 
 from tabulate import tabulate
 
 from ._budget import show_bytes
 from ._errors import InputSpecError
+from ._export import parse_json
+from ._safeio import MAX_JSON_BYTES, escape, read_regular
 from ._summary import Summary
 
 DIFF_FORMATS = ("text", "markdown")
@@ -110,66 +108,41 @@ def _percent(base: int, new: int) -> str:
 
 
 def load_summary(path: str) -> Summary:
-    """Read a summary saved with ``--format json`` (``Summary.to_json()``).
-
-    Every number the diff and the budgets read is checked: the totals and each layer's counts
-    must be ints (``total_macs`` and a layer's ``macs`` may be ``null``), names and types strings.
+    """Read a summary saved with ``--format json`` (``Summary.to_json()``), checked as
+    :meth:`Summary.from_dict` checks it (the one validator of loaded summaries): every field must
+    have its type, every count be an int >= 0 (``true`` is no count), every layer's parent an
+    earlier layer. Only a regular file of at most :data:`~netsummary._safeio.MAX_JSON_BYTES` is
+    read: a FIFO or a device (``/dev/zero``) is refused unopened.
 
     Raises:
-        InputSpecError: the file is missing, not UTF-8 JSON, or not a netsummary summary (a field
-            of the wrong type included: ``total_params is 'lots' (str), expected an int``).
+        InputSpecError: the file is missing, not a regular file, too large, not UTF-8 JSON, or not
+            a netsummary summary (a field of the wrong type included: ``total_params is 'lots'
+            (str), expected an int``).
     """
     hint = "save one with: netsummary TARGET --input-size ... --format json --output FILE"
+    shown_path = escape(path)
+
+    def refuse(why: str) -> InputSpecError:
+        return InputSpecError(f"{shown_path}: {why}", path)
+
     try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
+        raw = read_regular(path, MAX_JSON_BYTES, "a JSON summary", refuse)
+        text = raw.decode("utf-8")
     except FileNotFoundError:
-        raise InputSpecError(f"{path}: no such file; {hint}", path) from None
+        raise InputSpecError(f"{shown_path}: no such file; {hint}", path) from None
     except OSError as err:
-        raise InputSpecError(f"{path}: cannot read it ({err})", path) from None
+        raise InputSpecError(f"{shown_path}: cannot read it ({err.strerror or err})", path) from None
     except UnicodeDecodeError as err:
-        raise InputSpecError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start}); "
-                             f"expected a JSON summary ({hint})", path) from None
+        raise InputSpecError(f"{shown_path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset "
+                             f"{err.start}); expected a JSON summary ({hint})", path) from None
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise InputSpecError(f"{path}: not JSON ({err}); expected a summary ({hint})", path) from None
+        data = parse_json(text)
+    except InputSpecError as err:
+        raise InputSpecError(f"{shown_path}: {err}; expected a summary ({hint})", path) from None
     try:
-        summary = Summary.from_dict(data)
-    except (InputSpecError, TypeError, KeyError, ValueError, AttributeError) as err:
-        raise InputSpecError(f"{path}: not a netsummary summary ({err}); {hint}", path) from None
-    problem = _wrong_field(summary)
-    if problem:
-        raise InputSpecError(f"{path}: not a netsummary summary ({problem}); {hint}", path)
-    return summary
-
-
-# field type (as annotated) -> (check, what the message says was expected)
-_FIELD_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an int"),
-    "int | None": (lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)), "an int or null"),
-    "str": (lambda v: isinstance(v, str), "a string"),
-    "str | None": (lambda v: v is None or isinstance(v, str), "a string or null"),
-    "bool": (lambda v: isinstance(v, bool), "true or false"),
-}
-
-
-def _wrong_field(s: Summary) -> str | None:
-    """``"layers[2].params is '8' (str), expected an int"``: the first field of a loaded summary
-    (its totals, every layer record and parameter group) whose value has the wrong type."""
-    records: list[tuple[str, Any]] = [("", s)]
-    records += [(f"layers[{i}].", r) for i, r in enumerate(s.layers)]
-    records += [(f"other_params[{i}].", g) for i, g in enumerate(s.other_params)]
-    for where, record in records:
-        if not dataclasses.is_dataclass(record):
-            return f"{where.rstrip('.')} is {type(record).__name__}, expected a record"
-        for f in dataclasses.fields(record):
-            annotation = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", None) or str(f.type)
-            check = _FIELD_CHECKS.get(annotation)
-            value = getattr(record, f.name)
-            if check is not None and not f.name.startswith("_") and not check[0](value):
-                return f"{where}{f.name} is {value!r} ({type(value).__name__}), expected {check[1]}"
-    return None
+        return Summary.from_dict(data)
+    except InputSpecError as err:
+        raise InputSpecError(f"{shown_path}: not a netsummary summary ({err}); {hint}", path) from None
 
 
 def _rows(s: Summary) -> dict[tuple[str, int], _Row]:
@@ -223,8 +196,16 @@ def _n(value: int | None) -> str:
     return "--" if value is None else f"{value:,}"
 
 
+def _cell(text: str, md: bool) -> str:
+    """A name as a cell: control characters escaped (no name can forge a row or drive the
+    terminal); in Markdown ``|`` escaped too, so no name can add a column."""
+    text = escape(text)
+    return text.replace("|", "\\|") if md else text
+
+
 def render_diff(diff: SummaryDiff, format: str = "text", title: str = "", show_unchanged: bool = False) -> str:
-    """The diff as aligned text (``"text"``) or GitHub Markdown (``"markdown"``).
+    """The diff as aligned text (``"text"``) or GitHub Markdown (``"markdown"``). Names, types and
+    the title are shown with control characters escaped (``\\n``, ``\\x1b``).
 
     Raises:
         InputSpecError: an unknown format.
@@ -240,6 +221,7 @@ def render_diff(diff: SummaryDiff, format: str = "text", title: str = "", show_u
         totals.append([quantity, *shown, _delta(b, n)])
     parts = []
     if title:
+        title = _cell(title, md)
         parts.append(f"### netsummary diff: {title}" if md else f"netsummary diff: {title}")
     parts.append(tabulate(totals, headers=["", "base", "new", "change"], tablefmt=fmt,
                           colalign=("left", "right", "right", "right"), disable_numparse=True))
@@ -252,10 +234,10 @@ def render_diff(diff: SummaryDiff, format: str = "text", title: str = "", show_u
     if shown_rows:
         table = []
         for d in shown_rows:
-            kind = d.type_new or d.type_base or ""
+            kind = _cell(d.type_new or d.type_base or "", md)
             if d.type_base and d.type_new and d.type_base != d.type_new:
-                kind = f"{d.type_base} {arrow} {d.type_new}"
-            label = f"`{d.label}`" if md else d.label
+                kind = f"{_cell(d.type_base, md)} {arrow} {_cell(d.type_new, md)}"
+            label = f"`{_cell(d.label, md)}`" if md else _cell(d.label, md)
             table.append([d.status, label, kind, _n(d.params_base), _n(d.params_new),
                           _delta(d.params_base, d.params_new) if d.status == "changed" else "",
                           _n(d.macs_base), _n(d.macs_new), _delta(d.macs_base, d.macs_new) if d.status == "changed" else ""])

@@ -28,6 +28,10 @@ MACs), no pre-formatted strings::
 ``{"map": {"key": <shape>}}``; any other value is ``{"type": "NoneType"}``; a call that raised has
 ``null``. Layer ``shape`` fields are as the forward ran (batch ``run_batch_size``).
 
+:func:`from_dict` and :func:`from_json` check loaded data field by field (types, counts >= 0,
+layer indices and parents, nesting depth; see :func:`from_dict`) and escape control characters
+in its strings; JSON text over :data:`~netsummary._safeio.MAX_JSON_BYTES` is refused unparsed.
+
 >>> from torch import nn
 >>> from netsummary import summary
 >>> s = summary(nn.Linear(6, 3), (6,), verbose=0)
@@ -44,17 +48,17 @@ import csv
 import dataclasses
 import io
 import json
+import reprlib
 from typing import Any
 
-from ._errors import InputSpecError
+from ._errors import InputSpecError, InputTypeError
+from ._safeio import MAX_JSON_BYTES, escape
 from ._structure import ShapeTree
 from ._summary import LayerRecord, ParamGroup, Summary
 
 SCHEMA_VERSION = 1
 
 _SHAPE_FIELDS = {"input_shapes", "output_shapes"}
-_TUPLE_FIELDS = {"input_dtypes", "output_dtypes", "unknown_ops", "uninitialized", "kernel_shape",
-                 "input_batch_axes", "output_batch_axes"}
 
 
 def encode_shape(tree: ShapeTree) -> Any:
@@ -71,7 +75,8 @@ def encode_shape(tree: ShapeTree) -> Any:
 
 
 def decode_shape(data: Any) -> ShapeTree:
-    """The inverse of :func:`encode_shape`."""
+    """The inverse of :func:`encode_shape`, for data that :func:`encode_shape` made; loaded data
+    goes through :func:`from_dict`, which checks it."""
     if data is None:
         return None
     if isinstance(data, list):
@@ -95,23 +100,6 @@ def _record_to_dict(obj: Any) -> dict[str, Any]:
     return out
 
 
-def _record_from_dict(cls: type, data: dict[str, Any]) -> Any:
-    kwargs = {}
-    for f in dataclasses.fields(cls):
-        if f.name not in data:
-            continue  # a field added after the file was written keeps its default
-        value = data[f.name]
-        if f.name in _SHAPE_FIELDS:
-            value = decode_shape(value)
-        elif f.name in _TUPLE_FIELDS and value is not None:
-            value = tuple(value)
-        kwargs[f.name] = value
-    try:
-        return cls(**kwargs)
-    except TypeError as err:
-        raise InputSpecError(f"not a complete netsummary {cls.__name__} record: {err}", data) from None
-
-
 def to_dict(s: Summary) -> dict[str, Any]:
     """The summary as plain data (JSON schema version 1); :func:`from_dict` reverses it."""
     out: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
@@ -130,35 +118,197 @@ def to_dict(s: Summary) -> dict[str, Any]:
 
 
 def from_dict(data: dict[str, Any]) -> Summary:
-    """Rebuild a :class:`Summary` from :func:`to_dict`'s output (or loaded JSON).
+    """Rebuild a :class:`Summary` from :func:`to_dict`'s output (or loaded JSON), checking every field.
+
+    Each field must have its type (a count is an int >= 0, and ``true`` is no count), each
+    layer's ``index`` its position and its ``parent`` an earlier layer, shape trees at most
+    :data:`MAX_NESTING` levels deep; ``trainable_params + non_trainable_params`` must be
+    ``total_params``. Keys this version does not know are ignored. Control characters in the
+    strings (names, types, dtypes) are escaped as they are read (``\\n``, ``\\x1b``), so that
+    no name can forge a table row or drive the terminal when the summary is printed.
 
     Raises:
-        InputSpecError: the data is not a netsummary summary of a known schema version.
+        InputTypeError: ``data`` is not a dict.
+        InputSpecError: the data is not a netsummary summary of a known schema version; the
+            message names the field, what it holds and what was expected, e.g.
+            ``layers[2].params is '8' (str), expected an int``. ``.value`` holds the field's path.
     """
     if not isinstance(data, dict) or "schema_version" not in data:
-        raise InputSpecError("expected a netsummary summary (a dict with 'schema_version'), got "
+        raise (InputSpecError if isinstance(data, dict) else InputTypeError)("expected a netsummary summary (a dict with 'schema_version'), got "
                              f"{type(data).__name__}", data)
-    if data["schema_version"] != SCHEMA_VERSION:
-        raise InputSpecError(f"unsupported summary schema_version {data['schema_version']!r}; this "
-                             f"netsummary reads version {SCHEMA_VERSION}", data["schema_version"])
+    version = data["schema_version"]
+    if type(version) is not int or version != SCHEMA_VERSION:
+        raise InputSpecError(f"unsupported summary schema_version {_shown(version)}; this "
+                             f"netsummary reads version {SCHEMA_VERSION}", version)
+    kwargs = _fields(Summary, data, "")
+    layers = []
+    raw = kwargs.get("layers", ())
+    for i, item in enumerate(raw):
+        record = LayerRecord(**_fields(LayerRecord, item, f"layers[{i}]."))
+        _check_position(record, i, layers)
+        layers.append(record)
+    kwargs["layers"] = tuple(layers)
+    kwargs["other_params"] = tuple(ParamGroup(**_fields(ParamGroup, item, f"other_params[{i}]."))
+                                   for i, item in enumerate(kwargs.get("other_params", ())))
+    summary = Summary(**kwargs)
+    if summary.trainable_params + summary.non_trainable_params != summary.total_params:
+        raise InputSpecError(f"trainable_params {summary.trainable_params:,} + non_trainable_params "
+                             f"{summary.non_trainable_params:,} is not total_params {summary.total_params:,}",
+                             summary.total_params)
+    return summary
+
+
+MAX_NESTING = 100  # levels of a loaded shape tree; a model's outputs nest a few levels
+MAX_LAYER_DEPTH = 1000  # levels of module calls inside one another in a loaded summary
+
+
+class _Kind:
+    """What one field holds: a check and the words for what was expected."""
+
+    def __init__(self, expected: str, check: Any, convert: Any = None) -> None:
+        self.expected, self.check, self.convert = expected, check, convert
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _strings(v: Any) -> bool:
+    return isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v)
+
+
+def _escaped_strings(v: list[str]) -> tuple[str, ...]:
+    return tuple(escape(x) for x in v)
+
+
+_COUNT = _Kind("an int", _is_int)
+_OPTIONAL_COUNT = _Kind("an int or null", lambda v: v is None or _is_int(v))
+_STR = _Kind("a string", lambda v: isinstance(v, str), escape)
+_OPTIONAL_STR = _Kind("a string or null", lambda v: v is None or isinstance(v, str),
+                      lambda v: None if v is None else escape(v))
+_BOOL = _Kind("true or false", lambda v: isinstance(v, bool))
+_STRINGS = _Kind("a list of strings", _strings, _escaped_strings)
+_AXES = _Kind("a list of ints >= 0 or nulls", lambda v: isinstance(v, (list, tuple)) and all(
+    x is None or (_is_int(x) and x >= 0) for x in v), tuple)
+_RECORDS = _Kind("a list of records (JSON objects)",
+                 lambda v: isinstance(v, (list, tuple)) and all(isinstance(x, dict) for x in v))
+_SHAPE = _Kind("a shape tree", lambda v: True)  # checked by _shape()
+
+_SCHEMA: dict[type, dict[str, _Kind]] = {
+    Summary: {
+        "model_type": _STR, "layers": _RECORDS, "other_params": _RECORDS,
+        **dict.fromkeys(("total_params", "trainable_params", "non_trainable_params", "param_bytes", "buffer_count",
+                         "buffer_bytes", "input_bytes", "output_bytes"), _COUNT),
+        "input_shapes": _SHAPE, "input_dtypes": _STRINGS, "batch_size": _COUNT, "run_batch_size": _OPTIONAL_COUNT,
+        "device": _STR, "mode": _STR, "complete": _BOOL, "uninitialized": _STRINGS, "total_macs": _OPTIONAL_COUNT,
+        "unknown_ops": _STRINGS, "input_batch_axes": _AXES,
+    },
+    LayerRecord: {
+        "index": _COUNT, "name": _STR, "type": _STR, "call_index": _COUNT, "depth": _COUNT,
+        "parent": _OPTIONAL_COUNT, "is_leaf": _BOOL, "input_shapes": _SHAPE, "output_shapes": _SHAPE,
+        "input_dtypes": _STRINGS, "output_dtypes": _STRINGS,
+        **dict.fromkeys(("output_bytes", "params", "trainable_params", "param_bytes", "shared_params"), _COUNT),
+        "completed": _BOOL, "macs": _OPTIONAL_COUNT, "unknown_ops": _STRINGS,
+        "kernel_shape": _Kind("a list of ints or null", lambda v: v is None or (
+            isinstance(v, (list, tuple)) and all(_is_int(x) for x in v)), lambda v: None if v is None else tuple(v)),
+        "formula": _OPTIONAL_STR, "input_batch_axes": _AXES, "output_batch_axes": _AXES,
+    },
+    ParamGroup: {
+        "name": _STR, "type": _STR, **dict.fromkeys(("params", "trainable_params", "param_bytes"), _COUNT),
+        "called": _BOOL, "formula": _OPTIONAL_STR,
+    },
+}
+# int fields with a range beyond "an int >= 0" (every other count): the check and its words
+_RANGES: dict[str, tuple[Any, str]] = {
+    "batch_size": (lambda v: v == -1 or v >= 1, "-1 (any) or an int >= 1"),
+    "run_batch_size": (lambda v: v is None or v >= 1, "an int >= 1 or null"),
+    "call_index": (lambda v: v >= 1, "an int >= 1"),
+    "parent": (lambda v: v is None or v >= 0, "an int >= 0 or null"),
+}
+_AT_LEAST_ZERO = (lambda v: v is None or v >= 0, "an int >= 0")
+
+
+def _fields(cls: type, data: dict[str, Any], where: str) -> dict[str, Any]:
+    """The checked keyword arguments of ``cls`` from ``data`` (unknown keys ignored)."""
+    kinds = _SCHEMA[cls]
+    missing = [f.name for f in dataclasses.fields(cls) if f.name in kinds and f.name not in data
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        what = "summary" if cls is Summary else f"{cls.__name__} record ({where.rstrip('.')})"
+        raise InputSpecError(f"not a complete netsummary {what}: missing {', '.join(missing)}", data)
     kwargs = {}
-    for f in dataclasses.fields(Summary):
-        if f.name not in data:
+    for name, kind in kinds.items():
+        if name not in data:
+            continue  # a field added after the file was written keeps its default
+        value = data[name]
+        if kind is _SHAPE:
+            kwargs[name] = _shape(value, f"{where}{name}", 0)
             continue
-        value = data[f.name]
-        if f.name == "layers":
-            value = tuple(_record_from_dict(LayerRecord, r) for r in value)
-        elif f.name == "other_params":
-            value = tuple(_record_from_dict(ParamGroup, g) for g in value)
-        elif f.name == "input_shapes":
-            value = decode_shape(value)
-        elif f.name in _TUPLE_FIELDS:
-            value = tuple(value)
-        kwargs[f.name] = value
+        if not kind.check(value):
+            raise _wrong(f"{where}{name}", value, kind.expected)
+        if kind is _COUNT or kind is _OPTIONAL_COUNT:
+            in_range, expected = _RANGES.get(name, _AT_LEAST_ZERO)
+            if not in_range(value):
+                raise _wrong(f"{where}{name}", value, expected)
+        kwargs[name] = kind.convert(value) if kind.convert else value
+    return kwargs
+
+
+def _shape(data: Any, where: str, level: int) -> ShapeTree:
+    """A checked shape tree (see the module docstring), its strings escaped."""
+    if level > MAX_NESTING:
+        raise InputSpecError(f"{where}: a shape tree nested more than {MAX_NESTING} levels deep", data)
+    if data is None:
+        return None
+    if isinstance(data, list):
+        if not all(_is_int(d) and d >= 0 for d in data):
+            raise _wrong(where, data, "a tensor shape: a list of ints >= 0")
+        return tuple(data)
+    if isinstance(data, dict) and len(data) == 1:
+        ((key, value),) = data.items()
+        if key == "seq" and isinstance(value, list):
+            return [_shape(t, f"{where}[{i}]", level + 1) for i, t in enumerate(value)]
+        if key == "map" and isinstance(value, dict):
+            return {escape(k): _shape(v, f"{where}[{_shown(k)}]", level + 1) for k, v in value.items()}
+        if key == "type" and isinstance(value, str):
+            return escape(value)
+    raise _wrong(where, data, 'a shape tree: a list of ints, {"seq": [...]}, {"map": {...}}, {"type": "..."} or null')
+
+
+def _check_position(record: LayerRecord, i: int, earlier: list[LayerRecord]) -> None:
+    """A layer's ``index`` is its position; its ``parent`` is an earlier layer, one level up."""
+    where = f"layers[{i}]."
+    if record.index != i:
+        raise _wrong(f"{where}index", record.index, f"{i}, its position in layers")
+    if record.parent is None:
+        if record.depth != 0:
+            raise _wrong(f"{where}depth", record.depth, "0 for a layer without a parent")
+        return
+    if record.parent >= i:
+        raise _wrong(f"{where}parent", record.parent, f"null or the index of an earlier layer (0 to {i - 1})"
+                     if i else "null: the first layer has no parent")
+    depth = earlier[record.parent].depth + 1
+    if record.depth != depth:
+        raise _wrong(f"{where}depth", record.depth, f"{depth}, one more than its parent's")
+    if depth > MAX_LAYER_DEPTH:
+        raise InputSpecError(f"{where}depth: layers nested more than {MAX_LAYER_DEPTH} levels deep", depth)
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring, _REPR.maxother, _REPR.maxlevel, _REPR.maxlist, _REPR.maxdict = 60, 60, 3, 6, 4
+
+
+def _shown(value: Any) -> str:
+    """A received value for a message: a bounded repr, control characters escaped."""
     try:
-        return Summary(**kwargs)
-    except TypeError as err:  # a required field missing
-        raise InputSpecError(f"not a complete netsummary summary: {err}", data) from None
+        return escape(_REPR.repr(value))
+    except Exception:  # a value whose repr fails
+        return f"<{type(value).__name__}>"
+
+
+def _wrong(where: str, value: Any, expected: str) -> InputSpecError:
+    """``layers[2].params is '8' (str), expected an int``."""
+    return InputSpecError(f"{where} is {_shown(value)} ({type(value).__name__}), expected {expected}", value)
 
 
 def to_json(s: Summary) -> str:
@@ -166,9 +316,35 @@ def to_json(s: Summary) -> str:
     return json.dumps(to_dict(s), indent=2, ensure_ascii=False) + "\n"
 
 
+def parse_json(text: str | bytes) -> Any:
+    """``json.loads`` with every failure an :class:`InputSpecError` (``not JSON (...)``): bad
+    syntax, numbers of too many digits, nesting deeper than the parser's recursion limit.
+
+    Raises:
+        InputTypeError: ``text`` is not a string (or bytes).
+        InputSpecError: over :data:`~netsummary._safeio.MAX_JSON_BYTES`, or not JSON.
+    """
+    if not isinstance(text, (str, bytes, bytearray)):
+        raise InputTypeError(f"expected JSON text (a str), got {type(text).__name__}", text)
+    if len(text) > MAX_JSON_BYTES:
+        raise InputSpecError(f"not a netsummary summary: {len(text):,} characters of JSON, over the limit of "
+                             f"{MAX_JSON_BYTES:,}", len(text))
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise InputSpecError("not JSON (nested too deeply for the parser)", None) from None
+    except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError, too many digits, bad UTF-8 in bytes
+        raise InputSpecError(f"not JSON ({escape(str(err))})", None) from None
+
+
 def from_json(text: str) -> Summary:
-    """Parse :func:`to_json`'s output back into an equal :class:`Summary`."""
-    return from_dict(json.loads(text))
+    """Parse :func:`to_json`'s output back into an equal :class:`Summary`, checked as
+    :func:`from_dict` checks it.
+
+    Raises:
+        InputSpecError: not JSON, too large, or not a netsummary summary (see :func:`from_dict`).
+    """
+    return from_dict(parse_json(text))
 
 
 CSV_COLUMNS = [f.name for f in dataclasses.fields(LayerRecord)]

@@ -270,3 +270,248 @@ def test_escape_keeps_printable_text_and_escapes_every_control() -> None:
     assert escape("encoder.layer.0.注意.weight") == "encoder.layer.0.注意.weight"
     assert escape("a\tb\x00c\x7f\x9bd\u202ee\ud800") == "a\\tb\\x00c\\x7f\\x9bd\\u202ee\\ud800"
     assert escape(escape("x\ny")) == "x\\ny"
+
+
+# ------------------------------------------------------------------ saved summaries: one validator
+
+
+@pytest.fixture(scope="module")
+def saved() -> dict[str, Any]:
+    """A summary of Linear(4, 8) + ReLU as to_dict() makes it: 40 params, layers root, 0, 1."""
+    from torch import nn
+
+    from netsummary import summary
+
+    return summary(nn.Sequential(nn.Linear(4, 8), nn.ReLU()), (4,), verbose=0, macs=True).to_dict()
+
+
+def edited(data: dict[str, Any], edit: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
+    copy = json.loads(json.dumps(data))
+    edit(copy)
+    return copy
+
+
+def nest(levels: int) -> Any:
+    shape: Any = [2]
+    for _ in range(levels):
+        shape = {"seq": [shape]}
+    return shape
+
+
+BAD_SUMMARIES = [
+    (lambda d: d.update(total_params=True), r"total_params is True \(bool\), expected an int"),
+    (lambda d: d.update(total_params=-40, trainable_params=-40),
+     r"total_params is -40 \(int\), expected an int >= 0"),
+    (lambda d: d.update(total_macs=-1), r"total_macs is -1 \(int\), expected an int >= 0"),
+    (lambda d: d.update(param_bytes="160"), r"param_bytes is '160' \(str\), expected an int"),
+    (lambda d: d.update(batch_size=0), r"batch_size is 0 \(int\), expected -1 \(any\) or an int >= 1"),
+    (lambda d: d.update(total_params=41), r"trainable_params 40 \+ non_trainable_params 0 is not total_params 41"),
+    (lambda d: d.update(layers={"0": {}}), r"layers is \{'0': \{\}\} \(dict\), expected a list of records"),
+    (lambda d: d.update(layers=[1, 2]), r"layers is \[1, 2\] \(list\), expected a list of records"),
+    (lambda d: d.update(input_dtypes="float32"), r"input_dtypes is 'float32' \(str\), expected a list of strings"),
+    (lambda d: d.update(complete=1), r"complete is 1 \(int\), expected true or false"),
+    (lambda d: d.update(schema_version=True), r"unsupported summary schema_version True"),
+    (lambda d: d.pop("model_type"), r"not a complete netsummary summary: missing model_type"),
+    (lambda d: d["layers"][1].pop("params"), r"not a complete netsummary LayerRecord record \(layers\[1\]\): "
+                                             r"missing params"),
+    (lambda d: d["layers"][1].update(params=True), r"layers\[1\]\.params is True \(bool\), expected an int"),
+    (lambda d: d["layers"][1].update(macs=-5), r"layers\[1\]\.macs is -5 \(int\), expected an int >= 0"),
+    (lambda d: d["layers"][1].update(call_index=0), r"layers\[1\]\.call_index is 0 \(int\), expected an int >= 1"),
+    (lambda d: d["layers"][2].update(parent=7), r"layers\[2\]\.parent is 7 \(int\), expected null or the index of "
+                                                r"an earlier layer \(0 to 1\)"),
+    (lambda d: d["layers"][1].update(parent=1), r"layers\[1\]\.parent is 1 \(int\), expected null or the index"),
+    (lambda d: d["layers"][0].update(parent=-1), r"layers\[0\]\.parent is -1 \(int\), expected an int >= 0 or null"),
+    (lambda d: d["layers"][1].update(index=5), r"layers\[1\]\.index is 5 \(int\), expected 1, its position"),
+    (lambda d: d["layers"][1].update(depth=10**9), r"layers\[1\]\.depth is 1000000000 \(int\), expected 1, one "
+                                                   r"more than its parent's"),
+    (lambda d: d["layers"][0].update(depth=3), r"layers\[0\]\.depth is 3 \(int\), expected 0 for a layer without"),
+    (lambda d: d["layers"][1].update(output_shapes=[2, -8]), r"layers\[1\]\.output_shapes is \[2, -8\] \(list\), "
+                                                             r"expected a tensor shape: a list of ints >= 0"),
+    (lambda d: d["layers"][1].update(output_shapes={"seq": 3}), r"layers\[1\]\.output_shapes is \{'seq': 3\} "
+                                                                r"\(dict\), expected a shape tree"),
+    (lambda d: d["layers"][1].update(output_shapes=nest(150)), r"layers\[1\]\.output_shapes(\[0\])+: a shape tree "
+                                                               r"nested more than 100 levels deep"),
+    (lambda d: d["layers"][1].update(kernel_shape=["3"]), r"layers\[1\]\.kernel_shape is \['3'\] \(list\), "
+                                                          r"expected a list of ints or null"),
+    (lambda d: d["other_params"].append({"name": "x"}), r"not a complete netsummary ParamGroup record "
+                                                        r"\(other_params\[0\]\): missing type"),
+]
+
+
+@pytest.mark.parametrize(("edit", "match"), BAD_SUMMARIES)
+def test_from_dict_and_from_json_reject_invalid_fields(saved: dict[str, Any], edit: Any, match: str) -> None:
+    from netsummary import InputSpecError, Summary
+
+    data = edited(saved, edit)
+    with pytest.raises(InputSpecError, match=match):
+        Summary.from_dict(data)
+    with pytest.raises(InputSpecError, match=match):
+        Summary.from_json(json.dumps(data))
+
+
+@pytest.mark.parametrize(("edit", "match"), BAD_SUMMARIES[:3] + BAD_SUMMARIES[16:17])
+def test_the_cli_loader_uses_the_same_validator(tmp_path: Path, saved: dict[str, Any], edit: Any, match: str) -> None:
+    from netsummary import InputSpecError
+    from netsummary._diff import load_summary
+
+    path = tmp_path / "base.json"
+    path.write_text(json.dumps(edited(saved, edit)))
+    with pytest.raises(InputSpecError, match=rf"base\.json: not a netsummary summary \({match}"):
+        load_summary(str(path))
+
+
+def test_an_invalid_summary_never_reaches_a_budget_check(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                         saved: dict[str, Any]) -> None:
+    # total_params -1 would be "within" any budget; a bool total would be 1
+    for edit in (lambda d: d.update(total_params=-1, trainable_params=-1), lambda d: d.update(total_params=True)):
+        path = tmp_path / "base.json"
+        path.write_text(json.dumps(edited(saved, edit)))
+        code, out, err = run_cli(capsys, "diff", str(path), str(path), "--max-growth", "0%")
+        assert (code, out) == (2, "") and "not a netsummary summary (total_params is" in err
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000, '{"schema_version": 1, "x": ' + "[" * 50_000,
+                                  '{"schema_version": 1, "total_params": ' + "9" * 5000 + "}", "{oops", "", "\ud800"])
+def test_from_json_of_text_that_is_not_json_is_an_input_spec_error(text: str) -> None:
+    from netsummary import InputSpecError, Summary
+
+    with pytest.raises(InputSpecError, match=r"^not JSON \("):
+        Summary.from_json(text)
+
+
+def test_from_json_of_something_that_is_not_text() -> None:
+    from netsummary import InputTypeError, Summary
+
+    with pytest.raises(InputTypeError, match=r"expected JSON text \(a str\), got int"):
+        Summary.from_json(3)  # type: ignore[arg-type]
+    with pytest.raises(InputTypeError, match=r"expected a netsummary summary \(a dict with 'schema_version'\), got "
+                                             r"list"):
+        Summary.from_dict([1])  # type: ignore[arg-type]
+
+
+def test_from_json_over_the_size_limit(monkeypatch: pytest.MonkeyPatch, saved: dict[str, Any]) -> None:
+    import netsummary._export as export
+    from netsummary import InputSpecError, Summary
+
+    text = json.dumps(saved)
+    monkeypatch.setattr(export, "MAX_JSON_BYTES", len(text) - 1)
+    with pytest.raises(InputSpecError, match=rf"{len(text):,} characters of JSON, over the limit of "
+                                             rf"{len(text) - 1:,}"):
+        Summary.from_json(text)
+
+
+def test_loaded_names_are_escaped_and_valid_summaries_round_trip(saved: dict[str, Any]) -> None:
+    from netsummary import Summary
+
+    s = Summary.from_dict(saved)
+    assert Summary.from_json(s.to_json()) == s and s.to_dict() == saved
+
+    def forge(d: dict[str, Any]) -> None:
+        d["model_type"] = "Net\x1b[2J"
+        d["layers"][1]["name"] = "0\nTotal params: 999,999,999"
+        d["layers"][1]["type"] = "Linear\u2028"
+        d["layers"][1]["output_shapes"] = {"map": {"out\r": [2, 8], "aux": {"type": "None\x1b"}}}
+
+    loaded = Summary.from_dict(edited(saved, forge))
+    assert loaded.model_type == "Net\\x1b[2J"
+    assert (loaded.layers[1].name, loaded.layers[1].type) == ("0\\nTotal params: 999,999,999", "Linear\\u2028")
+    assert loaded.layers[1].output_shapes == {"out\\r": (2, 8), "aux": "None\\x1b"}
+    for fmt in ("classic", "tree", "markdown", "html", "csv"):
+        assert_printable(loaded.render(fmt))
+    assert [x for x in loaded.render("classic").splitlines() if x.startswith("Total params")] == ["Total params: 40"]
+
+
+def test_diff_escapes_names_and_markdown_pipes(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                               saved: dict[str, Any]) -> None:
+    def forge(d: dict[str, Any]) -> None:
+        d["layers"][1]["name"] = "fc\nadded     evil   Linear"
+        d["layers"][2]["type"] = "ReLU | 0 | 0"
+
+    base, new = tmp_path / "base.json", tmp_path / "new\x1b[2J.json"
+    base.write_text(json.dumps(saved))
+    new.write_text(json.dumps(edited(saved, forge)))
+    code, out, err = run_cli(capsys, "diff", str(base), str(new))
+    assert (code, err) == (0, "")
+    assert_printable(out)
+    assert f"netsummary diff: {base} -> {tmp_path}/new\\x1b[2J.json" in out
+    assert "added     fc\\nadded     evil   Linear  Linear" in out
+    code, out, _ = run_cli(capsys, "diff", str(base), str(new), "--format", "markdown")
+    assert code == 0 and "ReLU \\| 0 \\| 0" in out and "ReLU | 0" not in out
+
+
+# ------------------------------------------------------------------ FIFOs, devices, sizes
+
+
+@pytest.fixture
+def fifo(tmp_path: Path) -> Path:
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no FIFOs on this platform")
+    path = tmp_path / "pipe.json"
+    os.mkfifo(path)
+    return path
+
+
+def test_diff_refuses_a_fifo_without_opening_it(capsys: pytest.CaptureFixture[str], fifo: Path) -> None:
+    code, out, err = run_cli(capsys, "diff", str(fifo), str(fifo), fifo=fifo)
+    assert (code, out) == (2, "")
+    assert err == (f"netsummary: error: {fifo}: it is a FIFO (named pipe), not a regular file; netsummary reads a "
+                   "JSON summary only from a regular file\n")
+
+
+def test_inspect_refuses_a_fifo_without_opening_it(capsys: pytest.CaptureFixture[str], fifo: Path) -> None:
+    code, out, err = run_cli(capsys, "inspect", str(fifo), fifo=fifo)
+    assert (code, out) == (2, "")
+    assert err == (f"netsummary: error: cannot inspect checkpoint '{fifo}': it is a FIFO (named pipe), not a "
+                   "regular file; netsummary reads a checkpoint only from a regular file\n")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
+@pytest.mark.parametrize(("argv", "what"), [(["diff", "/dev/zero", "/dev/zero"], "/dev/zero: it is a character device"),
+                                            (["inspect", "/dev/zero"], "'/dev/zero': it is a character device")])
+def test_a_device_is_refused_without_reading_it(capsys: pytest.CaptureFixture[str], argv: list[str], what: str) -> None:
+    code, out, err = run_cli(capsys, *argv)
+    assert (code, out) == (2, "") and what in err and "not a regular file" in err
+
+
+def test_a_summary_file_over_the_limit_is_refused_unread(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from netsummary._safeio import MAX_JSON_BYTES
+
+    path = tmp_path / "huge.json"
+    with open(path, "wb") as handle:
+        handle.truncate(MAX_JSON_BYTES + 1)  # sparse: no disk space, and it is never read
+    code, _, err = run_cli(capsys, "diff", str(path), str(path))
+    assert code == 2
+    assert err == (f"netsummary: error: {path}: it is 67,108,865 bytes, over the limit of 67,108,864 bytes (64 MiB) "
+                   "for a JSON summary\n")
+
+
+def test_a_sharded_index_that_is_hostile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import netsummary._inspect as inspect_module
+
+    deep = tmp_path / "deep.index.json"
+    deep.write_text('{"weight_map": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(CheckpointError, match=r"a \.json file that cannot be read as JSON \(nested too deeply\)"):
+        inspect_checkpoint(deep)
+    big = tmp_path / "big.index.json"
+    big.write_text(json.dumps({"weight_map": {"w": "a.safetensors"}}))
+    monkeypatch.setattr(inspect_module, "MAX_JSON_BYTES", 10)
+    with pytest.raises(CheckpointError, match=r"big\.index\.json': it is 38 bytes, over the limit of 10 bytes for a sharded checkpoint index$"):
+        inspect_checkpoint(big)
+    monkeypatch.undo()
+    index = tmp_path / "model.safetensors.index.json"
+    index.write_text(json.dumps({"weight_map": {"w": "pipe.safetensors"}}))
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "pipe.safetensors")
+        with pytest.raises(CheckpointError, match=r"pipe\.safetensors' is not next to it"):
+            bounded(lambda: inspect_checkpoint(index), tmp_path / "pipe.safetensors")
+
+
+@pytest.mark.parametrize(("length", "match"), [
+    (2**63, r"its header length field says 9,223,372,036,854,775,808 bytes, over the limit of 100,000,000 bytes"),
+    (1 << 20, r"its header length field says 1,048,576 bytes, but 8 bytes follow it: truncated, or not safetensors"),
+    (0, r"its header length field says 0 bytes, too few for a JSON header")])
+def test_the_safetensors_header_length_is_checked(tmp_path: Path, length: int, match: str) -> None:
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(struct.pack("<Q", length) + b"{}      ")
+    with pytest.raises(CheckpointError, match=rf"bad\.safetensors': not a valid safetensors file \({match}\)"):
+        inspect_checkpoint(path)
