@@ -25,6 +25,7 @@ from ._config import KEYS, MODES, ModelSpec, build_spec, find_config, load_confi
 from ._diff import DIFF_FORMATS, Growth, diff_summaries, growth_checks, load_summary, render_diff
 from ._errors import ForwardError, InputSpecError, NetsummaryError
 from ._formats import FORMATS
+from ._safeio import escape
 from ._summary import Summary
 from ._target import exit_call, loaded_target, split_target
 from ._units import parse_percent
@@ -166,18 +167,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as done:  # --help, --version
         return done.code if isinstance(done.code, int) else OK
     except _UsageError as err:
-        print(f"netsummary: error: {err}", file=sys.stderr)
+        print(f"netsummary: error: {escape(str(err))}", file=sys.stderr)
         return USAGE
     try:
         return {"check": _check, "diff": _diff, "inspect": _inspect}.get(command, _summary)(args)
     except _UsageError as err:
-        print(f"netsummary: error: {err}", file=sys.stderr)
+        print(f"netsummary: error: {escape(str(err))}", file=sys.stderr)
         return USAGE
     except ForwardError as err:
         print(f"netsummary: error: {err}", file=sys.stderr)
         return FORWARD_FAILED
     except (NetsummaryError, OSError) as err:  # invalid input, target, config, device, checkpoint, file
-        print(f"netsummary: error: {err}", file=sys.stderr)
+        print(f"netsummary: error: {escape(str(err))}", file=sys.stderr)  # one line, whatever names it holds
         return USAGE
     except Exception as err:  # a bug or a case nobody foresaw: still one line, and never exit 1
         if os.environ.get("NETSUMMARY_DEBUG", "") not in ("", "0"):
@@ -188,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _unexpected(err: BaseException) -> str:
     """``"unexpected OverflowError: Python int too large to convert to C long"``, on one line."""
-    return f"unexpected {type(err).__name__}: {' '.join(str(err).split()) or '(no message)'}"
+    return escape(f"unexpected {type(err).__name__}: {' '.join(str(err).split()) or '(no message)'}")
 
 
 def _emit(text: str, path: str | None, stream: Any = None, what: str = "--output") -> None:
@@ -274,15 +275,16 @@ def _run(spec: ModelSpec, count_macs: bool = False, **view: Any) -> Summary:
 def _judge(spec: ModelSpec, s: Summary, base: Summary | None, fmt: str,
            quiet: bool = False) -> tuple[int, list[str]]:
     """Budget lines, then growth lines and (unless ``quiet``) the diff against ``base``; the exit
-    code (0 or 1)."""
-    results: list[Check | Growth] = list(evaluate(s, spec.limits, spec.name))
+    code (0 or 1). The model's name is shown escaped: a name from a config file cannot forge a line."""
+    name = escape(spec.name)
+    results: list[Check | Growth] = list(evaluate(s, spec.limits, name))
     blocks = []
     if base is not None:
         diff = diff_summaries(base, s)
         if not quiet:
-            blocks.append(render_diff(diff, fmt, f"{spec.name}: {spec.baseline} -> now"))
+            blocks.append(render_diff(diff, fmt, f"{name}: {spec.baseline} -> now"))
         if spec.max_growth is not None:
-            results += growth_checks(diff, spec.max_growth, spec.name)
+            results += growth_checks(diff, spec.max_growth, name)
     lines = [r.message for r in results] + blocks
     return (OK if all(r.ok for r in results) else OVER), lines
 
@@ -316,7 +318,7 @@ def _check(args: argparse.Namespace) -> int:
         worst, over, failed = max(worst, code), over + (code == OVER), failed + (code > OVER)
         if md:
             lines = [x if x.startswith("#") else f"```text\n{x}\n```" if "\n" in x else f"- {x}" for x in lines]
-            lines.insert(0, f"### {spec.name}")
+            lines.insert(0, f"### {escape(spec.name)}")
         report.append("\n".join(lines))
     n = len(chosen)
     report.append(f"checked {n} model{'s' * (n != 1)}: {n - over - failed} ok, {over} over budget, {failed} failed")
@@ -334,13 +336,13 @@ def _check_one(spec: ModelSpec, save_to: str | None, fmt: str) -> tuple[int, lis
             os.makedirs(save_to, exist_ok=True)
             _emit(s.to_json(), os.path.join(save_to, f"{spec.name}.json"), what="--save-baselines")
         code, lines = _judge(spec, s, base, fmt)
-        return code, lines or [_measured(spec.name, s)]
-    except ForwardError as err:
-        return FORWARD_FAILED, [f"{spec.name}: {err}"]
+        return code, lines or [_measured(escape(spec.name), s)]
+    except ForwardError as err:  # the failure report: several lines, the model's own names
+        return FORWARD_FAILED, [f"{escape(spec.name)}: {err}"]
     except (NetsummaryError, OSError) as err:
-        return USAGE, [f"{spec.name}: error: {err}"]
+        return USAGE, [escape(f"{spec.name}: error: {err}")]  # one line, whatever names it holds
     except Exception as err:
-        return USAGE, [f"{spec.name}: error: {_unexpected(err)}"]
+        return USAGE, [f"{escape(spec.name)}: error: {_unexpected(err)}"]
 
 
 def _growth(text: str) -> float:
@@ -378,7 +380,7 @@ def _inspect(args: argparse.Namespace) -> int:
     ckpt = inspect_checkpoint(args.file)
     if not args.quiet:
         _emit(ckpt.render(args.depth), None)
-    checks = evaluate_checkpoint(ckpt, limits, os.path.basename(args.file))
+    checks = evaluate_checkpoint(ckpt, limits, escape(os.path.basename(args.file)))
     if checks:
         _emit("\n".join(c.message for c in checks), None)
     return OK if all(c.ok for c in checks) else OVER

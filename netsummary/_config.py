@@ -32,6 +32,7 @@ import torch
 
 from ._budget import QUANTITIES, parse_limits
 from ._errors import ConfigError, InputSpecError
+from ._safeio import MAX_TOML_BYTES, read_regular
 from ._units import parse_percent
 
 DTYPES: dict[str, torch.dtype] = {
@@ -212,17 +213,32 @@ def load_config(path: str) -> dict[str, ModelSpec]:
     """The models of ``[tool.netsummary.models.*]`` in ``path``, in file order; target paths and
     baselines are relative to the file's directory.
 
+    Only a regular file of at most :data:`~netsummary._safeio.MAX_TOML_BYTES` is read: a FIFO or
+    a device (``/dev/zero``) is refused unopened.
+
     Raises:
-        ConfigError: the file is missing or not TOML, has no models, or a table is invalid.
+        ConfigError: the file is missing, not a regular file, too large or not TOML, has no
+            models, or a table is invalid.
     """
+
+    def refuse(why: str) -> ConfigError:
+        return ConfigError(f"{path}: {why}")
+
     try:
-        with open(path, "rb") as handle:
-            data = tomllib.load(handle)
+        data = tomllib.loads(read_regular(path, MAX_TOML_BYTES, "a TOML config", refuse).decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: cannot read it as TOML (not UTF-8: byte {err.object[err.start]:#04x} at "
+                          f"offset {err.start})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: cannot read it as TOML (nested too deeply for the parser)") from None
     except (OSError, tomllib.TOMLDecodeError) as err:
         raise ConfigError(f"{path}: cannot read it as TOML ({err})") from None
-    section = data.get("tool", {}).get("netsummary")
+    tool = data.get("tool", {})
+    if not isinstance(tool, dict):
+        raise ConfigError(f"{path}: tool: expected a table, got {type(tool).__name__}", "tool")
+    section = tool.get("netsummary")
     example = '[tool.netsummary.models.mymodel] with target = "models.py:Net" and input-size = [3, 224, 224]'
     if section is None:
         raise ConfigError(f"{path}: no [tool.netsummary] table; add one, e.g. {example}")

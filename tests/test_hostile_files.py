@@ -515,3 +515,83 @@ def test_the_safetensors_header_length_is_checked(tmp_path: Path, length: int, m
     path.write_bytes(struct.pack("<Q", length) + b"{}      ")
     with pytest.raises(CheckpointError, match=rf"bad\.safetensors': not a valid safetensors file \({match}\)"):
         inspect_checkpoint(path)
+def test_a_budget_line_escapes_the_file_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "m\x1b[2J.safetensors"
+    save_file({"w": torch.zeros(2)}, str(path))
+    code, out, _ = run_cli(capsys, "inspect", str(path), "-q", "--max-params", "1")
+    assert code == 1 and out == "m\\x1b[2J.safetensors: total params 2 > budget 1 (+100.0%)\n"
+
+
+def test_an_error_is_one_line_whatever_the_path_holds(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "gone\nnetsummary: ok\x1b[2J.pt"
+    code, out, err = run_cli(capsys, "inspect", str(path))
+    assert (code, out) == (2, "")
+    assert err.count("\n") == 1 and "\x1b" not in err and "gone\\nnetsummary: ok\\x1b[2J.pt" in err
+
+
+# ------------------------------------------------------------------ [tool.netsummary] configs
+
+FIX = Path(__file__).resolve().parent / "cli_fixtures"
+
+
+def test_check_escapes_a_model_name_that_would_forge_its_last_line(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    shutil.copy(FIX / "cli_tiny.py", tmp_path / "cli_tiny.py")
+    forged = "tiny\\nchecked 1 model: 1 ok, 0 over budget, 0 failed\\u001b[2K"  # TOML escapes: a newline, an ESC
+    config = tmp_path / "pyproject.toml"
+    config.write_text(f'[tool.netsummary.models."{forged}"]\ntarget = "cli_tiny.py:Tiny"\ninput-size = [16]\n'
+                      'max-params = 100\n')
+    code, out, err = run_cli(capsys, "check", "--config", str(config))
+    assert (code, err) == (1, "")
+    assert_printable(out)
+    assert out.splitlines() == [
+        "tiny\\nchecked 1 model: 1 ok, 0 over budget, 0 failed\\x1b[2K: total params 154 > budget 100 (+54.0%)",
+        "checked 1 model: 0 ok, 1 over budget, 0 failed"]
+    code, out, _ = run_cli(capsys, "check", "--config", str(config), "--format", "markdown")
+    assert out.splitlines()[0] == "### tiny\\nchecked 1 model: 1 ok, 0 over budget, 0 failed\\x1b[2K"
+
+
+def test_check_escapes_a_failing_model_s_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "pyproject.toml"
+    config.write_text('[tool.netsummary.models.gone]\ntarget = "gone\\nchecked 9 models.py:Net"\ninput-size = [16]\n')
+    code, out, _ = run_cli(capsys, "check", "--config", str(config))
+    assert code == 2 and len(out.splitlines()) == 2 and "gone\\nchecked 9 models.py:Net" in out
+    assert out.splitlines()[-1] == "checked 1 model: 0 ok, 0 over budget, 1 failed"
+
+
+@pytest.mark.parametrize(("make", "match"), [
+    (lambda p: p.write_text("tool = 1\n"), r"pyproject\.toml: tool: expected a table, got int"),
+    (lambda p: p.write_text("x = " + "[" * 100_000 + "]" * 100_000 + "\n"),
+     r"pyproject\.toml: cannot read it as TOML \(nested too deeply for the parser\)"),
+    (lambda p: p.write_bytes(b'[tool.netsummary]\nx = "\xff"\n'),
+     r"pyproject\.toml: cannot read it as TOML \(not UTF-8: byte 0xff at offset 23\)"),
+    (lambda p: open(p, "wb").truncate(2**20 + 1),  # sparse, never read
+     r"pyproject\.toml: it is 1,048,577 bytes, over the limit of 1,048,576 bytes \(1 MiB\) for a TOML config$"),
+], ids=["tool-not-a-table", "deep", "not-utf8", "too-large"])
+def test_hostile_configs_are_config_errors(tmp_path: Path, make: Any, match: str) -> None:
+    from netsummary._config import load_config
+    from netsummary._errors import ConfigError
+
+    path = tmp_path / "pyproject.toml"
+    make(path)
+    with pytest.raises(ConfigError, match=match):
+        bounded(lambda: load_config(str(path)))
+
+
+def test_check_refuses_a_fifo_or_a_device_as_its_config(capsys: pytest.CaptureFixture[str], fifo: Path) -> None:
+    code, out, err = run_cli(capsys, "check", "--config", str(fifo), fifo=fifo)
+    assert (code, out) == (2, "")
+    assert err == (f"netsummary: error: {fifo}: it is a FIFO (named pipe), not a regular file; netsummary reads a "
+                   "TOML config only from a regular file\n")
+    if os.path.exists("/dev/zero"):
+        code, _, err = run_cli(capsys, "check", "--config", "/dev/zero")
+        assert code == 2 and err.startswith("netsummary: error: /dev/zero: it is a character device, not a regular")
+
+
+def test_a_fifo_or_a_device_as_a_baseline(capsys: pytest.CaptureFixture[str], fifo: Path) -> None:
+    target = str(FIX / "cli_tiny.py") + ":Tiny"
+    for baseline in (str(fifo), "/dev/zero"):
+        code, out, err = run_cli(capsys, target, "--input-size", "16", "--baseline", baseline, fifo=fifo)
+        assert (code, out) == (2, "") and "not a regular file; netsummary reads a JSON summary only" in err
