@@ -12,7 +12,8 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils import _pytree as pytree
 
 from ._batch import BatchAxes, ambiguous
-from ._errors import InputTypeError
+from ._errors import InputSpecError, InputTypeError
+from ._fakelog import quiet_fake_tensor_logs
 from ._failure import failed_inputs, forward_error
 from ._formats import render, resolve_format
 from ._guard import ModelGuard
@@ -125,6 +126,10 @@ def summary(
         formulas = columns is not None and "formula" in columns
     if macs is None:
         macs = shown_format != "classic"
+    elif not macs and columns is not None and "macs" in columns:  # printed or not: before any forward
+        raise InputSpecError(
+            f"columns: 'macs' needs MACs counted, but macs=False was given; pass macs=True or drop the column "
+            f"(columns={list(columns)!r})", columns)
     model = eager_module(model)
     named = walk_modules(model)  # the one traversal every later step shares (cycles refused)
     dev = resolve_device(named, device)
@@ -166,7 +171,7 @@ def summary(
         result = build_summary(model, named, tracer, inputs, dev, mode, error is None, bool(macs), formulas, axes)
     if error is not None:
         shown = "tree" if shown_format in ("json", "csv") else shown_format  # a report is for reading
-        raise forward_error(error, failed, received, result, lambda p: render(p, shown, depth, columns)) from error
+        raise forward_error(error, failed, received, result, lambda p: render(p, shown, depth, columns), lazy=lazy) from error
     if verbose and print_fn is not None and _is_rank_zero():
         print_fn(render(result, shown_format, depth, columns))
         object.__setattr__(result, "_printed", True)
@@ -218,7 +223,8 @@ def _forward_now(model: nn.Module, inputs: ForwardInputs, fake: bool) -> Any:
     # On "meta" the forward runs on fake tensors: shapes and dtypes only, no memory, and code that
     # would read values (mask checks calling .item()) can tell it is being traced. Fake stand-ins
     # of the model's tensors are swapped in by functional_call and back after: never moved.
-    with FakeTensorMode(allow_non_fake_inputs=True) as fake:
+    # torch logs a meta kernel's failure with its traceback before raising it: netsummary reports it
+    with quiet_fake_tensor_logs(), FakeTensorMode(allow_non_fake_inputs=True) as fake:
 
         def to_fake(t: torch.Tensor) -> torch.Tensor:
             return fake.from_tensor(t if t.device.type == "meta" else t.to("meta"))

@@ -127,7 +127,7 @@ class ModelGuard:
         self._rng = _RNGState()
         self._grad_enabled = torch.is_grad_enabled()
         if self._watch_writes:
-            self._watch = StateWatch(p for p, _, _ in self._params if _has_values(p))
+            self._watch = StateWatch([p for p, _, _ in self._params])
             self._watch.__enter__()
             self._watching = True
         return self

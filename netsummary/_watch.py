@@ -48,8 +48,9 @@ _UNSEEN = object()
 def _storage_key(t: Tensor) -> int:
     """The address of ``t``'s storage (shared by every view and alias of it); 0 when unknown."""
     try:
-        return t.data_ptr() - t.storage_offset() * t.element_size()
-    except Exception:  # tensor subclasses, fake and meta tensors, sparse layouts: no storage
+        ptr = t.data_ptr()
+        return ptr - t.storage_offset() * t.element_size() if ptr else 0  # meta: no address
+    except Exception:  # tensor subclasses, fake tensors, sparse layouts: no storage
         return 0
 
 
@@ -69,11 +70,8 @@ class StateWatch(TorchDispatchMode):
 
     def __init__(self, params: Iterable[Tensor]) -> None:
         super().__init__()
-        self._owners: dict[int, list[Tensor]] = {}
-        for p in params:
-            key = _storage_key(p) if p.numel() else 0
-            if key:
-                self._owners.setdefault(key, []).append(p)
+        self._params = params
+        self._owners: dict[int, list[Tensor]] | None = None  # storage address -> params, built on the first write
         self.saved: list[tuple[Tensor, Tensor]] = []
         self.global_draws: set[str] = set()
         self._ops: dict[Any, Any] = {}
@@ -100,9 +98,8 @@ class StateWatch(TorchDispatchMode):
             return func(*args, **kwargs) if kwargs else func(*args)
         kwargs = kwargs or {}
         written, gen, seeded = info
-        if self._owners:
-            for i, name in written:
-                self._before_write(args[i] if i < len(args) else kwargs.get(name))
+        for i, name in written:
+            self._before_write(args[i] if i < len(args) else kwargs.get(name))
         if seeded and (kwargs.get("generator") if gen < 0 or gen >= len(args) else args[gen]) is None:
             # noted before the draw, so that an interrupted op is still restored after
             self.global_draws.add(_device_type(args, kwargs))
@@ -111,6 +108,8 @@ class StateWatch(TorchDispatchMode):
     def _before_write(self, value: Any) -> None:
         for t in value if isinstance(value, (list, tuple)) else (value,):
             if isinstance(t, Tensor):
+                if self._owners is None:
+                    self._owners = _by_storage(self._params)
                 key = _storage_key(t)
                 owners = self._owners.get(key)
                 if owners:  # only the first write copies
@@ -124,6 +123,15 @@ class StateWatch(TorchDispatchMode):
             for p, original in self.saved:
                 p.data.copy_(original)
         return [p for p, _ in self.saved]
+
+
+def _by_storage(params: Iterable[Tensor]) -> dict[int, list[Tensor]]:
+    owners: dict[int, list[Tensor]] = {}
+    for p in params:
+        key = _storage_key(p) if p.numel() else 0
+        if key:
+            owners.setdefault(key, []).append(p)
+    return owners
 
 
 def _device_type(args: tuple, kwargs: dict) -> str:
