@@ -287,7 +287,13 @@ class MacCounter(TorchDispatchMode):
         TypeError: ``on_op`` is not callable. Exceptions raised by ``on_op`` propagate.
     """
 
-    supports_higher_order_operators = True  # they reach __torch_dispatch__ instead of raising
+    supports_higher_order_operators = True
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # torch wraps __torch_dispatch__ in _disable_dynamo otherwise, which imports torch._dynamo
+        # (about a second) on the first op; the summary runs eager modules, so nothing to skip
+        return False  # they reach __torch_dispatch__ instead of raising
 
     def __init__(self, on_op: OnOp) -> None:
         if not callable(on_op):

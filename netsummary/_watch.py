@@ -68,6 +68,12 @@ class StateWatch(TorchDispatchMode):
 
     supports_higher_order_operators = True
 
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # torch wraps __torch_dispatch__ in _disable_dynamo otherwise, which imports torch._dynamo
+        # (about a second) on the first op; the summary runs eager modules, so nothing to skip
+        return False
+
     def __init__(self, params: Iterable[Tensor]) -> None:
         super().__init__()
         self._params = params
