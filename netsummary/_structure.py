@@ -55,54 +55,83 @@ def _numel(shape: tuple[int, ...]) -> int:
 
 
 def describe(value: Any) -> Described:
-    """Describe ``value`` (any nesting of tensors and Python objects) as a :class:`Described`."""
+    """Describe ``value`` (any nesting of tensors and Python objects) as a :class:`Described`.
+
+    Bounded on hostile structures: a container that contains itself is described as
+    ``"<list: cycle>"`` where it recurs, nesting deeper than 32 levels as the inner value's type
+    name, and past 100,000 values the rest as type names.
+
+    >>> out = [torch.zeros(1)]; out.append(out)
+    >>> describe(out).tree
+    [(1,), '<list: cycle>']
+    """
     if isinstance(value, _Tensor) and not value.is_nested:  # fast path: most outputs are one tensor
         shape = tuple(value.shape)
         return Described(shape, (value.dtype,), (shape,), (value.element_size(),))
-    dtypes: list[torch.dtype] = []
-    shapes: list[tuple[int, ...]] = []
-    sizes: list[int] = []
-    tree = _walk(value, dtypes, shapes, sizes, 0)
-    return Described(tree, tuple(dtypes), tuple(shapes), tuple(sizes))
+    walk = _Walk()
+    tree = walk.walk(value, 0)
+    return Described(tree, tuple(walk.dtypes), tuple(walk.shapes), tuple(walk.sizes))
 
 
-_MAX_DEPTH = 32  # guards against self-referencing structures
+_MAX_DEPTH = 32  # nesting deeper than this is described by the inner value's type name
+_MAX_VALUES = 100_000  # a value shared at every level would otherwise be walked 2**depth times
 
 
-def _walk(value: Any, dtypes: list, shapes: list, sizes: list, depth: int) -> ShapeTree:
-    if isinstance(value, _Tensor) and value.is_nested:  # ragged: the list of its components
+class _Walk:
+    """One :func:`describe` walk: the tensor leaves found so far, the containers on the current
+    path (for cycles) and the number of values visited (a bound on shared sub-structures)."""
+
+    __slots__ = ("dtypes", "shapes", "sizes", "path", "visited")
+
+    def __init__(self) -> None:
+        self.dtypes: list[torch.dtype] = []
+        self.shapes: list[tuple[int, ...]] = []
+        self.sizes: list[int] = []
+        self.path: set[int] = set()
+        self.visited = 0
+
+    def walk(self, value: Any, depth: int) -> ShapeTree:
+        if isinstance(value, _Tensor) and not value.is_nested:
+            shape = tuple(value.shape)
+            self.dtypes.append(value.dtype)
+            self.shapes.append(shape)
+            self.sizes.append(value.element_size())
+            return shape
+        self.visited += 1
+        if depth > _MAX_DEPTH or self.visited > _MAX_VALUES:
+            return type(value).__name__
+        if id(value) in self.path:
+            return f"<{type(value).__name__}: cycle>"
+        self.path.add(id(value))
         try:
-            parts = value.unbind()
-        except (RuntimeError, NotImplementedError):
-            return "NestedTensor"
-        return [_walk(p, dtypes, shapes, sizes, depth + 1) for p in parts]
-    if isinstance(value, _Tensor):
-        shape = tuple(value.shape)
-        dtypes.append(value.dtype)
-        shapes.append(shape)
-        sizes.append(value.element_size())
-        return shape
-    if depth > _MAX_DEPTH:
+            return self._children(value, depth + 1)
+        finally:
+            self.path.discard(id(value))
+
+    def _children(self, value: Any, depth: int) -> ShapeTree:
+        rec = self.walk
+        if isinstance(value, _Tensor):  # nested (ragged): the list of its components
+            try:
+                parts = value.unbind()
+            except (RuntimeError, NotImplementedError):
+                return "NestedTensor"
+            return [rec(p, depth) for p in parts]
+        if isinstance(value, tuple) and hasattr(value, "_fields"):  # namedtuple, PackedSequence
+            return {f: rec(getattr(value, f), depth) for f in value._fields}
+        if isinstance(value, (list, tuple)):
+            return [rec(v, depth) for v in value]
+        if isinstance(value, dict):  # dict, OrderedDict, transformers ModelOutput
+            return {str(k): rec(v, depth) for k, v in value.items()}
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return {f.name: rec(getattr(value, f.name), depth) for f in dataclasses.fields(value)}
+        if isinstance(value, Distribution):
+            names = [n for n in value.arg_constraints if n in vars(value)]
+            return {n: rec(getattr(value, n), depth) for n in names}
+        node = pytree.SUPPORTED_NODES.get(type(value))
+        if node is not None:  # its direct children, through the type's own flatten function
+            children, _ = node.flatten_fn(value)
+            return [rec(c, depth) for c in children]
         return type(value).__name__
-
-    def rec(v: Any) -> ShapeTree:
-        return _walk(v, dtypes, shapes, sizes, depth + 1)
-
-    if isinstance(value, tuple) and hasattr(value, "_fields"):  # namedtuple, PackedSequence
-        return {f: rec(getattr(value, f)) for f in value._fields}
-    if isinstance(value, (list, tuple)):
-        return [rec(v) for v in value]
-    if isinstance(value, dict):  # dict, OrderedDict, transformers ModelOutput
-        return {str(k): rec(v) for k, v in value.items()}
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: rec(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Distribution):
-        names = [n for n in value.arg_constraints if n in vars(value)]
-        return {n: rec(getattr(value, n)) for n in names}
-    if type(value) in pytree.SUPPORTED_NODES:
-        children, _ = pytree.tree_flatten(value, is_leaf=lambda x: x is not value)
-        return [rec(c) for c in children]
-    return type(value).__name__
 
 
 def batch_axis(shape: tuple[int, ...], run_batch: int) -> int | None:

@@ -135,3 +135,47 @@ def test_runs_under_fake_tensor_mode():
         s = summary(model, (4,), mode="train", verbose=0)
     assert s.total_params == 4 * 8 + 8 + 2 * 8 + 8 * 2 + 2
     assert [r.output_shapes for r in s.leaf_layers] == [(2, 8), (2, 8), (2, 2)]
+
+
+# --- hostile output structures: bounded work, a clear shape tree ------------------------------------
+
+
+class _SelfListing(nn.Module):
+    def forward(self, x):
+        out = [x]
+        out += [out, out]  # contains itself twice
+        return out
+
+
+class _SelfDeque(nn.Module):
+    def forward(self, x):
+        import collections
+
+        out = collections.deque([x])  # a pytree node type, not a list
+        out.append(out)
+        return out
+
+
+class _SharedEverywhere(nn.Module):
+    def forward(self, x):
+        v = [x]
+        for _ in range(40):  # 2**40 paths through 40 shared lists
+            v = [v, v]
+        return v
+
+
+def test_an_output_that_contains_itself_is_described_with_a_cycle_marker():
+    s = summary(_SelfListing(), (3,), verbose=0)
+    assert s.layers[0].output_shapes == [(2, 3), "<list: cycle>", "<list: cycle>"]
+    s = summary(_SelfDeque(), (3,), verbose=0)
+    assert s.layers[0].output_shapes == [(2, 3), "<deque: cycle>"]
+
+
+def test_an_output_shared_at_every_level_is_described_in_bounded_work():
+    from netsummary import _structure
+
+    s = summary(_SharedEverywhere(), (3,), verbose=0)
+    tree, depth = s.layers[0].output_shapes, 0
+    while isinstance(tree, list):
+        tree, depth = tree[0], depth + 1
+    assert tree == "list" and depth == _structure._MAX_DEPTH + 1  # cut at the depth bound, by name
