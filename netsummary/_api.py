@@ -60,8 +60,11 @@ def summary(
     12456
 
     Args:
-        model: any ``nn.Module``; it is left exactly as it was (training flags, buffers,
-            ``requires_grad``, ``.grad``, hooks, devices, RNG state, grad mode), even on error.
+        model: any ``nn.Module``; its state is left as it was, even on error or Ctrl-C:
+            parameter and buffer values, training flags, ``requires_grad``, ``.grad``, devices,
+            the grad mode and the generators its forward drew from. Hooks and attributes the
+            model's own forward installs stay, as after any real forward; netsummary's own hooks
+            are removed (see :mod:`netsummary._guard`). Safe to call from several threads.
         input_size: one sample's shape without the batch dimension, ``(3, 64, 64)``, or a list
             of such tuples for several positional inputs.
         batch_size: ``-1`` (default) runs 2 samples and shows the batch as ``-1`` with byte
@@ -106,7 +109,8 @@ def summary(
 
     Raises:
         InputSpecError: invalid ``input_size``, ``dtypes``, ``batch_size``, ``input_data`` or
-            ``mode`` (:class:`InputTypeError` for a wrong Python type); raised before any forward.
+            ``mode``, ``columns=["macs", ...]`` with ``macs=False``, or a module graph with a
+            cycle (:class:`InputTypeError` for a wrong Python type); raised before any forward.
         DeviceError: unknown device, CUDA unavailable, or the model lives on another device.
         ForwardError: the model's forward raised; chained to that exception, it names the module
             that failed and the inputs it received, and carries the partial summary.

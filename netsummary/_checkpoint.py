@@ -9,8 +9,9 @@
 
 The work is bounded by the file: unwrapping and flattening visit each container once (linear in
 the loaded object), containers nested more than :data:`MAX_NESTING` deep and flattened names
-of more than :data:`MAX_NAME_CHARS` characters in all are a :class:`CheckpointError`, and a
-safetensors header must fit its file and :data:`MAX_SAFETENSORS_HEADER` bytes.
+of more than :data:`MAX_NAME_CHARS` characters in all are a :class:`CheckpointError`, a
+safetensors header must fit its file and :data:`MAX_SAFETENSORS_HEADER` bytes, and a zip
+archive's compressed pickle must not expand past the file's size and :data:`MAX_PICKLE_BYTES`.
 
 :mod:`netsummary._inspect` turns the entries into a :class:`~netsummary._inspect.CheckpointSummary`.
 """
@@ -18,6 +19,7 @@ safetensors header must fit its file and :data:`MAX_SAFETENSORS_HEADER` bytes.
 from __future__ import annotations
 
 import math
+import os
 import pickle
 import re
 import reprlib
@@ -44,6 +46,7 @@ _SAFETENSORS_DTYPES: dict[str, tuple[str, int]] = {
 MAX_NESTING = 100  # containers (dicts, lists, tuples) inside one another in a PyTorch checkpoint
 MAX_NAME_CHARS = 2**26  # characters of all the dotted names that flattening a checkpoint builds
 MAX_SAFETENSORS_HEADER = 100_000_000  # bytes: the safetensors library's own limit
+MAX_PICKLE_BYTES = 64 * 2**20  # a zip archive's compressed pickle may expand to this, or to the file's size
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network", "weights")
 # The buffers of torch.nn's normalization layers: tensors with these last name components are
 # counted apart from parameters (see the module docstring).
@@ -138,7 +141,12 @@ def _check_header_length(path: str, head: bytes, size: int) -> None:
 
 
 def read_pytorch(path: str, head: bytes) -> tuple[list[TensorEntry], str | None, tuple[str, ...]]:
-    is_zip = zipfile.is_zipfile(path)
+    try:
+        is_zip = zipfile.is_zipfile(path)
+    except (zipfile.BadZipFile, ValueError):  # an end record that claims several disks, ...: damaged
+        is_zip = False
+    if is_zip:
+        _check_pickle_sizes(path)
     try:  # only the zip format can be memory-mapped; the legacy format is read into memory
         with warnings.catch_warnings():  # a plain pickle makes torch warn about its protocol, then refuse it
             warnings.filterwarnings("ignore", message=r"Detected pickle protocol", category=UserWarning)
@@ -163,6 +171,24 @@ def read_pytorch(path: str, head: bytes) -> tuple[list[TensorEntry], str | None,
         raise CheckpointError(f"cannot inspect checkpoint {path!r}: not a valid PyTorch checkpoint ({what}; "
                               f"{type(err).__name__}: {shown(detail, 300)})", path) from err
     return tensor_entries(obj, path)
+
+
+def _check_pickle_sizes(path: str) -> None:
+    """torch.load decompresses an archive's pickle into memory (torch.save stores it uncompressed):
+    refuse a compressed pickle that would expand past the archive's own size and 64 MiB, a zip
+    bomb, before torch reads it. A damaged archive is left for torch.load to report."""
+    try:
+        size = os.path.getsize(path)
+        with zipfile.ZipFile(path) as archive:
+            infos = archive.infolist()
+    except Exception:  # BadZipFile, EOFError, OSError, ... : torch.load says what is wrong
+        return
+    for info in infos:
+        if info.filename.endswith(".pkl") and info.file_size > max(size, MAX_PICKLE_BYTES):
+            raise CheckpointError(
+                f"cannot inspect checkpoint {path!r}: its entry {_short(info.filename)} is a pickle compressed from "
+                f"{info.file_size:,} to {info.compress_size:,} bytes; loading it would take more memory than the "
+                f"file's {size:,} bytes and the limit of {MAX_PICKLE_BYTES:,} (torch.save never compresses)", path)
 
 
 def tensor_entries(obj: Any, path: str) -> tuple[list[TensorEntry], str | None, tuple[str, ...]]:

@@ -595,3 +595,25 @@ def test_a_fifo_or_a_device_as_a_baseline(capsys: pytest.CaptureFixture[str], fi
     for baseline in (str(fifo), "/dev/zero"):
         code, out, err = run_cli(capsys, target, "--input-size", "16", "--baseline", baseline, fifo=fifo)
         assert (code, out) == (2, "") and "not a regular file; netsummary reads a JSON summary only" in err
+
+
+def test_a_compressed_pickle_that_would_expand_too_far_is_refused(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import zipfile
+
+    import netsummary._checkpoint as checkpoint
+
+    buffer = io.BytesIO()
+    torch.save({"w": torch.zeros(3), "pad": [0] * 100_000}, buffer)  # a pickle of ~200 KB, mostly repeats
+    path = tmp_path / "bomb.pt"
+    with zipfile.ZipFile(buffer) as src, zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as out:
+        for info in src.infolist():
+            out.writestr(info.filename, src.read(info.filename))
+    pickle_size = zipfile.ZipFile(path).getinfo("archive/data.pkl").file_size
+    assert pickle_size > 10 * path.stat().st_size
+    assert inspect_checkpoint(path).total_params == 3  # within the limit: torch.load reads it
+    monkeypatch.setattr(checkpoint, "MAX_PICKLE_BYTES", 100_000)
+    with pytest.raises(CheckpointError, match=rf"bomb\.pt': its entry 'archive/data\.pkl' is a pickle compressed from "
+                                              rf"{pickle_size:,} to [\d,]+ bytes; loading it would take more memory"):
+        inspect_checkpoint(path)
