@@ -57,6 +57,8 @@ from ._structure import ShapeTree
 from ._summary import LayerRecord, ParamGroup, Summary
 
 SCHEMA_VERSION = 1
+MAX_NESTING = 100  # levels of a loaded shape tree; a model's outputs nest a few levels
+MAX_LAYER_DEPTH = 1000  # levels of module calls inside one another in a loaded summary
 
 _SHAPE_FIELDS = {"input_shapes", "output_shapes"}
 
@@ -131,19 +133,18 @@ def from_dict(data: dict[str, Any]) -> Summary:
         InputTypeError: ``data`` is not a dict.
         InputSpecError: the data is not a netsummary summary of a known schema version; the
             message names the field, what it holds and what was expected, e.g.
-            ``layers[2].params is '8' (str), expected an int``. ``.value`` holds the field's path.
+            ``layers[2].params is '8' (str), expected an int``; ``.value`` holds what it received.
     """
     if not isinstance(data, dict) or "schema_version" not in data:
-        raise (InputSpecError if isinstance(data, dict) else InputTypeError)("expected a netsummary summary (a dict with 'schema_version'), got "
-                             f"{type(data).__name__}", data)
+        error = InputSpecError if isinstance(data, dict) else InputTypeError
+        raise error(f"expected a netsummary summary (a dict with 'schema_version'), got {type(data).__name__}", data)
     version = data["schema_version"]
     if type(version) is not int or version != SCHEMA_VERSION:
         raise InputSpecError(f"unsupported summary schema_version {_shown(version)}; this "
                              f"netsummary reads version {SCHEMA_VERSION}", version)
     kwargs = _fields(Summary, data, "")
-    layers = []
-    raw = kwargs.get("layers", ())
-    for i, item in enumerate(raw):
+    layers: list[LayerRecord] = []
+    for i, item in enumerate(kwargs.get("layers", ())):
         record = LayerRecord(**_fields(LayerRecord, item, f"layers[{i}]."))
         _check_position(record, i, layers)
         layers.append(record)
@@ -156,10 +157,6 @@ def from_dict(data: dict[str, Any]) -> Summary:
                              f"{summary.non_trainable_params:,} is not total_params {summary.total_params:,}",
                              summary.total_params)
     return summary
-
-
-MAX_NESTING = 100  # levels of a loaded shape tree; a model's outputs nest a few levels
-MAX_LAYER_DEPTH = 1000  # levels of module calls inside one another in a loaded summary
 
 
 class _Kind:
