@@ -4,13 +4,11 @@ The model is a guest. :class:`ModelGuard` restores **the model's state**, on suc
 on ``KeyboardInterrupt`` alike:
 
 - every module's ``training`` flag;
-- every buffer's values (BatchNorm running statistics, ``num_batches_tracked``), copied before
-  and written back in place when the forward changed them (dense buffers with values; meta,
-  fake and sparse ones have none to keep);
-- every parameter's values: a forward that writes into a parameter in place (max-norm
-  renormalization, ``clamp_``, an ActNorm layer initializing itself) has it copied just before
-  the first write and written back (:mod:`netsummary._watch`), so only written parameters cost
-  memory;
+- every parameter's and buffer's values: a tensor the forward writes in place (BatchNorm's
+  running statistics and ``num_batches_tracked``, max-norm renormalization, ``clamp_``, an
+  ActNorm layer initializing itself) is copied just before its first write and written back
+  (:mod:`netsummary._watch`), so only written tensors cost memory (meta, fake and sparse
+  tensors have no values to keep);
 - the tensor objects under each module's existing ``_parameters`` / ``_buffers`` names, where
   the forward replaced one by another of the same shape and dtype (an update of its values);
 - every parameter's ``requires_grad`` and ``.grad`` object, and ``torch.is_grad_enabled()``;
@@ -88,9 +86,11 @@ class ModelGuard:
         model: the model.
         modules: ``model``'s modules, when the caller has them already (one traversal).
         watch_writes: watch the forward's operators for in-place writes into parameters and
-            global-generator draws (:class:`~netsummary._watch.StateWatch`), active from
-            ``__enter__`` to ``__exit__`` in this thread. ``False`` where the forward cannot touch
-            the model's tensors (fake stand-ins): then the torch generators are not restored.
+            buffers and for global-generator draws (:class:`~netsummary._watch.StateWatch`),
+            active from ``__enter__`` to ``__exit__`` in this thread. ``False`` where the forward
+            cannot touch the model's tensors (fake stand-ins): then buffers with values are copied
+            up front and compared after, parameters are not protected, and the torch generators
+            are not restored.
 
     >>> m = nn.BatchNorm1d(3).train()
     >>> with ModelGuard(m):
@@ -113,7 +113,7 @@ class ModelGuard:
         self._modules = [(m, m.training, dict(m._parameters), dict(m._buffers)) for m in modules]
         seen: set[int] = set()
         self._params: list[tuple[torch.Tensor, bool, Any]] = []
-        self._buffers: list[tuple[torch.Tensor, torch.Tensor]] = []
+        buffers: list[torch.Tensor] = []
         for m in modules:
             for p in m._parameters.values():
                 if p is not None and id(p) not in seen:
@@ -122,12 +122,13 @@ class ModelGuard:
             for b in m._buffers.values():
                 if b is not None and id(b) not in seen:
                     seen.add(id(b))
-                    if _has_values(b):
-                        self._buffers.append((b, b.detach().clone()))
+                    buffers.append(b)
+        # without the watch, buffers with values are copied up front and compared after
+        self._buffers = [] if self._watch_writes else [(b, b.detach().clone()) for b in buffers if _has_values(b)]
         self._rng = _RNGState()
         self._grad_enabled = torch.is_grad_enabled()
         if self._watch_writes:
-            self._watch = StateWatch([p for p, _, _ in self._params])
+            self._watch = StateWatch([*(p for p, _, _ in self._params), *buffers])
             self._watch.__enter__()
             self._watching = True
         return self
@@ -159,10 +160,8 @@ class ModelGuard:
                 if p.grad is not grad:
                     p.grad = grad
             if self._watch is not None:
-                self._watch.restore_params()
+                self._watch.restore()
             for b, keep in self._buffers:
-                # Native kernels (BatchNorm's running stats) update buffers without bumping
-                # their version counter or declaring the write, so compare values.
                 if not torch.equal(b, keep):
                     b.data.copy_(keep)  # through .data: no version bump for a saved graph to trip on
         self._rng.restore(drawn)

@@ -1,23 +1,24 @@
-"""Watch a forward for writes into the model's parameters and draws from the global generators.
+"""Watch a forward for writes into the model's tensors and draws from the global generators.
 
 :class:`StateWatch` is a ``TorchDispatchMode`` (thread-local, like every dispatch mode: it sees the
 operators of the summary's own thread only). For every operator that writes into one of its
-arguments — by its schema's alias annotation, ``Tensor(a!)`` — it checks whether that argument
-shares storage with a watched parameter, and copies the parameter *before* its first write
-(copy-on-write). So a parameter the forward writes in place (``nn.Embedding(max_norm=...)``'s
-renormalization, a ``clamp_`` under ``no_grad``, an ActNorm layer that initializes itself from
-its first batch through ``.data.copy_``) can be restored exactly, while the memory cost is only
-the parameters actually written, not a second copy of the model.
+arguments it checks whether that argument shares storage with a watched parameter or buffer,
+and copies that tensor *before* its first write (copy-on-write). So whatever the forward writes
+in place — BatchNorm's running statistics, ``nn.Embedding(max_norm=...)``'s renormalized rows, a
+``clamp_`` under ``no_grad``, an ActNorm layer initializing itself through ``.data.copy_`` — is
+restored exactly, while the memory cost is only the tensors actually written: a model's 192 MiB
+attention-mask buffer that nothing writes is never copied.
+
+An operator writes an argument when its schema says so (the alias annotation ``Tensor(a!)``),
+and — because native batch norm kernels update their running statistics without declaring it —
+when the argument is named ``running_mean`` or ``running_var`` and the operator does not say it
+leaves them alone (a ``training`` / ``use_input_stats`` flag that is False, or ``no_update`` /
+``no_training`` / ``functional`` / ``backward`` in its name). Writes outside the dispatcher (a
+C++ extension writing through a raw pointer, or operators run in other threads) are not seen.
 
 Operators tagged ``nondeterministic_seeded`` (dropout, ``rand``, ``bernoulli_``, ...) called
 without an explicit ``generator=`` draw from the global generator of their device; the watch
-notes which device types drew, so the guard restores exactly those generators and leaves the
-others alone.
-
-Writes that bypass the dispatcher (a C++ extension writing through a raw pointer) or that an
-operator's schema does not declare are not seen; buffers therefore are not watched but copied
-(:mod:`netsummary._guard`), because native batch norm updates its running statistics without
-declaring it.
+notes which device types drew, so the guard restores exactly those generators.
 
 >>> p = torch.nn.Parameter(torch.ones(3))
 >>> with StateWatch([p]) as w, torch.no_grad():
@@ -25,7 +26,7 @@ declaring it.
 ...     _ = torch.rand(2)
 >>> p.tolist(), sorted(w.global_draws)     # written in place; drew from the CPU generator
 ([2.0, 2.0, 2.0], ['cpu'])
->>> w.restore_params() == [p], p.tolist()
+>>> w.restore() == [p], p.tolist()
 (True, [1.0, 1.0, 1.0])
 """
 
@@ -39,9 +40,13 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 Tensor = torch.Tensor
 
-# OpOverload -> None (neither writes nor draws: the hot path) or
-# (positions and names of written arguments, index of the generator argument or -1, seeded)
-_Info = tuple[tuple[tuple[int, str], ...], int, bool] | None
+# OpOverload -> None (neither writes nor draws: the hot path) or (positions and names of written
+# arguments, positions and names of running statistics written unless a flag says not, position
+# and name of that flag or None, position of the generator argument or -1, seeded)
+_Info = tuple[tuple[tuple[int, str], ...], tuple[tuple[int, str], ...], tuple[int, str] | None, int, bool] | None
+_RUNNING_STATS = ("running_mean", "running_var")
+_STATS_FLAGS = ("training", "use_input_stats")
+_NO_STATS_UPDATE = ("no_update", "no_training", "functional", "backward")
 _UNSEEN = object()
 
 
@@ -55,13 +60,14 @@ def _storage_key(t: Tensor) -> int:
 
 
 class StateWatch(TorchDispatchMode):
-    """Copy-on-write protection of ``params`` and a record of global-generator draws.
+    """Copy-on-write protection of ``tensors`` and a record of global-generator draws.
 
     Args:
-        params: the tensors to protect (the model's unique parameters). Tensors without a
-            storage address (meta, fake, tensor subclasses) cannot be watched and are skipped.
+        tensors: the tensors to protect (the model's unique parameters and buffers). Tensors
+            without a storage address (meta, fake, tensor subclasses) cannot be watched and are
+            skipped.
 
-    After the ``with`` block, :meth:`restore_params` writes the saved values back and
+    After the ``with`` block, :meth:`restore` writes the saved values back and
     :attr:`global_draws` holds the device types (``"cpu"``, ``"cuda"``) whose global generator
     the forward drew from.
     """
@@ -74,9 +80,9 @@ class StateWatch(TorchDispatchMode):
         # (about a second) on the first op; the summary runs eager modules, so nothing to skip
         return False
 
-    def __init__(self, params: Iterable[Tensor]) -> None:
+    def __init__(self, tensors: Iterable[Tensor]) -> None:
         super().__init__()
-        self._params = params
+        self._tensors = tensors
         self._owners: dict[int, list[Tensor]] | None = None  # storage address -> params, built on the first write
         self.saved: list[tuple[Tensor, Tensor]] = []
         self.global_draws: set[str] = set()
@@ -86,13 +92,17 @@ class StateWatch(TorchDispatchMode):
         schema = getattr(func, "_schema", None)
         info: _Info = None
         if schema is not None:
-            written = tuple(
-                (i, a.name) for i, a in enumerate(schema.arguments) if a.alias_info is not None and a.alias_info.is_write
-            )
+            arguments = list(enumerate(schema.arguments))
+            declared = {i for i, a in arguments if a.alias_info is not None and a.alias_info.is_write}
+            written = tuple((i, a.name) for i, a in arguments if i in declared)
+            stats: tuple[tuple[int, str], ...] = ()
+            if not any(word in schema.name for word in _NO_STATS_UPDATE):
+                stats = tuple((i, a.name) for i, a in arguments if a.name in _RUNNING_STATS and i not in declared)
+            flag = next(((i, a.name) for i, a in arguments if a.name in _STATS_FLAGS), None)
             seeded = torch.Tag.nondeterministic_seeded in getattr(func, "tags", ())
-            gen = next((i for i, a in enumerate(schema.arguments) if a.name == "generator"), -1)
-            if written or seeded:
-                info = (written, gen, seeded)
+            gen = next((i for i, a in arguments if a.name == "generator"), -1)
+            if written or stats or seeded:
+                info = (written, stats, flag, gen, seeded)
         self._ops[func] = info
         return info
 
@@ -103,10 +113,13 @@ class StateWatch(TorchDispatchMode):
         if info is None:  # hot path
             return func(*args, **kwargs) if kwargs else func(*args)
         kwargs = kwargs or {}
-        written, gen, seeded = info
+        written, stats, flag, gen, seeded = info
         for i, name in written:
-            self._before_write(args[i] if i < len(args) else kwargs.get(name))
-        if seeded and (kwargs.get("generator") if gen < 0 or gen >= len(args) else args[gen]) is None:
+            self._before_write(_arg(args, kwargs, i, name))
+        if stats and (flag is None or _arg(args, kwargs, *flag) is not False):
+            for i, name in stats:
+                self._before_write(_arg(args, kwargs, i, name))
+        if seeded and _arg(args, kwargs, gen, "generator") is None:
             # noted before the draw, so that an interrupted op is still restored after
             self.global_draws.add(_device_type(args, kwargs))
         return func(*args, **kwargs)
@@ -115,15 +128,15 @@ class StateWatch(TorchDispatchMode):
         for t in value if isinstance(value, (list, tuple)) else (value,):
             if isinstance(t, Tensor):
                 if self._owners is None:
-                    self._owners = _by_storage(self._params)
+                    self._owners = _by_storage(self._tensors)
                 key = _storage_key(t)
                 owners = self._owners.get(key)
                 if owners:  # only the first write copies
                     self.saved.extend([(p, p.detach().clone()) for p in owners])
                     del self._owners[key]
 
-    def restore_params(self) -> list[Tensor]:
-        """Write every saved parameter back (no version bump: through ``.data``); returns the
+    def restore(self) -> list[Tensor]:
+        """Write every saved tensor back (no version bump: through ``.data``); returns the
         restored tensors. Idempotent."""
         with torch.no_grad():
             for p, original in self.saved:
@@ -131,9 +144,14 @@ class StateWatch(TorchDispatchMode):
         return [p for p, _ in self.saved]
 
 
-def _by_storage(params: Iterable[Tensor]) -> dict[int, list[Tensor]]:
+def _arg(args: tuple, kwargs: dict, index: int, name: str) -> Any:
+    """An operator's argument by its schema position, passed positionally or by name."""
+    return args[index] if 0 <= index < len(args) else kwargs.get(name)
+
+
+def _by_storage(tensors: Iterable[Tensor]) -> dict[int, list[Tensor]]:
     owners: dict[int, list[Tensor]] = {}
-    for p in params:
+    for p in tensors:
         key = _storage_key(p) if p.numel() else 0
         if key:
             owners.setdefault(key, []).append(p)

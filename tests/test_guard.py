@@ -146,7 +146,7 @@ def test_only_written_parameters_are_copied():
         small.data.add_(1)  # a second write copies nothing more
         _ = big * 2  # reads copy nothing
     assert [p is small for p, _ in w.saved] == [True]
-    w.restore_params()
+    w.restore()
     assert small.tolist() == [0.0, 0.0, 0.0]
 
 
@@ -409,3 +409,62 @@ def test_a_module_cycle_is_a_clear_error_at_once():
     assert result, "summary() of a cyclic module graph did not fail promptly"
     msg = str(result[0])
     assert "cycle" in msg and "'child' (Child)" in msg and "the root (Parent)" in msg and "'owner'" in msg
+
+
+# --- copy only what the forward writes -----------------------------------------------------------------
+
+
+class MaskedAttention(nn.Module):
+    """A causal-mask buffer read by every forward and written by none (nanoGPT style)."""
+
+    def __init__(self, t: int) -> None:
+        super().__init__()
+        self.register_buffer("mask", torch.tril(torch.ones(t, t)).view(1, t, t))
+        self.proj = nn.Linear(t, t)
+
+    def forward(self, x):
+        return self.proj(x).masked_fill(self.mask[:, : x.shape[1], : x.shape[1]] == 0, 0.0)
+
+
+def test_a_buffer_nothing_writes_is_never_copied():
+    m = MaskedAttention(64)
+    with ModelGuard(m) as guard:
+        m(torch.rand(2, 64, 64))
+    assert guard._watch.saved == []
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_batchnorm_statistics_are_copied_only_when_written(mode):
+    m = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3))
+    bn = m[1]
+    with ModelGuard(m) as guard:
+        m.train(mode == "train")
+        m(torch.rand(4, 3))
+    copied = {id(t) for t, _ in guard._watch.saved}
+    written = {id(bn.running_mean), id(bn.running_var), id(bn.num_batches_tracked)} if mode == "train" else set()
+    assert copied == written
+    assert int(bn.num_batches_tracked) == 0 and bn.running_mean.tolist() == [0.0, 0.0, 0.0]
+
+
+class FunctionalNorm(nn.Module):
+    """Running statistics of its own, updated by F.batch_norm (native, undeclared writes)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(3))
+        self.register_buffer("var", torch.ones(3))
+
+    def forward(self, x):
+        return nn.functional.batch_norm(x, self.mean, self.var, training=True, momentum=0.5)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [FunctionalNorm, lambda: nn.Sequential(nn.InstanceNorm1d(3, track_running_stats=True)),
+     lambda: nn.Sequential(nn.Unflatten(1, (3, 1, 1)), nn.BatchNorm2d(3, momentum=None))],
+)
+def test_running_statistics_updated_by_native_kernels_are_restored(unchanged, make):
+    m = make()
+    x = (3,) if not isinstance(m, nn.Sequential) or not isinstance(m[0], nn.InstanceNorm1d) else (3, 5)
+    with unchanged(m):
+        summary(m, x, mode="same" if isinstance(m, FunctionalNorm) else "train", verbose=0)
