@@ -48,8 +48,10 @@ device, a file that is not a checkpoint or holds no tensors, and a pickle that i
 from __future__ import annotations
 
 import inspect as _pyinspect
+import itertools
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,6 +123,10 @@ class CheckpointSummary:
         one row at the last level for the rest of its name (``PrefixRow.folded`` says how many
         levels it folds), so the rows cost at most ``MAX_TREE_DEPTH`` times the names' length.
         """
+        return [_row(name, level, node) for name, level, node in self._nodes(depth)]
+
+    def _nodes(self, depth: int | None) -> Iterator[tuple[str, int, _Node]]:
+        """The prefix tree's nodes, depth-first: ``(dotted prefix, level, node)``."""
         if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 0):
             raise InputSpecError(f"invalid depth {depth!r}: expected None or an integer >= 0, e.g. 2", depth)
         limit = MAX_TREE_DEPTH if depth is None else min(depth, MAX_TREE_DEPTH)
@@ -142,16 +148,11 @@ class CheckpointSummary:
                 if whole and level == len(parts) - 1:
                     node.is_tensor = True
                     node.folded = max(node.folded, folded)
-        rows: list[PrefixRow] = []
         stack = [(name, 0, child) for name, child in reversed(root.children.items())]
         while stack:
             name, level, node = stack.pop()
-            members = node.members.values()
-            buffers = sum(e.numel for e in members if e.is_buffer)
-            rows.append(PrefixRow(name, level, sum(e.numel for e in members) - buffers, sum(e.nbytes for e in members),
-                                  _count_dtypes(members), node.is_tensor, buffers, node.folded))
+            yield name, level, node
             stack.extend((f"{name}.{part}", level + 1, child) for part, child in reversed(node.children.items()))
-        return rows
 
     def render(self, depth: int | None = None, max_rows: int | None = MAX_ROWS) -> str:
         """A tabulate table (simple format): Module, Params (elements), Bytes (binary units), Dtypes;
@@ -165,11 +166,12 @@ class CheckpointSummary:
         """
         tied = {e.name: e.tied_to for e in self.tensors if e.tied_to}
         has_buffers = any(e.is_buffer for e in self.tensors)
-        rows = self.tree(depth)
-        hidden = 0 if max_rows is None else max(0, len(rows) - max_rows)
+        nodes = self._nodes(depth)
+        rows = [_row(*node) for node in (nodes if max_rows is None else itertools.islice(nodes, max_rows))]
+        hidden = sum(1 for _ in nodes)  # the rows past max_rows are counted, not built
         folded = cut = escaped = 0
         table: list[Any] = []
-        for row in rows[: len(rows) - hidden]:
+        for row in rows:
             part = row.name.split(".", row.depth)[-1]  # this level's part (a folded row: the rest of the name)
             text = escape(part)
             escaped += text != part
@@ -219,6 +221,13 @@ class CheckpointSummary:
         if self.shards:
             lines.append(f"Summed over {len(self.shards)} shards: {_listed(self.shards)}")
         return lines
+
+
+def _row(name: str, level: int, node: _Node) -> PrefixRow:
+    members = node.members.values()
+    buffers = sum(e.numel for e in members if e.is_buffer)
+    return PrefixRow(name, level, sum(e.numel for e in members) - buffers, sum(e.nbytes for e in members),
+                     _count_dtypes(members), node.is_tensor, buffers, node.folded)
 
 
 def _listed(names: tuple[str, ...], most: int = 8) -> str:
