@@ -194,14 +194,24 @@ class Summary:
 
     @staticmethod
     def from_dict(data: dict) -> Summary:
-        """Rebuild a summary from :meth:`to_dict`'s output or loaded JSON."""
+        """Rebuild a summary from :meth:`to_dict`'s output or loaded JSON, checking every field
+        (see :func:`netsummary._export.from_dict`); control characters in names are escaped.
+
+        Raises:
+            InputSpecError: not a netsummary summary; the message names the field, what it holds
+                and what was expected (``total_params is True (bool), expected an int``).
+        """
         from ._export import from_dict
 
         return from_dict(data)
 
     @staticmethod
     def from_json(text: str) -> Summary:
-        """Rebuild a summary from :meth:`to_json`'s text."""
+        """Rebuild a summary from :meth:`to_json`'s text, checked as :meth:`from_dict` checks it.
+
+        Raises:
+            InputSpecError: not JSON, over 64 MiB, or not a netsummary summary.
+        """
         from ._export import from_json
 
         return from_json(text)
