@@ -43,6 +43,7 @@ from torch import nn
 
 from ._errors import TargetError
 from ._inputs import resolve_device
+from ._safeio import regular_file_size
 
 _FORM = "expected path/to/file.py:NAME or package.module:NAME (e.g. examples/discriminator.py:discriminator)"
 
@@ -235,6 +236,8 @@ def _file_path(target: str, where: str, base_dir: str) -> str:
         raise TargetError(f"invalid target {target!r}: no such file {path}", target)
     if os.path.isdir(path) or not path.endswith(".py"):
         raise TargetError(f"invalid target {target!r}: {path} is not a Python file (.py); {_FORM}", target)
+    # a FIFO or a device named x.py would hang the import or read forever: refused unopened
+    regular_file_size(path, "a target's code", lambda why: TargetError(f"invalid target {target!r}: {path}: {why}", target))
     return path
 
 

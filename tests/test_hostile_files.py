@@ -465,6 +465,18 @@ def test_inspect_refuses_a_fifo_without_opening_it(capsys: pytest.CaptureFixture
                    "regular file; netsummary reads a checkpoint only from a regular file\n")
 
 
+def test_a_fifo_as_the_target_file_is_refused_without_importing_it(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no FIFOs on this platform")
+    path = tmp_path / "model.py"
+    os.mkfifo(path)
+    code, out, err = run_cli(capsys, f"{path}:Model", "--input-size", "3", fifo=path)
+    assert (code, out) == (2, "")
+    assert err == (f"netsummary: error: invalid target '{path}:Model': {path}: it is a FIFO (named pipe), not a "
+                   "regular file; netsummary reads a target's code only from a regular file\n")
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
 @pytest.mark.parametrize(("argv", "what"), [(["diff", "/dev/zero", "/dev/zero"], "/dev/zero: it is a character device"),
                                             (["inspect", "/dev/zero"], "'/dev/zero': it is a character device")])
