@@ -34,7 +34,6 @@ from torch import nn
 from torch.nn.modules import module as _module_globals
 from torch.nn.utils import parametrize
 
-from ._flops import MacCounter
 from ._interrupts import uninterrupted
 from ._structure import Described, describe
 
@@ -105,7 +104,7 @@ class Tracer:
     def __init__(self, model: nn.Module, named: list[tuple[str, nn.Module]] | None = None, count_macs: bool = False) -> None:
         self.model = model
         self._count_macs = count_macs
-        self._counter: MacCounter | None = None
+        self._counter: Any = None  # a MacCounter while counting
         self.names = module_names(named if named is not None else list(model.named_modules()))
         self._raw: list[list] = []
         self.stack: list[int] = []
@@ -178,6 +177,8 @@ class Tracer:
             self._handles.append(_module_globals.register_module_forward_pre_hook(pre_hook))
             self._handles.append(_module_globals.register_module_forward_hook(post_hook, with_kwargs=True, always_call=True))
             if self._count_macs:
+                from ._flops import MacCounter  # imported when first needed: flop_counter pulls in triton
+
                 counter = MacCounter(on_op)
                 counter.__enter__()
                 self._counter = counter

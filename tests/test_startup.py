@@ -23,3 +23,22 @@ def test_first_summary_with_macs_does_not_import_dynamo():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_import_does_not_load_the_mac_machinery():
+    """``torch.utils.flop_counter`` pulls in triton (about 0.1-0.4 s): imported only when MACs are counted."""
+    code = textwrap.dedent(
+        """
+        import sys
+        import netsummary
+        from torch import nn
+        before = "torch.utils.flop_counter" in sys.modules
+        netsummary.summary(nn.Linear(2, 2), (2,), verbose=0)  # classic: no MACs
+        classic = "torch.utils.flop_counter" in sys.modules
+        assert netsummary.summary(nn.Linear(2, 2), (2,), macs=True, verbose=0).total_macs == 4
+        print(before, classic, "torch.utils.flop_counter" in sys.modules)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "False", "True"]
