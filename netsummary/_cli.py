@@ -99,6 +99,8 @@ def _summary_parser() -> _Parser:
     view.add_argument("--columns", metavar="a,b,c", help="tree columns, e.g. output_shape,params,macs")
     view.add_argument("--output", metavar="FILE", help="write the summary to FILE instead of stdout")
     view.add_argument("-q", "--quiet", action="store_true", help="print only the budget and growth verdict lines")
+    view.add_argument("--name", help="the model's name in budget and growth lines (default: the built model's "
+                      "class name, e.g. ResNet, not a factory's name such as create_model)")
     _add_budgets(p, ["max-params", "max-trainable-params", "max-macs", "max-param-bytes", "max-total-bytes"])
     base = p.add_argument_group("baseline")
     base.add_argument("--baseline", metavar="FILE", help="a summary saved with --format json to compare with")
@@ -230,6 +232,8 @@ def _summary(args: argparse.Namespace) -> int:
     machine = args.output is None and not args.quiet and (args.format in ("json", "csv"))
     with contextlib.redirect_stdout(sys.stderr) if machine else contextlib.nullcontext():
         s = _run(spec, format=args.format, depth=args.depth, columns=columns)
+    # verdict lines name the model as the user knows it, not by the factory that built it
+    spec = dataclasses.replace(spec, name=args.name or s.model_type)
     text = s.render(args.format, depth=args.depth, columns=columns)
     if args.output is not None:
         _emit(text, args.output)

@@ -4,10 +4,19 @@ The classic layout is torchsummary's, byte for byte for models torchsummary hand
 columns at least 20, 25 and 15 characters wide (wider when a cell needs it, so long names and
 nested shapes never break alignment), then the totals and four size lines in MB, where
 **MB means MiB, 2**20 bytes**, as torchsummary prints it.
+
+Width: text tables (this one and the tree view) aim at :data:`MAX_WIDTH` columns, whatever the
+terminal. When a table would be wider, its *structured* shape cells (nested lists and dicts of
+shapes, such as a detector's list of dicts or a ``PackedSequence``) are elided in the middle with
+:data:`ELISION`, keeping the beginning and the end (see :func:`elide`); a plain shape such as
+``[-1, 512, 7, 7]`` is never cut, so a table of long plain shapes or long names stays wider.
+The data (``Summary``, JSON, CSV) always holds the full structure.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ._structure import ShapeTree, map_shapes
@@ -16,6 +25,9 @@ if TYPE_CHECKING:
     from ._summary import LayerRecord, Summary
 
 MIB = 2**20  # bytes in the "MB" that torchsummary (and the classic table) prints
+MAX_WIDTH = 120  # text tables elide structured shape cells to stay within this many columns
+ELISION = " … "  # marks the middle of an elided cell
+MIN_ELIDED = 48  # an elided cell keeps at least this many characters, marker included
 
 
 def shown_shape(tree: ShapeTree, axes: tuple[int | None, ...]) -> ShapeTree:
@@ -51,6 +63,84 @@ def format_tree(tree: ShapeTree) -> str:
     return "None" if tree == "NoneType" else str(tree)
 
 
+def is_structured(cell: str) -> bool:
+    """A cell made by :func:`format_tree` from a nested structure (a list or dict of shapes),
+    which may be elided; a plain shape (``[-1, 512, 7, 7]``), ``--`` or ``None`` may not."""
+    return cell.startswith(("(", "{")) and cell != "(failed here)"
+
+
+def _separators(text: str, inside_shapes: bool) -> list[int]:
+    """Positions of the ``", "`` between items; outside plain shapes' brackets unless ``inside_shapes``."""
+    points, depth = [], 0
+    for i, ch in enumerate(text):
+        if ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+        elif ch == "," and text.startswith(", ", i) and (inside_shapes or depth == 0):
+            points.append(i)
+    return points
+
+
+def elide(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters: its beginning, :data:`ELISION`, its end.
+
+    The cut falls between items, never inside a plain shape when it can be helped (then between
+    a shape's dimensions, and only as a last resort inside a word), so no number is cut.
+
+    >>> elide("({boxes: [100, 4], labels: [100], masks: [100, 1, 28, 28]}, {boxes: [100, 4], "
+    ...       "labels: [100], masks: [100, 1, 28, 28]})", 60)
+    '({boxes: [100, 4], labels: [100] … masks: [100, 1, 28, 28]})'
+    >>> elide("[1, 2, 3]", 40)                       # short enough: unchanged
+    '[1, 2, 3]'
+    """
+    if len(text) <= width:
+        return text
+    room = max(width - len(ELISION), 2)
+    for inside_shapes in (False, True):
+        points = _separators(text, inside_shapes)
+        best: tuple[int, int, int] | None = None
+        for k, head in enumerate(points):
+            if head > room - 1:
+                break
+            # the first separator after head whose tail (text after ", ") fits in the room left
+            j = bisect_left(points, len(text) - 2 - (room - head), k + 1)
+            if j == len(points):
+                continue
+            tail = len(text) - points[j] - 2
+            score = head + tail + min(head, tail)  # keep much, and some of both ends
+            if best is None or score > best[0]:
+                best = (score, head, points[j] + 2)
+        if best is not None:
+            return text[: best[1]] + ELISION + text[best[2] :]
+    head = (room + 1) // 2
+    return text[:head] + ELISION + text[len(text) - (room - head) :]
+
+
+def fit_cells(rows: list[list[str]], columns: Sequence[int], floors: Sequence[int], fixed: int,
+              limit: int = MAX_WIDTH) -> list[list[str]]:
+    """Elide structured cells of ``columns`` so that the table is at most ``limit`` wide.
+
+    ``fixed``: the width of every other column and separator; ``floors``: each column's least
+    width (its title). A column is never narrower than its longest plain cell or
+    :data:`MIN_ELIDED`; the widest columns give up characters first, to a common cap."""
+    full, least = [], []
+    for col, floor in zip(columns, floors):
+        cells = [r[col] for r in rows]
+        widest = max([floor, *map(len, cells)])
+        plain = max([floor, *(len(c) for c in cells if not is_structured(c))])
+        full.append(widest)
+        least.append(max(plain, min(MIN_ELIDED, widest)))
+    if fixed + sum(full) <= limit:
+        return rows
+    cap = max(full)
+    while cap > 0 and fixed + sum(max(lo, min(hi, cap)) for lo, hi in zip(least, full)) > limit:
+        cap -= 1
+    widths = {col: max(lo, min(hi, cap)) for col, lo, hi in zip(columns, least, full)}
+    return [[elide(c, widths[i]) if i in widths and is_structured(c) else c for i, c in enumerate(r)]
+            for r in rows]
+
+
 def _param_cell(r: LayerRecord) -> str:
     cell = f"{r.params:,}"
     if r.shared_params:
@@ -76,10 +166,13 @@ def classic_rows(s: Summary) -> list[tuple[str, str, str]]:
 
 
 def render_classic(s: Summary) -> str:
-    """The torchsummary table. For the seed discriminator this is exactly torchsummary's output."""
+    """The torchsummary table. For the seed discriminator this is exactly torchsummary's output.
+    Structured output shapes are elided to keep the rules within :data:`MAX_WIDTH`."""
     head = ("Layer (type)", "Output Shape", "Param #")
-    rows = classic_rows(s)
-    w1, w2, w3 = (max([w, *(len(r[i]) for r in rows)]) for i, w in enumerate((20, 25, 15)))
+    rows = [list(r) for r in classic_rows(s)]
+    w1, w3 = max([20, *(len(r[0]) for r in rows)]), max([15, *(len(r[2]) for r in rows)])
+    rows = fit_cells(rows, [1], [25], w1 + w3 + 4)  # the rules are w1 + w2 + w3 + 4 wide
+    w2 = max([25, *(len(r[1]) for r in rows)])
     rule = "-" * (w1 + w2 + w3 + 4)
     double = "=" * (w1 + w2 + w3 + 4)
 

@@ -6,8 +6,14 @@ sum over the calls inside it; rows below ``depth`` are folded into their ancesto
 Parameters no call accounts for (a module's own ``nn.Parameter``, a module never called) get a
 row right under their module. Column titles carry their units. In text tables a layer label
 longer than :data:`NAME_WIDTH` keeps its last characters (the most specific part of the
-qualified name); shapes are never cut. Markdown and HTML indent with ``·`` marks, since both
-drop leading spaces.
+qualified name), and structured shape cells (nested lists and dicts of shapes) are elided in the
+middle so that the table stays within :data:`~netsummary._render.MAX_WIDTH` columns; plain shapes
+are never cut. Markdown and HTML keep every cell whole (their viewers wrap) and indent with ``·``
+marks, since both drop leading spaces.
+
+The totals' byte sizes carry their unit in the value, the largest binary unit in which the value
+is at least 1 (B, KiB, MiB, GiB, TiB; 1 KiB = 2**10 bytes) with two decimals: ``Params size
+256.96 GiB``, ``Buffers size 0 B`` (see :func:`~netsummary._units.format_bytes`).
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 from tabulate import tabulate
 
 from ._errors import InputSpecError, InputTypeError
-from ._render import MIB, format_tree, shown_shape
+from ._render import MAX_WIDTH, fit_cells, format_tree, shown_shape
+from ._units import format_bytes
 
 if TYPE_CHECKING:
     from ._summary import LayerRecord, ParamGroup, Summary
@@ -183,17 +190,17 @@ def tree_rows(s: Summary, depth: int | None, columns: Sequence[str], tablefmt: s
 
 
 def footer(s: Summary) -> list[tuple[str, str]]:
-    """(label, value) pairs of the totals, with units."""
+    """(label, value) pairs of the totals, with units: byte sizes in the value (``256.96 GiB``)."""
     lines = [
         ("Total params", f"{s.total_params:,}"),
         ("Trainable params", f"{s.trainable_params:,}"),
         ("Non-trainable params", f"{s.non_trainable_params:,}"),
-        ("Params size (MiB)", f"{s.param_bytes / MIB:0.2f}"),
+        ("Params size", format_bytes(s.param_bytes)),
         ("Buffers (elements)", f"{s.buffer_count:,}"),
-        ("Buffers size (MiB)", f"{s.buffer_bytes / MIB:0.2f}"),
-        ("Input size (MiB)", f"{s.input_bytes / MIB:0.2f}"),
-        ("Forward/backward pass size (MiB)", f"{2 * s.output_bytes / MIB:0.2f}"),
-        ("Estimated total size (MiB)", f"{s.estimated_total_bytes / MIB:0.2f}"),
+        ("Buffers size", format_bytes(s.buffer_bytes)),
+        ("Input size", format_bytes(s.input_bytes)),
+        ("Forward/backward pass size", format_bytes(2 * s.output_bytes)),
+        ("Estimated total size", format_bytes(s.estimated_total_bytes)),
     ]
     if s.shared_params:
         lines.insert(3, ("Shared params shown in several rows, counted once", f"{s.shared_params:,}"))
@@ -209,6 +216,19 @@ def footer(s: Summary) -> list[tuple[str, str]]:
         if s.unknown_ops:
             lines.append(("MACs not counted (no formula) for", ", ".join(s.unknown_ops)))
     return lines
+
+
+_ELIDABLE = ("input_shape", "output_shape")  # columns whose structured cells may be elided
+
+
+def _fit(rows: list[list[str]], headers: Sequence[str], elidable: Sequence[int]) -> list[list[str]]:
+    """Elide structured shape cells so that a "simple" table (columns two spaces apart) is at most
+    MAX_WIDTH wide."""
+    if not elidable:
+        return rows
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    fixed = sum(w for i, w in enumerate(widths) if i not in elidable) + 2 * (len(headers) - 1)
+    return fit_cells(rows, elidable, [len(headers[i]) for i in elidable], fixed, MAX_WIDTH)
 
 
 def render_table(s: Summary, tablefmt: str, depth: int | None = None, columns: Sequence[str] | None = None) -> str:
@@ -228,8 +248,11 @@ def render_table(s: Summary, tablefmt: str, depth: int | None = None, columns: S
         raise InputSpecError("columns: 'formula' needs formulas recorded: summary(..., formulas=True)", columns)
     headers = ["Layer (type)", *(COLUMNS[c].title for c in columns)]
     align = ["left", *(COLUMNS[c].align for c in columns)]
+    rows = tree_rows(s, depth, columns, tablefmt)
+    if tablefmt == "simple" and rows:
+        rows = _fit(rows, headers, [i for i, c in enumerate(columns, 1) if c in _ELIDABLE])
     body = tabulate(
-        tree_rows(s, depth, columns, tablefmt), headers=headers, tablefmt=tablefmt, colalign=align,
+        rows, headers=headers, tablefmt=tablefmt, colalign=align,
         disable_numparse=True, preserve_whitespace=True,
     )
     totals = tabulate(footer(s), headers=("Totals", ""), tablefmt=tablefmt, colalign=("left", "right"),
