@@ -222,7 +222,8 @@ def test_package_module_targets_import_from_the_current_directory(capsys: pytest
     finally:  # forget the imported package
         for name in [m for m in sys.modules if m.startswith("cli_pkg_xyz")]:
             del sys.modules[name]
-    assert (code, out) == (0, "build: total params 10 <= budget 10 (0.0% headroom)\n")  # 4*2 + 2 = 10
+    # named by the built model's class (L), not the factory function
+    assert (code, out) == (0, "L: total params 10 <= budget 10 (0.0% headroom)\n")  # 4*2 + 2 = 10
     assert str(tmp_path) not in sys.path
     code, _, err = run(capsys, "cli_pkg_xyz/models.py:build", "--input-size", "3")
     assert code == 2
