@@ -42,6 +42,7 @@ def summary(
     columns: Sequence[str] | None = None,
     macs: bool | None = None,
     formulas: bool | None = None,
+    fold: bool = True,
     **kwargs: Any,
 ) -> Summary:
     """Summarize ``model``: per-call output shapes and parameters, exact totals, bytes.
@@ -98,6 +99,10 @@ def summary(
             it ``total_macs`` and every ``LayerRecord.macs`` are ``None``.
         formulas: record how each leaf's parameter count arises (``LayerRecord.formula``);
             default: only when the ``formula`` column is printed.
+        fold: in the tree formats, show a run of identical consecutive sibling blocks as one
+            row, ``layers.0–79 (LlamaDecoderLayer) × 80``, figures as ``80 × per block = total``,
+            the first block's rows under it (see :mod:`netsummary._fold`); ``False`` shows every
+            block. JSON, CSV and the classic table are never folded.
         **kwargs: passed to ``model.forward`` as keyword arguments.
 
     Returns:
@@ -175,9 +180,9 @@ def summary(
         result = build_summary(model, named, tracer, inputs, dev, mode, error is None, bool(macs), formulas, axes)
     if error is not None:
         shown = "tree" if shown_format in ("json", "csv") else shown_format  # a report is for reading
-        raise forward_error(error, failed, received, result, lambda p: render(p, shown, depth, columns), lazy=lazy) from error
+        raise forward_error(error, failed, received, result, lambda p: render(p, shown, depth, columns, fold), lazy=lazy) from error
     if verbose and print_fn is not None and _is_rank_zero():
-        print_fn(render(result, shown_format, depth, columns))
+        print_fn(render(result, shown_format, depth, columns, fold))
         object.__setattr__(result, "_printed", True)
     return result
 

@@ -1,8 +1,9 @@
 """The registry of output formats: one plain function per format name.
 
 ``classic`` is torchsummary's table; ``tree``, ``markdown`` and ``html`` are the tree view in a
-tabulate format (``simple``, ``github``, ``html``); ``json`` and ``csv`` come from
-:mod:`netsummary._export` and always hold every layer (``depth`` and ``columns`` do not apply).
+tabulate format (``simple``, ``github``, ``html``), where repeated blocks fold into one row unless
+``fold=False``; ``json`` and ``csv`` come from :mod:`netsummary._export` and always hold every
+layer (``depth``, ``columns`` and ``fold`` do not apply; neither is the classic table folded).
 A new format is one entry in :data:`FORMATS`.
 """
 
@@ -14,20 +15,20 @@ from typing import TYPE_CHECKING, Any
 from ._errors import InputSpecError
 from ._export import to_csv, to_json
 from ._render import render_classic
-from ._table import check_columns, check_depth, render_table
+from ._table import check_columns, check_depth, check_fold, render_table
 
 if TYPE_CHECKING:
     from ._summary import Summary
 
-Renderer = Callable[["Summary", "int | None", "Sequence[str] | None"], str]
+Renderer = Callable[..., str]  # (summary, depth, columns, fold=True) -> text
 
 FORMATS: dict[str, Renderer] = {
-    "classic": lambda s, depth, columns: render_classic(s),
-    "tree": lambda s, depth, columns: render_table(s, "simple", depth, columns),
-    "markdown": lambda s, depth, columns: render_table(s, "github", depth, columns),
-    "html": lambda s, depth, columns: render_table(s, "html", depth, columns),
-    "json": lambda s, depth, columns: to_json(s),
-    "csv": lambda s, depth, columns: to_csv(s),
+    "classic": lambda s, depth, columns, fold=True: render_classic(s),
+    "tree": lambda s, depth, columns, fold=True: render_table(s, "simple", depth, columns, fold),
+    "markdown": lambda s, depth, columns, fold=True: render_table(s, "github", depth, columns, fold),
+    "html": lambda s, depth, columns, fold=True: render_table(s, "html", depth, columns, fold),
+    "json": lambda s, depth, columns, fold=True: to_json(s),
+    "csv": lambda s, depth, columns, fold=True: to_csv(s),
 }
 
 
@@ -51,7 +52,9 @@ def resolve_format(format: Any, depth: Any, columns: Any) -> str:
     return format
 
 
-def render(s: Summary, format: str | None = None, depth: int | None = None, columns: Sequence[str] | None = None) -> str:
-    """Render ``s`` in ``format`` (see :data:`FORMATS`)."""
+def render(s: Summary, format: str | None = None, depth: int | None = None, columns: Sequence[str] | None = None,
+           fold: bool = True) -> str:
+    """Render ``s`` in ``format`` (see :data:`FORMATS`); ``fold=False`` shows every repeated
+    block of the tree formats."""
     name = resolve_format(format, depth, columns)
-    return FORMATS[name](s, depth, columns)
+    return FORMATS[name](s, depth, columns, check_fold(fold))

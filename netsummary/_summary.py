@@ -167,17 +167,21 @@ class Summary:
     def __str__(self) -> str:
         return render_classic(self)
 
-    def render(self, format: str | None = None, *, depth: int | None = None, columns: Sequence[str] | None = None) -> str:
+    def render(self, format: str | None = None, *, depth: int | None = None, columns: Sequence[str] | None = None,
+               fold: bool = True) -> str:
         """The summary as text in ``format``: ``"classic"`` (default), ``"tree"``, ``"markdown"``,
         ``"html"``, ``"json"`` or ``"csv"``; ``depth`` / ``columns`` shape the tree formats
-        (passing either alone means ``"tree"``).
+        (passing either alone means ``"tree"``). In the tree formats a run of identical sibling
+        blocks is one row (``layers.0–79 (Block) × 80``) unless ``fold=False``; JSON, CSV and
+        the classic table always hold every layer.
 
         Raises:
             InputSpecError: unknown format or column, or a depth that is not an int >= 0.
+            InputTypeError: ``fold`` is not a bool.
         """
         from ._formats import render
 
-        return render(self, format, depth, columns)
+        return render(self, format, depth, columns, fold)
 
     def to_dict(self) -> dict:
         """Plain data in base units (JSON schema in :mod:`netsummary._export`); round-trips

@@ -2,7 +2,10 @@
 
 Rows are module calls in call order, indented by depth and named by qualified name. A container
 row aggregates its subtree: its params are its subtree's unique parameters and its MACs are the
-sum over the calls inside it; rows below ``depth`` are folded into their ancestor at ``depth``.
+sum over the calls inside it; rows below ``depth`` are aggregated into their ancestor at ``depth``.
+Runs of identical consecutive sibling blocks fold into one row (``layers.0–79 (Block) × 80``, its
+figures ``80 × per block = total``, the first block's rows under it; see :mod:`netsummary._fold`)
+unless ``fold=False``.
 Parameters no call accounts for (a module's own ``nn.Parameter``, a module never called) get a
 row right under their module. Column titles carry their units. In text tables a layer label
 longer than :data:`NAME_WIDTH` keeps its last characters (the most specific part of the
@@ -25,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from tabulate import tabulate
 
 from ._errors import InputSpecError, InputTypeError
+from ._fold import find_runs, folded_away
 from ._render import MAX_WIDTH, fit_cells, format_tree, shown_shape
 from ._units import format_bytes
 
@@ -129,6 +133,13 @@ def check_depth(depth: Any) -> int | None:
     return depth
 
 
+def check_fold(fold: Any) -> bool:
+    """Validate ``fold``: ``True`` (repeated blocks as one row) or ``False`` (every row)."""
+    if not isinstance(fold, bool):
+        raise InputTypeError(f"fold: expected True (repeated blocks as one row) or False (every row), got {fold!r}", fold)
+    return fold
+
+
 def subtree_macs(s: Summary) -> dict[int, tuple[int | None, bool]]:
     """Each call's MACs including the calls inside it, and whether any part had an operator
     without a formula (the figure is then a lower bound)."""
@@ -165,21 +176,70 @@ def _group_row(g: ParamGroup, s: Summary, columns: Sequence[str], depth: int, ta
     return [label, *(cells.get(c, "") for c in columns)]
 
 
-def tree_rows(s: Summary, depth: int | None, columns: Sequence[str], tablefmt: str = "simple") -> list[list[str]]:
-    """Rows of the tree view: calls to ``depth``, each module's own-params row right under it."""
+def _times(n: int, per: int, suffix: str = "") -> str:
+    """A folded row's figure: ``12 × 72 = 864`` (per block, then the run's total)."""
+    return "0" if per == 0 and not suffix else f"{n} × {per:,} = {n * per:,}{suffix}"
+
+
+def _folded_cells(r: LayerRecord, s: Summary, macs: dict, n: int, columns: Sequence[str]) -> list[str]:
+    """The cells of a run of ``n`` identical blocks whose first block is ``r``: figures that add
+    up (params, params_percent, macs, output_bytes) as ``n × per block = total``, shapes per block."""
+    cells = []
+    for c in columns:
+        if c == "params":
+            cell = _times(n, r.params)
+        elif c == "params_percent":
+            per = 100 * r.params / s.total_params if s.total_params else None
+            cell = "--" if per is None else "0.00%" if not per else f"{n} × {per:.2f}% = {n * per:.2f}%"
+        elif c == "macs":
+            value, unknown = macs.get(r.index, (None, False))
+            cell = "--" if value is None else _times(n, value, " + ?" if unknown else "")
+        elif c == "output_bytes":
+            cell = _times(n, r.output_bytes)
+        elif c == "trainable" and 0 < r.trainable_params < r.params:
+            cell = f"partial ({_times(n, r.trainable_params)})"
+        elif c == "formula" and r.formula not in (None, "0", "uninitialized"):
+            cell = f"{n} × ({r.formula}) = {n * r.params:,}"
+        else:
+            cell = COLUMNS[c].cell(r, s, macs)
+        cells.append(cell)
+    return cells
+
+
+def tree_rows(s: Summary, depth: int | None, columns: Sequence[str], tablefmt: str = "simple",
+              fold: bool = True) -> list[list[str]]:
+    """Rows of the tree view: calls to ``depth``, each module's own-params row right under it.
+
+    With ``fold``, a run of N identical consecutive sibling blocks (see :mod:`netsummary._fold`)
+    is one row ``layers.0–79 (Block) × 80`` whose figures read ``80 × per block = total``; the
+    rows under it are the first block's, with per-block figures.
+    """
     macs = subtree_macs(s)
     cols = [COLUMNS[c] for c in columns]
     groups = {g.name: g for g in s.other_params}
     rows = []
+    runs: dict = {}
+    hidden: set[int] = set()
+    if fold:
+        runs = find_runs(s)
+        hidden = folded_away(s, runs)
 
     def group_depth(g: ParamGroup) -> int:
         return (g.name.count(".") + 1 if g.name else 0) + 1
 
     for r in s.layers:
+        if r.index in hidden:  # a folded block after the first: its own-params rows go with it
+            groups.pop(r.name, None)
+            continue
         if depth is not None and r.depth > depth:
             continue
-        label = f"{r.name or '(root)'} ({r.type})" + (f" #{r.call_index}" if r.call_index > 1 else "")
-        rows.append([_label(label, r.depth, tablefmt), *(c.cell(r, s, macs) for c in cols)])
+        run = runs.get(r.index)
+        if run is not None:
+            label = f"{run.label} ({r.type}) × {run.count}"
+            rows.append([_label(label, r.depth, tablefmt), *_folded_cells(r, s, macs, run.count, columns)])
+        else:
+            label = f"{r.name or '(root)'} ({r.type})" + (f" #{r.call_index}" if r.call_index > 1 else "")
+            rows.append([_label(label, r.depth, tablefmt), *(c.cell(r, s, macs) for c in cols)])
         g = groups.pop(r.name, None) if r.call_index == 1 else None
         if g is not None and (depth is None or group_depth(g) <= depth):
             rows.append(_group_row(g, s, columns, group_depth(g), tablefmt))
@@ -231,14 +291,18 @@ def _fit(rows: list[list[str]], headers: Sequence[str], elidable: Sequence[int])
     return fit_cells(rows, elidable, [len(headers[i]) for i in elidable], fixed, MAX_WIDTH)
 
 
-def render_table(s: Summary, tablefmt: str, depth: int | None = None, columns: Sequence[str] | None = None) -> str:
-    """The tree view in a tabulate format (``"simple"``, ``"github"``, ``"html"``).
+def render_table(s: Summary, tablefmt: str, depth: int | None = None, columns: Sequence[str] | None = None,
+                 fold: bool = True) -> str:
+    """The tree view in a tabulate format (``"simple"``, ``"github"``, ``"html"``); ``fold``
+    shows runs of identical sibling blocks as one row (see :func:`tree_rows`).
 
     Raises:
+        InputTypeError: ``fold`` is not a bool.
         InputSpecError: a bad column list or depth, or a column the summary did not record
             (``macs`` without MAC counting, ``formula`` without formulas).
     """
     depth = check_depth(depth)
+    check_fold(fold)
     if columns is None:
         columns = tuple(c for c in DEFAULT_COLUMNS if c != "macs" or s.total_macs is not None)
     columns = check_columns(columns)
@@ -248,7 +312,7 @@ def render_table(s: Summary, tablefmt: str, depth: int | None = None, columns: S
         raise InputSpecError("columns: 'formula' needs formulas recorded: summary(..., formulas=True)", columns)
     headers = ["Layer (type)", *(COLUMNS[c].title for c in columns)]
     align = ["left", *(COLUMNS[c].align for c in columns)]
-    rows = tree_rows(s, depth, columns, tablefmt)
+    rows = tree_rows(s, depth, columns, tablefmt, fold)
     if tablefmt == "simple" and rows:
         rows = _fit(rows, headers, [i for i, c in enumerate(columns, 1) if c in _ELIDABLE])
     body = tabulate(
