@@ -15,9 +15,9 @@ kernel shape or in the input/output shapes of the layer that holds it.
 Only blocks named ``<prefix><k>``, ``<prefix><k+1>``, ... (a ``ModuleList`` or ``Sequential``
 index) fold, in runs of two or more. A block never folds when any call in it is a repeated call
 of a module with parameters (``#2``, ``(repeat)``), shows tied parameters, raised, calls a module
-from outside the block, or owns parameters that no call used: its rows would not add up to N times
-the first block's. (A parameterless module called several times inside each block, such as
-ResNet's ``relu``, is no obstacle.)
+from outside the block, owns parameters that no call used, or holds a module the forward created:
+its rows would not add up to N times the first block's. (A parameterless module called several
+times inside each block, such as ResNet's ``relu``, is no obstacle.)
 
 Folding changes rows only; the totals come from the unique tensors as always. JSON, CSV and the
 classic table are never folded.
@@ -76,6 +76,8 @@ def _signature(s: Summary, root: LayerRecord, members: list[int], groups: list[P
         r = s.layers[i]
         if r.shared_params or (r.call_index > 1 and (r.params or r is root)) or not r.completed:
             return None  # tied or repeated parameters, a block called twice, a call that raised
+        if getattr(r, "created", False):
+            return None  # made by the forward: outside the totals, and maybe not made every time
         if r is not root and not r.name.startswith(prefix):
             return None  # a module from outside the block: its figures are not the block's own
         rel = r.name[len(root.name):]
