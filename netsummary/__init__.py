@@ -5,12 +5,19 @@
 >>> s = summary(nn.Linear(6, 3), (6,), verbose=0)
 >>> s.total_params, s.layers[0].output_shapes   # 6*3 + 3 = 21
 (21, (2, 3))
+
+The public names are imported on first use (PEP 562), so that ``import netsummary`` does not
+import torch: ``netsummary inspect model.safetensors`` reads a header without it.
 """
 
-from ._api import summary
-from ._budget import Violation, assert_within_budget, check_budget
-from ._errors import BudgetExceeded, DeviceError, ForwardError, InputSpecError, InputTypeError, NetsummaryError
-from ._summary import LayerRecord, ParamGroup, Summary
+import importlib as _importlib
+import typing as _typing
+
+if _typing.TYPE_CHECKING:
+    from ._api import summary
+    from ._budget import Violation, assert_within_budget, check_budget
+    from ._errors import BudgetExceeded, DeviceError, ForwardError, InputSpecError, InputTypeError, NetsummaryError
+    from ._summary import LayerRecord, ParamGroup, Summary
 
 __version__ = "0.1.0"
 
@@ -30,3 +37,25 @@ __all__ = [
     "check_budget",
     "summary",
 ]
+
+# public name -> the submodule that defines it
+_LAZY = {
+    "summary": "_api",
+    "Violation": "_budget", "assert_within_budget": "_budget", "check_budget": "_budget",
+    "BudgetExceeded": "_errors", "DeviceError": "_errors", "ForwardError": "_errors",
+    "InputSpecError": "_errors", "InputTypeError": "_errors", "NetsummaryError": "_errors",
+    "LayerRecord": "_summary", "ParamGroup": "_summary", "Summary": "_summary",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(_importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups find it without this hook
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -6,6 +6,10 @@ no traceback; also user code calling ``sys.exit()`` while the model is loaded or
 unexpected error: set ``NETSUMMARY_DEBUG=1`` for its traceback), 3 the model's forward failed
 (netsummary's failure report on stderr; also a forward that calls ``sys.exit()``). Only a budget
 or growth verdict exits 1.
+
+Importing this module does not import torch, and neither does ``netsummary inspect`` of a
+safetensors file or a sharded safetensors index: the modules that need torch (the model loader,
+the config's dtypes, saved summaries) are imported by the commands that use them.
 """
 
 from __future__ import annotations
@@ -18,17 +22,17 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._budget import Check, evaluate, evaluate_checkpoint, parse_limits
-from ._config import KEYS, MODES, ModelSpec, build_spec, find_config, load_config
-from ._diff import DIFF_FORMATS, Growth, diff_summaries, growth_checks, load_summary, render_diff
 from ._errors import ForwardError, InputSpecError, NetsummaryError
-from ._formats import FORMATS
 from ._safeio import escape
-from ._summary import Summary
-from ._target import exit_call, loaded_target, split_target
 from ._units import parse_percent
+
+if TYPE_CHECKING:
+    from ._config import ModelSpec
+    from ._diff import Growth
+    from ._summary import Summary
 
 OK, OVER, USAGE, FORWARD_FAILED = 0, 1, 2, 3
 COMMANDS = ("check", "diff", "inspect")
@@ -81,6 +85,9 @@ def _add_budgets(p: argparse.ArgumentParser, keys: Sequence[str]) -> None:
 
 
 def _summary_parser() -> _Parser:
+    from ._config import MODES
+    from ._formats import FORMATS
+
     p = _parser("netsummary", "Summarize a PyTorch model: per-layer shapes, params, MACs, bytes; hold it to budgets.",
                 _SUMMARY_EPILOG)
     p.add_argument("target", metavar="TARGET", help="path/to/file.py:NAME or package.module:NAME; NAME is an "
@@ -109,6 +116,9 @@ def _summary_parser() -> _Parser:
 
 
 def _check_parser() -> _Parser:
+    from ._config import KEYS
+    from ._diff import DIFF_FORMATS
+
     p = _parser("netsummary check", "Summarize every model of [tool.netsummary.models.*] and check its budgets.",
                 "example pyproject.toml:\n  [tool.netsummary.models.discriminator]\n"
                 '  target = "examples/discriminator.py:discriminator"\n  input-size = [[3, 64, 64]]\n'
@@ -125,6 +135,8 @@ def _check_parser() -> _Parser:
 
 
 def _diff_parser() -> _Parser:
+    from ._diff import DIFF_FORMATS
+
     p = _parser("netsummary diff", "Compare two summaries saved with --format json: total and per-layer deltas.",
                 "example:\n  netsummary diff base.json new.json --format markdown --max-growth 2%\n\n"
                 "exit codes: 0 ok, 1 total params or MACs grew past --max-growth, 2 usage or input error")
@@ -212,6 +224,10 @@ def _emit(text: str, path: str | None, stream: Any = None, what: str = "--output
 
 
 def _summary(args: argparse.Namespace) -> int:
+    from ._config import build_spec
+    from ._diff import load_summary
+    from ._target import split_target
+
     _, name = split_target(args.target)
     table: dict[str, Any] = {"target": args.target}
     for key in ("input_size", "dtypes", "batch_size", "device", "mode", "baseline", "max_growth",
@@ -264,6 +280,7 @@ def _run(spec: ModelSpec, count_macs: bool = False, **view: Any) -> Summary:
         ForwardError: its forward failed, or called ``sys.exit()``.
     """
     from ._api import summary
+    from ._target import exit_call, loaded_target
 
     with loaded_target(spec.target, spec.kwargs, spec.base_dir, spec.device) as model:
         sizes = spec.input_size
@@ -280,6 +297,8 @@ def _judge(spec: ModelSpec, s: Summary, base: Summary | None, fmt: str,
            quiet: bool = False) -> tuple[int, list[str]]:
     """Budget lines, then growth lines and (unless ``quiet``) the diff against ``base``; the exit
     code (0 or 1). The model's name is shown escaped: a name from a config file cannot forge a line."""
+    from ._diff import diff_summaries, growth_checks, render_diff
+
     name = escape(spec.name)
     results: list[Check | Growth] = list(evaluate(s, spec.limits, name))
     blocks = []
@@ -294,6 +313,8 @@ def _judge(spec: ModelSpec, s: Summary, base: Summary | None, fmt: str,
 
 
 def _check(args: argparse.Namespace) -> int:
+    from ._config import find_config, load_config
+
     path = args.config or find_config()
     specs = load_config(path)
     names = list(dict.fromkeys(args.names))  # `check small small` checks small once
@@ -333,6 +354,8 @@ def _check(args: argparse.Namespace) -> int:
 def _check_one(spec: ModelSpec, save_to: str | None, fmt: str) -> tuple[int, list[str]]:
     """One model of ``check``: its exit code and report lines; its failures, even unexpected ones,
     are reported, not raised, so that the other models are still checked."""
+    from ._diff import load_summary
+
     try:
         base = None if spec.baseline is None else load_summary(spec.baseline)
         s = _run(spec, count_macs=bool(save_to))
@@ -362,6 +385,8 @@ def _measured(name: str, s: Summary) -> str:
 
 
 def _diff(args: argparse.Namespace) -> int:
+    from ._diff import diff_summaries, growth_checks, load_summary, render_diff
+
     growth = None if args.max_growth is None else _growth(args.max_growth)
     diff = diff_summaries(load_summary(args.base), load_summary(args.new))
     text = render_diff(diff, args.format, f"{args.base} -> {args.new}", show_unchanged=args.all)

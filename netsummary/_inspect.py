@@ -15,9 +15,10 @@ apart (``buffer_elements``, ``buffer_bytes``); every other tensor counts as a pa
 resnet18 gives ``sum(p.numel() for p in model.parameters())`` = 11,689,512. Other buffers (a
 registered ``mask``, a rotary ``inv_freq``) cannot be told apart and count as parameters.
 
-* **safetensors** (by extension or by content): only the JSON header is parsed, through
-  ``safetensors.safe_open``; tensor data is never read, so a multi-GB file takes milliseconds.
-  Needs the optional package: ``pip install 'netsummary[safetensors]'``.
+* **safetensors** (by extension or by content): only the JSON header is parsed, without torch
+  (``safetensors.safe_open`` judges a header that is invalid or unusual); tensor data is never
+  read, so a multi-GB file takes milliseconds. Needs the optional package: ``pip install
+  'netsummary[safetensors]'``.
 * **PyTorch** (``.pt``, ``.pth``, ``.bin``, anything else): ``torch.load(weights_only=True)``, with
   ``mmap=True`` for the zip format (storages are mapped, not read); the legacy non-zip format is read
   into memory. netsummary never executes pickled code: a pickle referencing arbitrary Python objects
@@ -70,8 +71,6 @@ MAX_ROWS = 10_000  # rows render() prints by default; the Total still counts eve
 MAX_LABEL = 100  # characters of a name part (or a tied-to name) render() prints, cut in the middle
 
 
-# safetensors header dtype -> (torch dtype name, bits per element). The bits are only used where
-# torch has no such dtype (the sub-byte floats); everything else takes torch's ``itemsize``.
 @dataclass(frozen=True, slots=True)
 class PrefixRow:
     """One node of :meth:`CheckpointSummary.tree`: all tensors whose name starts with ``name``.
