@@ -110,7 +110,8 @@ def test_a_list_of_dicts_is_elided_and_kept_whole_in_the_data() -> None:
     full = ("({boxes: [100, 4], labels: [100], scores: [100], masks: [100, 1, 28, 28]}, "
             "{boxes: [100, 4], labels: [100], scores: [100], masks: [100, 1, 28, 28]})")
     for fmt, columns in (("classic", None), ("tree", None), ("tree", ["input_shape", "output_shape", "params"])):
-        text = s.render(fmt, columns=columns)
+        assert widths(s.render(fmt, columns=columns)) <= MAX_WIDTH, (fmt, columns)  # the backbone folded
+        text = s.render(fmt, columns=columns, fold=False)  # the 40 backbone rows, unfolded
         assert widths(text) <= MAX_WIDTH, (fmt, columns)
         assert full not in text and ELISION in text
         assert "({boxes: [100, 4], labels: [100]" in text and "masks: [100, 1, 28, 28]})" in text  # both ends
