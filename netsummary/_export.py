@@ -18,7 +18,7 @@ MACs), no pre-formatted strings::
                   "output_bytes": ..., "params": ..., "trainable_params": ...,
                   "param_bytes": ..., "shared_params": ..., "completed": true,
                   "macs": ... | null, "unknown_ops": [...], "kernel_shape": [4, 4] | null,
-                  "formula": "..." | null}, ...],
+                  "formula": "..." | null, "created": true (only when true)}, ...],
       "other_params": [{"name": "", "type": "...", "params": ..., "trainable_params": ...,
                         "param_bytes": ..., "called": true, "formula": ... | null}, ...]
     }
@@ -90,10 +90,15 @@ def decode_shape(data: Any) -> ShapeTree:
     return data["type"]
 
 
+_IF_TRUE = ("created",)  # written only when true: data without it reads as false (the default)
+
+
 def _record_to_dict(obj: Any) -> dict[str, Any]:
     out = {}
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
+        if f.name in _IF_TRUE and not value:
+            continue
         if f.name in _SHAPE_FIELDS:
             value = encode_shape(value)
         elif isinstance(value, tuple):
@@ -208,7 +213,7 @@ _SCHEMA: dict[type, dict[str, _Kind]] = {
         "completed": _BOOL, "macs": _OPTIONAL_COUNT, "unknown_ops": _STRINGS,
         "kernel_shape": _Kind("a list of ints or null", lambda v: v is None or (
             isinstance(v, (list, tuple)) and all(_is_int(x) for x in v)), lambda v: None if v is None else tuple(v)),
-        "formula": _OPTIONAL_STR, "input_batch_axes": _AXES, "output_batch_axes": _AXES,
+        "formula": _OPTIONAL_STR, "input_batch_axes": _AXES, "output_batch_axes": _AXES, "created": _BOOL,
     },
     ParamGroup: {
         "name": _STR, "type": _STR, **dict.fromkeys(("params", "trainable_params", "param_bytes"), _COUNT),
@@ -344,7 +349,8 @@ def from_json(text: str) -> Summary:
     return from_dict(parse_json(text))
 
 
-CSV_COLUMNS = [f.name for f in dataclasses.fields(LayerRecord)]
+# "created" is not a column: such a row's type says so ("Linear (created in forward)")
+CSV_COLUMNS = [f.name for f in dataclasses.fields(LayerRecord) if f.name not in _IF_TRUE]
 
 
 def to_csv(s: Summary) -> str:
@@ -355,6 +361,8 @@ def to_csv(s: Summary) -> str:
     for r in s.layers:
         row = []
         for name, value in _record_to_dict(r).items():
+            if name in _IF_TRUE:
+                continue
             if isinstance(value, (list, dict)) or (name in _SHAPE_FIELDS and value is not None):
                 value = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
             row.append("" if value is None else value)

@@ -10,8 +10,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from torch.nn.parameter import is_lazy
+
 from ._batch import BatchAxes, per_shown_batch
-from ._count import ParamStats
+from ._count import ParamStats, TensorCounts
 from ._formula import param_formula
 from ._inputs import ForwardInputs
 from ._structure import Described, describe
@@ -55,12 +57,21 @@ def build_summary(
     layers: list[LayerRecord] = []
     called: set[int] = set()
     output_bytes = 0
-    for i, c in enumerate(tracer.calls):
-        called.add(id(c.module))
+    calls = tracer.calls
+    created = _CreatedModules(model, stats) if tracer.created else None
+    for i, c in enumerate(calls):
         inp, out = c.inp, c.out
-        ids = stats.ids_of(c.module)
-        counts = stats.count(ids)
         leaf = c.n_children == 0
+        name, type_name = c.name, type(c.module).__name__
+        if c.created:  # made during the forward: its own parameters are outside the totals
+            assert created is not None
+            name = created.name(c.module, c.name)
+            type_name += " (created in forward)"
+            ids, counts = created.ids_of(c.module)
+        else:
+            called.add(id(c.module))
+            ids = stats.ids_of(c.module)
+            counts = stats.count(ids)
         shared = 0
         call_macs = None
         if count_macs:
@@ -71,14 +82,15 @@ def build_summary(
         call_bytes = 0 if out is None else per_shown_batch(out, out_axes, rb)
         if leaf:
             if not counted.isdisjoint(ids):
-                shared = stats.count(ids & counted).numel
+                both = ids & counted
+                shared = counts.numel if both == ids else created.count(both) if c.created else stats.count(both).numel
             counted |= ids
             output_bytes += call_bytes
         layers.append(
             LayerRecord(
                 index=i,
-                name=c.name,
-                type=type(c.module).__name__,
+                name=name,
+                type=type_name,
                 call_index=c.call_index,
                 depth=c.depth,
                 parent=None if c.parent < 0 else c.parent,
@@ -99,6 +111,7 @@ def build_summary(
                 unknown_ops=c.unknown_ops,
                 kernel_shape=_kernel_shape(c.module),
                 formula=param_formula(c.module).text if formulas and leaf else None,
+                created=c.created,
             )
         )
     # the forward's inputs: positional arguments, then a dict of the keyword ones (names kept)
@@ -129,6 +142,45 @@ def build_summary(
         total_macs=total_macs if count_macs else None,
         unknown_ops=tuple(unknown),
     )
+
+
+class _CreatedModules:
+    """Names and parameters of the modules made during the forward: not counted in the totals."""
+
+    def __init__(self, model: nn.Module, stats: ParamStats) -> None:
+        self._model = model
+        self._stats = stats
+        self._names: dict[int, str] | None = None
+        self._ids: dict[int, tuple[frozenset[int], TensorCounts]] = {}
+        self._numel: dict[int, int] = {}
+
+    def name(self, module: nn.Module, provisional: str) -> str:
+        """Its qualified name if the forward registered it in the model, else ``provisional``."""
+        if self._names is None:
+            self._names = {}
+            for n, m in self._model.named_modules():  # the model as the forward left it
+                self._names.setdefault(id(m), n)
+        return self._names.get(id(module), provisional)
+
+    def ids_of(self, module: nn.Module) -> tuple[frozenset[int], TensorCounts]:
+        """The parameters in its subtree that are not the model's (those count where they belong)."""
+        got = self._ids.get(id(module))
+        if got is None:
+            model_ids = self._stats.owner
+            new = {id(p): p for p in module.parameters() if id(p) not in model_ids}
+            n = t = b = 0
+            for p in new.values():
+                k = 0 if is_lazy(p) else p.numel()
+                n += k
+                t += k if p.requires_grad else 0
+                b += 0 if is_lazy(p) else k * p.element_size()
+            self._numel.update((i, 0 if is_lazy(p) else p.numel()) for i, p in new.items())
+            got = self._ids[id(module)] = (frozenset(new), TensorCounts(n, t, b))
+        return got
+
+    def count(self, ids: frozenset[int]) -> int:
+        """Elements of the given parameters (ids from :meth:`ids_of`)."""
+        return sum(self._numel[i] for i in ids)
 
 
 def _kernel_shape(module: nn.Module) -> tuple[int, ...] | None:

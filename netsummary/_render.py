@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from ._structure import ShapeTree, map_shapes
 
 if TYPE_CHECKING:
-    from ._summary import LayerRecord, Summary
+    from ._summary import LayerRecord, ParamGroup, Summary
 
 MIB = 2**20  # bytes in the "MB" that torchsummary (and the classic table) prints
 MAX_WIDTH = 120  # text tables elide structured shape cells to stay within this many columns
@@ -141,25 +141,75 @@ def fit_cells(rows: list[list[str]], columns: Sequence[int], floors: Sequence[in
             for r in rows]
 
 
-def _param_cell(r: LayerRecord) -> str:
-    cell = f"{r.params:,}"
-    if r.shared_params:
+CREATED = " (created in forward)"  # the type suffix of a module the forward made
+
+
+def _param_cell(r: LayerRecord, params: int, shared: int) -> str:
+    cell = f"{params:,}"
+    if shared:
         if r.call_index > 1:
             cell += " (repeat)"
-        elif r.shared_params == r.params:
+        elif shared == params:
             cell += " (tied)"
         else:
-            cell += f" ({r.shared_params:,} tied)"
+            cell += f" ({shared:,} tied)"
     return cell
+
+
+def classic_entries(s: Summary) -> tuple[list[tuple[LayerRecord, int, int]], list[ParamGroup]]:
+    """The classic table's rows as ``(record, params, shared)`` in call order, and the trailing
+    parameter groups.
+
+    A row is a leaf call (its subtree's parameters) or a call of a module that has children
+    and holds parameters itself (a BatchNorm with an activation child, a block's layer-scale
+    ``gamma``, the root's class token): that row shows the parameters the module holds itself,
+    at its place in call order, before its children's rows. Only the parameters of modules that
+    never ran are left for the trailing groups. ``sum(params - shared)`` over the rows not
+    ``created``, plus the groups, is ``total_params``.
+    """
+    own = {g.name: g for g in s.other_params if g.called}
+    placed: set[str] = set()
+    rows: list[tuple[LayerRecord, int, int]] = []
+    for r in s.layers:
+        if r.is_leaf:
+            rows.append((r, r.params, r.shared_params))
+        elif not r.created and (g := own.get(r.name)) is not None:
+            if r.call_index == 1 and r.name not in placed:
+                placed.add(r.name)
+                rows.append((r, g.params, 0))
+            elif r.name in placed:
+                rows.append((r, g.params, g.params))  # a later call: shown again, counted once
+    return rows, [g for g in s.other_params if g.name not in placed]
+
+
+def created_note(s: Summary) -> str | None:
+    """The line saying that modules made during the forward are outside the totals, or ``None``."""
+    made = [r for r in s.layers if r.created and r.call_index == 1]
+    if not made:
+        return None
+    # their parameters: those of the outermost made calls (a made container includes its parts)
+    params = sum(r.params for r in made if r.parent is None or not s.layers[r.parent].created)
+    n = len(made)
+    one = n == 1
+    return (f"{n} module{'' if one else 's'} created during the forward ({params:,} params) "
+            f"{'is' if one else 'are'} not in the totals: {'it was' if one else 'they were'} "
+            f"not part of the model before the forward")
+
+
+def _label(r: LayerRecord, i: int) -> str:
+    if r.created:
+        return f"{r.type.removesuffix(CREATED)}-{i}{CREATED}"
+    return f"{r.type}-{i}"
 
 
 def classic_rows(s: Summary) -> list[tuple[str, str, str]]:
     """(label, output shape, params) cells of the classic table, in call order."""
+    entries, groups = classic_entries(s)
     rows = []
-    for i, r in enumerate(s.leaf_layers, 1):
+    for i, (r, params, shared) in enumerate(entries, 1):
         shape = format_tree(shown_shape(r.output_shapes, r.output_batch_axes)) if r.completed else "(failed here)"
-        rows.append((f"{r.type}-{i}", shape, _param_cell(r)))
-    for g in s.other_params:
+        rows.append((_label(r, i), shape, _param_cell(r, params, shared)))
+    for g in groups:
         where = "own params" if g.called else "not called"
         rows.append((f"{g.type} ({g.name or 'root'}: {where})", "--", f"{g.params:,}"))
     return rows
@@ -185,8 +235,12 @@ def render_classic(s: Summary) -> str:
         f"Trainable params: {s.trainable_params:,}",
         f"Non-trainable params: {s.non_trainable_params:,}",
     ]
-    if s.shared_params:
-        out.append(f"Shared params shown in several rows, counted once: {s.shared_params:,}")
+    shared = sum(sh for r, _, sh in classic_entries(s)[0] if not r.created)
+    if shared:
+        out.append(f"Shared params shown in several rows, counted once: {shared:,}")
+    note = created_note(s)
+    if note:
+        out.append(note)
     out += [
         rule,
         f"Input size (MB): {s.input_bytes / MIB:0.2f}",

@@ -44,6 +44,11 @@ class LayerRecord:
             formulas were asked for.
         input_batch_axes / output_batch_axes: when the batch is shown as ``-1``, the batch axis
             of each tensor leaf in tree order (``None``: no batch axis); else ``()``.
+        created: the module was not part of the model when the summary started: the forward
+            made it (a head built on first use, a throwaway ``nn.Linear(...)(x)``). ``type``
+            then ends in ``" (created in forward)"``; ``name`` is its qualified name if the
+            forward registered it in the model, else ``"<parent's name>.<created>"``; ``params``
+            are its parameters that are not the model's, and are outside the summary's totals.
     """
 
     index: int
@@ -69,14 +74,17 @@ class LayerRecord:
     formula: str | None = None
     input_batch_axes: tuple[int | None, ...] = ()
     output_batch_axes: tuple[int | None, ...] = ()
+    created: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class ParamGroup:
     """Parameters that no leaf call accounts for, grouped by the module that owns them.
 
-    For example a ``nn.Parameter`` registered on the root or on a container, or the parameters of
-    a module the forward never called. Listing them lets the table's rows add up to the totals.
+    For example a ``nn.Parameter`` registered on the root or on a container (``called``: the
+    module ran, and the classic table shows them on its own call's row, in call order), or the
+    parameters of a module the forward never called (``called`` false: the classic table lists
+    them after the rows, ``(not called)``). Listing them lets the table's rows add up to the totals.
     """
 
     name: str
@@ -156,8 +164,9 @@ class Summary:
 
     @property
     def shared_params(self) -> int:
-        """Parameter elements shown in more than one leaf row but counted once in the totals."""
-        return sum(r.shared_params for r in self.layers if r.is_leaf)
+        """Parameter elements shown in more than one leaf row but counted once in the totals
+        (modules created during the forward, outside the totals, left out)."""
+        return sum(r.shared_params for r in self.layers if r.is_leaf and not r.created)
 
     @property
     def estimated_total_bytes(self) -> int:

@@ -4,7 +4,10 @@
 of one of the model's modules on a stack and a global forward hook pops it and describes its
 inputs and output (:mod:`._structure`). Global hooks fire for every module call in every thread,
 so the hooks record only calls made in the thread that opened the tracer: a forward of the same
-model in another thread, or another summary running beside this one, is not recorded. Each call costs two dict lookups and a push/pop, whatever
+model in another thread, or another summary running beside this one, is not recorded. A module
+that was not the model's when the tracer opened, called inside one of its calls in that thread
+(made during the forward: a head built on first use, a throwaway layer), is recorded too, marked
+``created``; modules other threads make and call are not. Each call costs two dict lookups and a push/pop, whatever
 the model's nesting depth, and nothing is registered on the user's modules. On exit every handle
 is removed, on success and on error alike (and Ctrl-C cannot cut that short). The post-hook is registered with ``always_call``, so
 a call that raises is reported too, which tells which module a failed forward came out of.
@@ -48,17 +51,20 @@ class Call:
 
     ``parent`` is the index in :attr:`Tracer.calls` of the enclosing call (-1 for the outermost).
     ``inp`` / ``out`` describe the inputs (positional then keyword) and the output; ``out`` is
-    ``None`` if the call raised. ``args`` holds the positional inputs of the call a failed
+    ``None`` if the call raised. ``created``: the module was not one of the model's when the tracer
+    opened (made during the forward); its ``name`` is then ``"<parent's name>.<created>"``.
+    ``args`` holds the positional inputs of the call a failed
     forward came out of (for the failure report), ``None`` otherwise. ``macs`` counts the
     operators the call ran itself (not inside a child call); ``unknown_ops`` names the
     matmul-class operators it ran that have no formula.
     """
 
     __slots__ = ("module", "name", "parent", "args", "inp", "out", "macs", "unknown_ops", "call_index", "depth",
-                 "n_children")
+                 "n_children", "created")
 
-    def __init__(self, raw: list) -> None:
+    def __init__(self, raw: list, created: bool = False) -> None:
         self.module, self.name, self.parent, self.args, inp, out, self.macs, unknown = raw
+        self.created = created  # the module was not part of the model when the tracer opened
         self.inp: Described | None = _as_described(inp)
         self.out: Described | None = _as_described(out)
         self.unknown_ops: tuple[str, ...] = tuple(dict.fromkeys(unknown)) if unknown else ()
@@ -105,7 +111,10 @@ class Tracer:
         self.model = model
         self._count_macs = count_macs
         self._counter: Any = None  # a MacCounter while counting
-        self.names = module_names(named if named is not None else list(model.named_modules()))
+        named = named if named is not None else list(model.named_modules())
+        self.names = module_names(named)
+        self._known = {id(m) for _, m in named}  # parametrization containers included (never recorded)
+        self.created: dict[int, nn.Module] = {}  # modules first called during the forward, by id
         self._raw: list[list] = []
         self.stack: list[int] = []
         self._failed: list[int | None] = [None]
@@ -116,7 +125,8 @@ class Tracer:
     def calls(self) -> list[Call]:
         """The recorded calls in the order they began, with call index, depth and child count."""
         if self._calls is None or len(self._calls) != len(self._raw):
-            calls = [Call(r) for r in self._raw]
+            created = self.created
+            calls = [Call(r, id(r[0]) in created) for r in self._raw]
             counts: dict[int, int] = {}
             for c in calls:
                 key = id(c.module)
@@ -130,19 +140,31 @@ class Tracer:
 
     def __enter__(self) -> Tracer:
         names, raw, stack, failed = self.names, self._raw, self.stack, self._failed
+        known, created = self._known, self.created
         thread, this_thread = threading.get_ident(), threading.get_ident
 
         # The hooks do the least they can: a lookup, a push or pop, and shapes of plain tensors.
         def pre_hook(module: nn.Module, args: tuple) -> None:
             name = names.get(id(module))
-            if name is not None and this_thread() == thread:
-                raw.append([module, name, stack[-1] if stack else -1, None, None, None, 0, None])
-                stack.append(len(raw) - 1)
+            if name is None:
+                # a module that was not the model's when the tracer opened, called inside one of
+                # its calls in this thread: made during the forward (a lazily built head, a
+                # throwaway layer). Only this thread writes ``created``.
+                key = id(module)
+                if this_thread() != thread or not stack or key in known:
+                    return
+                created[key] = module
+                parent = raw[stack[-1]][1]
+                name = f"{parent}.<created>" if parent else "<created>"
+            elif this_thread() != thread:
+                return
+            raw.append([module, name, stack[-1] if stack else -1, None, None, None, 0, None])
+            stack.append(len(raw) - 1)
 
         def post_hook(module: nn.Module, args: tuple, kwargs: Any, output: Any = _FAILED) -> None:
             # Registered with always_call=True: when the forward raises, torch calls it as
             # hook(module, args, None), so ``output`` keeps its default.
-            if not stack or id(module) not in names or this_thread() != thread:
+            if not stack or (id(module) not in names and id(module) not in created) or this_thread() != thread:
                 return
             while stack and raw[stack[-1]][0] is not module:
                 stack.pop()  # defensive: a call that never reported back

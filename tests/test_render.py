@@ -104,7 +104,9 @@ def test_other_params_rows_and_shared_line():
 
     s = summary(Net(), (3,), verbose=0)
     table = str(s)
-    assert "Net (root: own params)" in table and "Linear (unused: not called)" in table
+    # the root ran: its own parameter is on its row, first; only the never-called module trails
+    assert "Net-1                    [-1, 3]               3" in table and "own params" not in table
+    assert table.index("Net-1") < table.index("Linear-2") < table.index("Linear (unused: not called)")
     assert "12 (repeat)" in table  # 3*3 + 3 = 12, second call of fc
     assert "Shared params shown in several rows, counted once: 12" in table
     assert s.total_params == 3 + 12 + 4  # scale 3; fc 12; unused 3*1 + 1 = 4

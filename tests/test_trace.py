@@ -72,7 +72,7 @@ def test_exception_caught_inside_the_model_does_not_confuse_the_stack():
     assert s.layers[0].output_shapes == (2, 2)
 
 
-def test_unregistered_modules_are_not_rows():
+def test_modules_created_in_forward_are_marked_rows():
     class Net(nn.Module):
         def __init__(self):
             super().__init__()
@@ -82,7 +82,8 @@ def test_unregistered_modules_are_not_rows():
             return nn.ReLU()(self.fc(x))  # created on the fly: not part of the model
 
     s = summary(Net(), (2,), verbose=0)
-    assert [r.name for r in s.layers] == ["", "fc"]
+    assert [(r.name, r.type, r.created) for r in s.layers] == [
+        ("", "Net", False), ("fc", "Linear", False), ("<created>", "ReLU (created in forward)", True)]
 
 
 def test_recursive_module_calls():

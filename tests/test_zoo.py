@@ -18,6 +18,7 @@ from torch import nn
 import zoo
 from conftest import assert_unchanged, snapshot
 from netsummary import ForwardError, summary
+from netsummary._render import classic_entries
 
 pytestmark = pytest.mark.zoo
 
@@ -42,10 +43,16 @@ def test_state_helper_detects_changes() -> None:
 
 
 def assert_rows_reconcile(s) -> None:
-    """Leaf rows (each shared parameter once) plus the "other" groups add up to the total."""
-    rows = sum(r.params - r.shared_params for r in s.leaf_layers)
+    """Leaf rows (each shared parameter once) plus the "other" groups add up to the total, and
+    so do the classic table's rows (own-parameter rows of called containers in place) plus its
+    trailing never-called groups; no called module's parameters trail the table."""
+    rows = sum(r.params - r.shared_params for r in s.leaf_layers if not r.created)
     others = sum(g.params for g in s.other_params)
     assert rows + others == s.total_params
+    entries, trailing = classic_entries(s)
+    shown = sum(params - shared for r, params, shared in entries if not r.created)
+    assert shown + sum(g.params for g in trailing) == s.total_params
+    assert not [g.name for g in trailing if g.called]
 
 
 def root(s):
