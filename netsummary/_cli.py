@@ -104,6 +104,8 @@ def _summary_parser() -> _Parser:
     view.add_argument("--format", choices=list(FORMATS), help="classic (default; tree with --depth/--columns)")
     view.add_argument("--depth", type=int, metavar="N", help="tree depth (0 = the root only)")
     view.add_argument("--columns", metavar="a,b,c", help="tree columns, e.g. output_shape,params,macs")
+    view.add_argument("--no-fold", dest="fold", action="store_false",
+                      help="tree formats: show every repeated block instead of one 'layers.0–79 (Block) × 80' row")
     view.add_argument("--output", metavar="FILE", help="write the summary to FILE instead of stdout")
     view.add_argument("-q", "--quiet", action="store_true", help="print only the budget and growth verdict lines")
     view.add_argument("--name", help="the model's name in budget and growth lines (default: the built model's "
@@ -250,7 +252,7 @@ def _summary(args: argparse.Namespace) -> int:
         s = _run(spec, format=args.format, depth=args.depth, columns=columns)
     # verdict lines name the model as the user knows it, not by the factory that built it
     spec = dataclasses.replace(spec, name=args.name or s.model_type)
-    text = s.render(args.format, depth=args.depth, columns=columns)
+    text = s.render(args.format, depth=args.depth, columns=columns, fold=args.fold)
     if args.output is not None:
         _emit(text, args.output)
     elif not args.quiet:

@@ -617,3 +617,18 @@ def test_python_dash_m_runs_the_same_main() -> None:
     done = subprocess.run([sys.executable, "-m", "netsummary", f"{TINY}:Tiny", "--input-size", "16", "--max-params",
                            "100", "-q"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert (done.returncode, done.stdout) == (1, "Tiny: total params 154 > budget 100 (+54.0%)\n")
+
+
+def test_no_fold_shows_every_repeated_block(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (tmp_path / "stack.py").write_text(
+        "from torch import nn\n"
+        "def build():\n"
+        "    return nn.Sequential(*[nn.Sequential(nn.Linear(4, 4), nn.ReLU()) for _ in range(6)])\n"
+    )
+    target = f"{tmp_path / 'stack.py'}:build"
+    code, folded, _ = run(capsys, target, "--input-size", "4", "--depth", "1")
+    assert code == 0 and "0–5 (Sequential) × 6" in folded  # 6 blocks of 4*4 + 4 = 20 params
+    assert "6 × 20 = 120" in folded
+    code, expanded, _ = run(capsys, target, "--input-size", "4", "--depth", "1", "--no-fold")
+    assert code == 0 and "×" not in expanded.split("Totals")[0]
+    assert [line.split()[0] for line in expanded.splitlines() if "(Sequential)" in line][1:] == [str(i) for i in range(6)]
