@@ -9,9 +9,13 @@ on ``KeyboardInterrupt`` alike:
   ActNorm layer initializing itself) is copied just before its first write and written back
   (:mod:`netsummary._watch`), so only written tensors cost memory (meta, fake and sparse
   tensors have no values to keep);
+- every parameter's, ``.grad``'s and buffer's storage, dtype, device, shape and strides: a forward
+  that rebinds ``.data``, converts a layer (``.half()``, ``.to("meta")``) or reshapes a tensor in
+  place (``t_()``, ``resize_()``, ``set_()``) has the tensor bound to its original storage again;
 - the tensor objects under each module's existing ``_parameters`` / ``_buffers`` names, where
-  the forward replaced one by another of the same shape and dtype (an update of its values);
-- every parameter's ``requires_grad`` and ``.grad`` object, and ``torch.is_grad_enabled()``;
+  the forward replaced one by another of the same shape (an update of its values, a conversion);
+- every parameter's ``requires_grad``, its ``.grad`` object and values (a ``backward()`` inside
+  the forward accumulates into ``.grad`` in place), and ``torch.is_grad_enabled()``;
 - the global generators the forward itself drew from (dropout in train mode; seen per device
   type by the watch), and Python's ``random`` / NumPy's global state when they changed. Such a
   restore also rewinds draws that another thread made from the same generator meanwhile; a
@@ -23,8 +27,7 @@ forward would: hooks it registers (transformers' output-capturing hooks and the 
 are installed), attributes it sets, buffers it registers under new names or rebuilds at another
 shape (a grown rotary or mask cache) stay, exactly as after a real forward. Hooks netsummary
 registers are removed by their own handles (:mod:`netsummary._trace`); the process-global hook
-tables and every other process-global state are never rewritten from a snapshot. A parameter
-whose ``.data`` the forward rebinds to another tensor keeps that binding.
+tables and every other process-global state are never rewritten from a snapshot.
 
 The restore runs to its end even if Ctrl-C arrives meanwhile: the interrupt is deferred and
 raised once the model is whole (:mod:`netsummary._interrupts`). Every comparison and copy skips
@@ -113,22 +116,31 @@ class ModelGuard:
         self._modules = [(m, m.training, dict(m._parameters), dict(m._buffers)) for m in modules]
         seen: set[int] = set()
         self._params: list[tuple[torch.Tensor, bool, Any]] = []
-        buffers: list[torch.Tensor] = []
+        tensors: list[torch.Tensor] = []  # unique parameters, their .grad, buffers
         for m in modules:
             for p in m._parameters.values():
                 if p is not None and id(p) not in seen:
                     seen.add(id(p))
                     self._params.append((p, p.requires_grad, p.grad))
+                    tensors.append(p)
+                    if p.grad is not None and id(p.grad) not in seen:
+                        seen.add(id(p.grad))
+                        tensors.append(p.grad)
             for b in m._buffers.values():
                 if b is not None and id(b) not in seen:
                     seen.add(id(b))
-                    buffers.append(b)
+                    tensors.append(b)
+        # (tensor, alias): ``.data`` shares the storage, dtype, device, shape and strides as they are
+        # now, so a forward that rebinds .data, converts (.half(), .to()) or reshapes in place
+        # (t_(), resize_(), set_()) is undone by binding the tensor to its alias again
+        self._aliases = [(t, t.data) for t in tensors if _has_metadata(t)]
         # without the watch, buffers with values are copied up front and compared after
-        self._buffers = [] if self._watch_writes else [(b, b.detach().clone()) for b in buffers if _has_values(b)]
+        self._copies = [] if self._watch_writes else [
+            (b, b.detach().clone()) for b in tensors if not isinstance(b, nn.Parameter) and _has_values(b)]
         self._rng = _RNGState()
         self._grad_enabled = torch.is_grad_enabled()
         if self._watch_writes:
-            self._watch = StateWatch([*(p for p, _, _ in self._params), *buffers])
+            self._watch = StateWatch([alias for _, alias in self._aliases])
             self._watch.__enter__()
             self._watching = True
         return self
@@ -154,26 +166,42 @@ class ModelGuard:
             _restore_entries(m._parameters, params)
             _restore_entries(m._buffers, buffers)
         with torch.no_grad():
+            for t, alias in self._aliases:  # first the layout, so that values and .grad fit again
+                if not _same_layout(t, alias):
+                    t.data = alias
             for p, requires_grad, grad in self._params:
                 if p.requires_grad != requires_grad:
                     p.requires_grad_(requires_grad)
                 if p.grad is not grad:
                     p.grad = grad
             if self._watch is not None:
-                self._watch.restore()
-            for b, keep in self._buffers:
+                self._watch.restore()  # into the aliases, which back the tensors again
+            for b, keep in self._copies:
                 if not torch.equal(b, keep):
                     b.data.copy_(keep)  # through .data: no version bump for a saved graph to trip on
         self._rng.restore(drawn)
 
 
+def _has_metadata(t: torch.Tensor) -> bool:
+    """Whether ``t`` is a plain strided tensor whose ``.data`` alias can be bound back (not lazy,
+    fake or a tensor subclass such as DTensor, whose layout is its own business)."""
+    return type(t) in (torch.Tensor, nn.Parameter) and t.layout == torch.strided and not is_lazy(t) \
+        and not is_fake(t)
+
+
+def _same_layout(t: torch.Tensor, alias: torch.Tensor) -> bool:
+    return (t.device == alias.device and t.dtype == alias.dtype and t.shape == alias.shape
+            and (t.device.type == "meta" or (t.data_ptr() == alias.data_ptr() and t.stride() == alias.stride())))
+
+
 def _restore_entries(live: dict, saved: dict) -> None:
-    """Put back each saved tensor whose entry the forward replaced by one of the same shape, dtype
-    and device (a value update); entries it added, removed or rebuilt at another shape stay."""
+    """Put back each saved tensor whose entry the forward replaced by one of the same shape (a
+    value update, or a conversion such as ``.half()``); entries it added, removed or rebuilt at
+    another shape stay."""
     if not isinstance(live, dict):  # TorchScript's read-only views of its compiled attributes
         return
     for name, old in saved.items():
         new = live.get(name)
         if new is not old and isinstance(new, torch.Tensor) and isinstance(old, torch.Tensor):
-            if new.shape == old.shape and new.dtype == old.dtype and new.device == old.device:
+            if new.shape == old.shape:
                 live[name] = old

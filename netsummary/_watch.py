@@ -42,11 +42,16 @@ Tensor = torch.Tensor
 
 # OpOverload -> None (neither writes nor draws: the hot path) or (positions and names of written
 # arguments, positions and names of running statistics written unless a flag says not, position
-# and name of that flag or None, position of the generator argument or -1, seeded)
-_Info = tuple[tuple[tuple[int, str], ...], tuple[tuple[int, str], ...], tuple[int, str] | None, int, bool] | None
+# and name of that flag or None, position of the generator argument or -1, position and name of
+# the argument without which a seeded op draws nothing or None, seeded)
+_Arg = tuple[int, str]
+_Info = tuple[tuple[_Arg, ...], tuple[_Arg, ...], _Arg | None, int, _Arg | None, bool] | None
 _RUNNING_STATS = ("running_mean", "running_var")
 _STATS_FLAGS = ("training", "use_input_stats")
 _NO_STATS_UPDATE = ("no_update", "no_training", "functional", "backward")
+# a seeded op with one of these arguments draws only when it is true / non-zero (dropout_p of the
+# attention kernels, train of native_dropout); left out (None), it has its schema default, 0
+_DRAW_SWITCHES = ("dropout_p", "train")
 _UNSEEN = object()
 
 
@@ -101,8 +106,10 @@ class StateWatch(TorchDispatchMode):
             flag = next(((i, a.name) for i, a in arguments if a.name in _STATS_FLAGS), None)
             seeded = torch.Tag.nondeterministic_seeded in getattr(func, "tags", ())
             gen = next((i for i, a in arguments if a.name == "generator"), -1)
+            # attention kernels are tagged seeded for their dropout: with dropout_p 0 they draw nothing
+            draws_if = next(((i, a.name) for i, a in arguments if a.name in _DRAW_SWITCHES), None)
             if written or stats or seeded:
-                info = (written, stats, flag, gen, seeded)
+                info = (written, stats, flag, gen, draws_if if seeded else None, seeded)
         self._ops[func] = info
         return info
 
@@ -113,13 +120,13 @@ class StateWatch(TorchDispatchMode):
         if info is None:  # hot path
             return func(*args, **kwargs) if kwargs else func(*args)
         kwargs = kwargs or {}
-        written, stats, flag, gen, seeded = info
+        written, stats, flag, gen, draws_if, seeded = info
         for i, name in written:
             self._before_write(_arg(args, kwargs, i, name))
         if stats and (flag is None or _arg(args, kwargs, *flag) is not False):
             for i, name in stats:
                 self._before_write(_arg(args, kwargs, i, name))
-        if seeded and _arg(args, kwargs, gen, "generator") is None:
+        if seeded and _arg(args, kwargs, gen, "generator") is None and (draws_if is None or _arg(args, kwargs, *draws_if)):
             # noted before the draw, so that an interrupted op is still restored after
             self.global_draws.add(_device_type(args, kwargs))
         return func(*args, **kwargs)

@@ -440,8 +440,9 @@ def test_batchnorm_statistics_are_copied_only_when_written(mode):
     with ModelGuard(m) as guard:
         m.train(mode == "train")
         m(torch.rand(4, 3))
-    copied = {id(t) for t, _ in guard._watch.saved}
-    written = {id(bn.running_mean), id(bn.running_var), id(bn.num_batches_tracked)} if mode == "train" else set()
+    copied = {t.data_ptr() for t, _ in guard._watch.saved}  # the watch holds .data aliases of them
+    stats = (bn.running_mean, bn.running_var, bn.num_batches_tracked)
+    written = {t.data_ptr() for t in stats} if mode == "train" else set()
     assert copied == written
     assert int(bn.num_batches_tracked) == 0 and bn.running_mean.tolist() == [0.0, 0.0, 0.0]
 
@@ -468,3 +469,73 @@ def test_running_statistics_updated_by_native_kernels_are_restored(unchanged, ma
     x = (3,) if not isinstance(m, nn.Sequential) or not isinstance(m[0], nn.InstanceNorm1d) else (3, 5)
     with unchanged(m):
         summary(m, x, mode="same" if isinstance(m, FunctionalNorm) else "train", verbose=0)
+
+
+# --- layout changes, rebinding, conversions, .grad values, attention without dropout ------------------
+
+
+class Reshaping(nn.Module):
+    """Changes its tensors' layout in place or rebinds them; ``how`` picks one way."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.how = how
+        self.lin = nn.Linear(4, 4)
+        self.bn = nn.BatchNorm1d(4)
+        self.register_buffer("cache", torch.arange(4.0))
+
+    def forward(self, x):
+        with torch.no_grad():
+            if self.how == "resize_":
+                self.cache.resize_(8)
+            elif self.how == "t_":
+                self.lin.weight.t_()
+            elif self.how == "unsqueeze_":
+                self.cache.unsqueeze_(0)
+            elif self.how == "set_":
+                self.cache.set_(torch.zeros(6))
+            elif self.how == ".data =":
+                self.lin.weight.data = self.lin.weight.data * 0
+            elif self.how == "half":
+                self.lin.half()
+                self.lin.float()
+                self.bn.double()
+            elif self.how == "to meta":
+                self.bn.to("meta")  # an offloading pattern: the values would be gone for good
+                self.bn.to_empty(device="cpu")
+        return self.bn(self.lin(x).to(self.bn.weight.dtype)).to(x.dtype)
+
+
+@pytest.mark.parametrize("how", ["resize_", "t_", "unsqueeze_", "set_", ".data =", "half", "to meta"])
+def test_layout_changes_and_rebinding_in_the_forward_are_undone(unchanged, how):
+    torch.manual_seed(0)
+    m = Reshaping(how)
+    with unchanged(m):
+        summary(m, (4,), mode="train", verbose=0)
+    m(torch.rand(3, 4))  # still runs
+
+
+def test_grad_values_a_backward_in_the_forward_accumulates_into_are_restored():
+    class InnerLoop(nn.Linear):
+        def forward(self, x):
+            with torch.enable_grad():
+                super().forward(x.detach()).sum().backward()  # accumulates into .grad in place
+            return super().forward(x)
+
+    m = InnerLoop(4, 4)
+    m.weight.grad = torch.zeros(4, 4)
+    grad = m.weight.grad
+    summary(m, (4,), mode="train", verbose=0)
+    assert m.weight.grad is grad and m.weight.grad.abs().sum() == 0 and m.bias.grad is None
+
+
+def test_attention_without_dropout_draws_nothing():
+    m = nn.TransformerEncoder(nn.TransformerEncoderLayer(16, 2, batch_first=True), 2).eval()
+    x, q = torch.rand(2, 5, 16), torch.rand(2, 2, 5, 8)  # drawn outside the guard
+    with ModelGuard(m) as guard, torch.no_grad():
+        m(x)
+        nn.functional.scaled_dot_product_attention(q, q, q, dropout_p=0.0)
+    assert guard._watch.global_draws == set()
+    with ModelGuard(m) as guard, torch.no_grad():
+        nn.functional.scaled_dot_product_attention(q, q, q, dropout_p=0.5)
+    assert guard._watch.global_draws == {"cpu"}
