@@ -29,6 +29,9 @@ shape (a grown rotary or mask cache) stay, exactly as after a real forward. Hook
 registers are removed by their own handles (:mod:`netsummary._trace`); the process-global hook
 tables and every other process-global state are never rewritten from a snapshot.
 
+Summaries of the same model (or of models sharing a submodule) in several threads take turns:
+each guard holds the model's modules from its snapshot to the end of its restore.
+
 The restore runs to its end even if Ctrl-C arrives meanwhile: the interrupt is deferred and
 raised once the model is whole (:mod:`netsummary._interrupts`). Every comparison and copy skips
 tensors without values (meta, fake, lazy), so the guard works on models built on ``meta``.
@@ -40,6 +43,7 @@ from __future__ import annotations
 
 import random
 import sys
+import threading
 from typing import Any
 
 import torch
@@ -82,6 +86,35 @@ def _has_values(t: torch.Tensor) -> bool:
     return not (is_lazy(t) or t.device.type == "meta" or is_fake(t) or t.layout != torch.strided)
 
 
+class _Claims:
+    """Which modules the running summaries hold: a summary waits while another thread's summary
+    holds any of its modules (the same model, or one sharing a submodule), since two guards
+    snapshotting and restoring the same tensors in interleaved order would leave the model
+    modified. The same thread may nest summaries of overlapping models."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._held: dict[int, tuple[int, frozenset[int]]] = {}  # token -> (thread, module ids)
+        self._next = 0
+
+    def claim(self, ids: frozenset[int]) -> int:
+        me = threading.get_ident()
+        with self._cond:
+            while any(thread != me and not ids.isdisjoint(held) for thread, held in self._held.values()):
+                self._cond.wait()
+            self._next += 1
+            self._held[self._next] = (me, ids)
+            return self._next
+
+    def release(self, token: int) -> None:
+        with self._cond:
+            if self._held.pop(token, None) is not None:
+                self._cond.notify_all()
+
+
+_CLAIMS = _Claims()
+
+
 class ModelGuard:
     """Context manager that restores ``model``'s state at ``__enter__`` (see the module docstring).
 
@@ -112,6 +145,14 @@ class ModelGuard:
 
     def __enter__(self) -> ModelGuard:
         modules = self._module_list if self._module_list is not None else list(self.model.modules())
+        self._claim = _CLAIMS.claim(frozenset(map(id, modules)))
+        try:
+            return self._snapshot(modules)
+        except BaseException:
+            _CLAIMS.release(self._claim)
+            raise
+
+    def _snapshot(self, modules: list[nn.Module]) -> ModelGuard:
         # (module, training, _parameters copy, _buffers copy)
         self._modules = [(m, m.training, dict(m._parameters), dict(m._buffers)) for m in modules]
         seen: set[int] = set()
@@ -180,6 +221,7 @@ class ModelGuard:
                 if not torch.equal(b, keep):
                     b.data.copy_(keep)  # through .data: no version bump for a saved graph to trip on
         self._rng.restore(drawn)
+        _CLAIMS.release(self._claim)  # the model is whole: another thread's summary of it may start
 
 
 def _has_metadata(t: torch.Tensor) -> bool:

@@ -539,3 +539,26 @@ def test_attention_without_dropout_draws_nothing():
     with ModelGuard(m) as guard, torch.no_grad():
         nn.functional.scaled_dot_product_attention(q, q, q, dropout_p=0.5)
     assert guard._watch.global_draws == {"cpu"}
+
+
+def test_summaries_of_the_same_model_in_four_threads_take_turns():
+    torch.set_num_threads(1)
+    m = nn.Sequential(*[nn.Sequential(nn.Linear(8, 8), nn.BatchNorm1d(8), nn.Dropout(0.1)) for _ in range(10)]).train()
+    before = snapshot(m)
+    errors: list = []
+
+    def go(i: int) -> None:
+        try:
+            for k in range(10):
+                s = summary(m if k % 2 else m[1:], (8,), mode="train" if (i + k) % 2 else "eval", verbose=0)
+                assert len(s.layers) in (41, 37)  # 1 + 10 blocks * (1 + 3); a slice of 9 blocks: 1 + 9 * 4
+        except BaseException as err:  # reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors
+    assert_unchanged(before, m)
