@@ -20,7 +20,8 @@ on ``KeyboardInterrupt`` alike:
   type by the watch), and Python's ``random`` / NumPy's global state when they changed. Such a
   restore also rewinds draws that another thread made from the same generator meanwhile; a
   summary whose forward draws nothing (every eval-mode summary: the dummy inputs come from a
-  private generator) leaves the torch generators alone.
+  private generator) leaves the torch generators alone. A forward that reseeds the global
+  generator (``torch.manual_seed``) has it restored too.
 
 What the guard does **not** undo is what the model's own forward did to itself the way any real
 forward would: hooks it registers (transformers' output-capturing hooks and the flag saying they
@@ -60,6 +61,7 @@ class _RNGState:
 
     def __init__(self) -> None:
         self.cpu = torch.get_rng_state()
+        self.seed = torch.initial_seed()  # changes when anything calls torch.manual_seed / seed
         self.cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
         self.py = random.getstate()
         np = sys.modules.get("numpy")
@@ -67,8 +69,9 @@ class _RNGState:
 
     def restore(self, torch_drawn: set[str]) -> None:
         """Restore the torch generators of the device types in ``torch_drawn`` (the forward drew
-        from them) and Python's / NumPy's global state where it changed."""
-        if "cpu" in torch_drawn:
+        from them) or that were reseeded (``torch.manual_seed`` changes the initial seed), and
+        Python's / NumPy's global state where it changed."""
+        if "cpu" in torch_drawn or torch.initial_seed() != self.seed:
             torch.set_rng_state(self.cpu)
         if "cuda" in torch_drawn and self.cuda is not None:
             torch.cuda.set_rng_state_all(self.cuda)

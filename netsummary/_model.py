@@ -51,9 +51,10 @@ def walk_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
             name = f"{prefix}.{key}" if prefix else key
             if id(child) in path:
                 back = path[id(child)]
+                holder = repr(prefix) if prefix else "the root"
+                held = "itself" if child is module else f"its own ancestor {repr(back) if back else 'the root'}"
                 raise InputSpecError(
-                    f"model: the module graph has a cycle: {repr(prefix) if prefix else 'the root'} "
-                    f"({type(module).__name__}) holds its own ancestor {repr(back) if back else 'the root'} "
+                    f"model: the module graph has a cycle: {holder} ({type(module).__name__}) holds {held} "
                     f"({type(child).__name__}) as submodule {key!r}, so every walk of the module tree loops; "
                     f"keep such back-references out of the tree (a weakref, a plain list, or object.__setattr__)",
                     (name, back),

@@ -562,3 +562,23 @@ def test_summaries_of_the_same_model_in_four_threads_take_turns():
         t.join(120)
     assert not errors
     assert_unchanged(before, m)
+
+
+def test_a_forward_that_reseeds_the_generator_has_it_restored():
+    class Reseeding(nn.Linear):
+        def forward(self, x):
+            torch.manual_seed(123)
+            return super().forward(x)
+
+    m = Reseeding(3, 3)
+    torch.manual_seed(5)
+    state = torch.get_rng_state()
+    summary(m, (3,), verbose=0)
+    assert torch.equal(torch.get_rng_state(), state) and torch.initial_seed() == 5
+
+
+def test_a_module_holding_itself_is_named_once():
+    m = nn.Linear(2, 2)
+    m.me = m
+    with pytest.raises(InputSpecError, match=r"the root \(Linear\) holds itself \(Linear\) as submodule 'me'"):
+        summary(m, (2,), verbose=0)
