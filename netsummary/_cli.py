@@ -4,8 +4,9 @@
 budget), 1 over a budget or past the allowed growth, 2 a usage or input error (one line on stderr,
 no traceback; also user code calling ``sys.exit()`` while the model is loaded or built, and any
 unexpected error: set ``NETSUMMARY_DEBUG=1`` for its traceback), 3 the model's forward failed
-(netsummary's failure report on stderr; also a forward that calls ``sys.exit()``). Only a budget
-or growth verdict exits 1.
+(netsummary's failure report on stderr; also a forward that calls ``sys.exit()``), 130 interrupted
+(Ctrl-C: one line ``netsummary: interrupted`` on stderr, no traceback). Only a budget or growth
+verdict exits 1.
 
 Importing this module does not import torch, and neither does ``netsummary inspect`` of a
 safetensors file or a sharded safetensors index: the modules that need torch (the model loader,
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._budget import Check, evaluate, evaluate_checkpoint, parse_limits
 from ._errors import ForwardError, InputSpecError, NetsummaryError
-from ._safeio import escape
+from ._safeio import escape, file_name_problem
 from ._units import parse_percent
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from ._summary import Summary
 
 OK, OVER, USAGE, FORWARD_FAILED = 0, 1, 2, 3
+INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command that Ctrl-C ended
 COMMANDS = ("check", "diff", "inspect")
 
 _UNIT_TEXT = ("units: counts take SI suffixes (12M = 12,000,000; 1.5G); byte sizes need a unit:\n"
@@ -175,6 +177,15 @@ def _version() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code (see the module docstring)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # Ctrl-C: the user knows why; a traceback of netsummary's internals helps no one
+        with contextlib.suppress(Exception):
+            print("netsummary: interrupted", file=sys.stderr)
+        return INTERRUPTED
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv and argv[0] in COMMANDS else None
     parser = {"check": _check_parser, "diff": _diff_parser, "inspect": _inspect_parser}.get(command, _summary_parser)()
@@ -332,7 +343,7 @@ def _check(args: argparse.Namespace) -> int:
     for spec in chosen:
         baseline = spec.baseline
         if args.baseline:
-            baseline = os.path.join(args.baseline, f"{spec.name}.json") if os.path.isdir(args.baseline) else args.baseline
+            baseline = _named_file(args.baseline, spec.name) if os.path.isdir(args.baseline) else args.baseline
         spec = dataclasses.replace(spec, baseline=baseline, max_growth=spec.max_growth if growth is None else growth)
         if spec.max_growth is not None and spec.baseline is None:
             raise _UsageError(f"{spec.name}: a max growth needs a baseline (--baseline FILE|DIR, or baseline = "
@@ -363,15 +374,29 @@ def _check_one(spec: ModelSpec, save_to: str | None, fmt: str) -> tuple[int, lis
         s = _run(spec, count_macs=bool(save_to))
         if save_to:
             os.makedirs(save_to, exist_ok=True)
-            _emit(s.to_json(), os.path.join(save_to, f"{spec.name}.json"), what="--save-baselines")
+            _emit(s.to_json(), _named_file(save_to, spec.name), what="--save-baselines")
         code, lines = _judge(spec, s, base, fmt)
         return code, lines or [_measured(escape(spec.name), s)]
     except ForwardError as err:  # the failure report: several lines, the model's own names
         return FORWARD_FAILED, [f"{escape(spec.name)}: {err}"]
-    except (NetsummaryError, OSError) as err:
+    except (NetsummaryError, OSError, _UsageError) as err:
         return USAGE, [escape(f"{spec.name}: error: {err}")]  # one line, whatever names it holds
     except Exception as err:
         return USAGE, [f"{escape(spec.name)}: error: {_unexpected(err)}"]
+
+
+def _named_file(directory: str, name: str) -> str:
+    """``directory/NAME.json``, a model's baseline file; a name that is not a safe file name (the
+    config refuses those already, see :func:`~netsummary._safeio.file_name_problem`) is refused
+    here too, so that no name can write outside ``directory`` or make an odd file name there.
+
+    Raises:
+        _UsageError: ``name`` is not a safe file name.
+    """
+    problem = file_name_problem(name)
+    if problem:
+        raise _UsageError(f"model name {escape(repr(name))} cannot be a file name under {directory} ({problem})")
+    return os.path.join(directory, f"{name}.json")
 
 
 def _growth(text: str) -> float:

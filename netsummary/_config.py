@@ -16,7 +16,9 @@ a value of the wrong type or a malformed quantity is a :class:`~netsummary._erro
 whose message starts with the file and the full key, e.g.
 ``pyproject.toml: tool.netsummary.models.discriminator.max-parms: unknown key; valid keys are ...``.
 A model's name is also its file name under ``--save-baselines DIR`` and ``--baseline DIR``
-(``DIR/NAME.json``), so it must not contain ``/``, ``\\`` or ``..`` nor start with ``.``.
+(``DIR/NAME.json``), so it must be a safe file name: not empty, no control character (NUL, ESC,
+a newline, ...), no ``/``, ``\\`` or ``..``, not starting with ``.``, at most 250 bytes of UTF-8
+(see :func:`~netsummary._safeio.file_name_problem`).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import torch
 
 from ._budget import QUANTITIES, parse_limits
 from ._errors import ConfigError, InputSpecError
-from ._safeio import MAX_TOML_BYTES, read_regular
+from ._safeio import MAX_TOML_BYTES, escape, file_name_problem, read_regular
 from ._units import parse_percent
 
 DTYPES: dict[str, torch.dtype] = {
@@ -254,11 +256,13 @@ def load_config(path: str) -> dict[str, ModelSpec]:
     specs = {}
     for name, table in models.items():
         prefix = f"tool.netsummary.models.{name}"
-        if not name or any(bad in name for bad in ("/", "\\", "..")) or name.startswith("."):
+        problem = file_name_problem(name)
+        if problem:
             prefix = f"tool.netsummary.models.{json.dumps(name)}"  # as TOML quotes such a key
-            raise ConfigError(f"{path}: {prefix}: invalid model name {name!r}; the name is also its file name "
-                              "NAME.json under --save-baselines and --baseline DIR, so it must not be empty, "
-                              "contain /, \\ or .. or start with .", prefix)
+            raise ConfigError(f"{path}: {prefix}: invalid model name {escape(repr(name))} ({problem}); the name is "
+                              "also its file name NAME.json under --save-baselines and --baseline DIR, so it must "
+                              "not be empty, contain a control character, /, \\ or .., start with . or be over "
+                              "250 bytes", prefix)
         if not isinstance(table, dict):
             raise ConfigError(f"{path}: {prefix}: expected a table of keys such as target and input-size, "
                               f"got {table!r}", prefix)

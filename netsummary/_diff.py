@@ -28,7 +28,7 @@ from tabulate import tabulate
 from ._budget import show_bytes
 from ._errors import InputSpecError
 from ._export import parse_json
-from ._safeio import MAX_JSON_BYTES, escape, read_regular
+from ._safeio import MAX_JSON_BYTES, escape, markdown_cell, markdown_code, read_regular
 from ._summary import Summary
 
 DIFF_FORMATS = ("text", "markdown")
@@ -198,9 +198,10 @@ def _n(value: int | None) -> str:
 
 def _cell(text: str, md: bool) -> str:
     """A name as a cell: control characters escaped (no name can forge a row or drive the
-    terminal); in Markdown ``|`` escaped too, so no name can add a column."""
-    text = escape(text)
-    return text.replace("|", "\\|") if md else text
+    terminal); in Markdown ``|`` escaped too, so no name can add a column, and ``&``, ``<``, ``>``
+    as entities, so no name is raw HTML in a pull-request comment (see
+    :func:`~netsummary._safeio.markdown_cell`)."""
+    return markdown_cell(text) if md else escape(text)
 
 
 def render_diff(diff: SummaryDiff, format: str = "text", title: str = "", show_unchanged: bool = False) -> str:
@@ -221,7 +222,8 @@ def render_diff(diff: SummaryDiff, format: str = "text", title: str = "", show_u
         totals.append([quantity, *shown, _delta(b, n)])
     parts = []
     if title:
-        title = _cell(title, md)
+        # a lone ">" opens no HTML, and the title's own "base -> new" keeps its arrow
+        title = _cell(title, md).replace("&gt;", ">") if md else _cell(title, md)
         parts.append(f"### netsummary diff: {title}" if md else f"netsummary diff: {title}")
     parts.append(tabulate(totals, headers=["", "base", "new", "change"], tablefmt=fmt,
                           colalign=("left", "right", "right", "right"), disable_numparse=True))
@@ -237,7 +239,7 @@ def render_diff(diff: SummaryDiff, format: str = "text", title: str = "", show_u
             kind = _cell(d.type_new or d.type_base or "", md)
             if d.type_base and d.type_new and d.type_base != d.type_new:
                 kind = f"{_cell(d.type_base, md)} {arrow} {_cell(d.type_new, md)}"
-            label = f"`{_cell(d.label, md)}`" if md else _cell(d.label, md)
+            label = markdown_code(d.label) if md else _cell(d.label, md)  # a code span shows <, > and & as written
             table.append([d.status, label, kind, _n(d.params_base), _n(d.params_new),
                           _delta(d.params_base, d.params_new) if d.status == "changed" else "",
                           _n(d.macs_base), _n(d.macs_new), _delta(d.macs_base, d.macs_new) if d.status == "changed" else ""])

@@ -28,8 +28,8 @@ MACs), no pre-formatted strings::
 ``{"map": {"key": <shape>}}``; any other value is ``{"type": "NoneType"}``; a call that raised has
 ``null``. Layer ``shape`` fields are as the forward ran (batch ``run_batch_size``).
 
-:func:`from_dict` and :func:`from_json` check loaded data field by field (types, counts >= 0,
-layer indices and parents, nesting depth; see :func:`from_dict`) and escape control characters
+:func:`from_dict` and :func:`from_json` check loaded data field by field (types, counts >= 0
+and at most :data:`MAX_COUNT` = 2**63 - 1, layer indices and parents, nesting depth; see :func:`from_dict`) and escape control characters
 in its strings; JSON text over :data:`~netsummary._safeio.MAX_JSON_BYTES` is refused unparsed.
 
 >>> from torch import nn
@@ -59,6 +59,10 @@ from ._summary import LayerRecord, ParamGroup, Summary
 SCHEMA_VERSION = 1
 MAX_NESTING = 100  # levels of a loaded shape tree; a model's outputs nest a few levels
 MAX_LAYER_DEPTH = 1000  # levels of module calls inside one another in a loaded summary
+# The largest int a loaded summary may hold in any field (counts, bytes, MACs, shape dimensions,
+# kernel sizes): int64's maximum, as torch's own sizes are. A real model is far below it (9.2e18
+# bytes is 9.2 EB), and sums and ratios of such values stay finite floats when rendered.
+MAX_COUNT = 2**63 - 1
 
 _SHAPE_FIELDS = {"input_shapes", "output_shapes"}
 
@@ -127,7 +131,8 @@ def to_dict(s: Summary) -> dict[str, Any]:
 def from_dict(data: dict[str, Any]) -> Summary:
     """Rebuild a :class:`Summary` from :func:`to_dict`'s output (or loaded JSON), checking every field.
 
-    Each field must have its type (a count is an int >= 0, and ``true`` is no count), each
+    Each field must have its type (a count is an int >= 0 and at most :data:`MAX_COUNT`, int64's
+    maximum, as is every other int: shape dimensions, kernel sizes; ``true`` is no count), each
     layer's ``index`` its position and its ``parent`` an earlier layer, shape trees at most
     :data:`MAX_NESTING` levels deep; ``trainable_params + non_trainable_params`` must be
     ``total_params``. Keys this version does not know are ignored. Control characters in the
@@ -173,6 +178,14 @@ class _Kind:
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _too_big(v: Any) -> bool:
+    """``v`` is an int, or a list of them, beyond int64 (over :data:`MAX_COUNT` or under
+    ``-MAX_COUNT - 1``)."""
+    if isinstance(v, (list, tuple)):
+        return any(_too_big(x) for x in v)
+    return _is_int(v) and not -MAX_COUNT - 1 <= v <= MAX_COUNT
 
 
 def _strings(v: Any) -> bool:
@@ -228,6 +241,7 @@ _RANGES: dict[str, tuple[Any, str]] = {
     "parent": (lambda v: v is None or v >= 0, "an int >= 0 or null"),
 }
 _AT_LEAST_ZERO = (lambda v: v is None or v >= 0, "an int >= 0")
+_AT_MOST = f"an int of at most {MAX_COUNT:,} (2**63 - 1)"
 
 
 def _fields(cls: type, data: dict[str, Any], where: str) -> dict[str, Any]:
@@ -252,6 +266,8 @@ def _fields(cls: type, data: dict[str, Any], where: str) -> dict[str, Any]:
             in_range, expected = _RANGES.get(name, _AT_LEAST_ZERO)
             if not in_range(value):
                 raise _wrong(f"{where}{name}", value, expected)
+        if _too_big(value):  # every int field, and every int in a list field
+            raise _wrong(f"{where}{name}", value, _AT_MOST if _is_int(value) else f"ints {_AT_MOST.removeprefix('an int ')}")
         kwargs[name] = kind.convert(value) if kind.convert else value
     return kwargs
 
@@ -265,6 +281,8 @@ def _shape(data: Any, where: str, level: int) -> ShapeTree:
     if isinstance(data, list):
         if not all(_is_int(d) and d >= 0 for d in data):
             raise _wrong(where, data, "a tensor shape: a list of ints >= 0")
+        if _too_big(data):
+            raise _wrong(where, data, f"a tensor shape: a list of ints {_AT_MOST.removeprefix('an int ')}")
         return tuple(data)
     if isinstance(data, dict) and len(data) == 1:
         ((key, value),) = data.items()
@@ -296,12 +314,33 @@ def _check_position(record: LayerRecord, i: int, earlier: list[LayerRecord]) -> 
         raise InputSpecError(f"{where}depth: layers nested more than {MAX_LAYER_DEPTH} levels deep", depth)
 
 
-_REPR = reprlib.Repr()
+_LONG_INT_DIGITS = 30  # an int of more digits is shown shortened in a message
+
+
+def _shown_int(value: int) -> str:
+    """An int for a message; one of over :data:`_LONG_INT_DIGITS` digits shortened to its first
+    and last digits and its digit count (``10000...00000 (401 digits)``)."""
+    try:
+        digits = str(abs(value))
+    except ValueError:  # over sys.get_int_max_str_digits(): too long to even write out
+        return f"{'-' if value < 0 else ''}an int of about {int(value.bit_length() * 0.30103):,} digits"
+    if len(digits) <= _LONG_INT_DIGITS:
+        return str(value)
+    return f"{'-' if value < 0 else ''}{digits[:6]}...{digits[-6:]} ({len(digits):,} digits)"
+
+
+class _Repr(reprlib.Repr):
+    def repr_int(self, x: int, level: int) -> str:  # also inside lists: [10000...00000 (401 digits)]
+        return _shown_int(x)
+
+
+_REPR = _Repr()
 _REPR.maxstring, _REPR.maxother, _REPR.maxlevel, _REPR.maxlist, _REPR.maxdict = 60, 60, 3, 6, 4
 
 
 def _shown(value: Any) -> str:
-    """A received value for a message: a bounded repr, control characters escaped."""
+    """A received value for a message: a bounded repr, control characters escaped, long ints
+    shortened (see :func:`_shown_int`)."""
     try:
         return escape(_REPR.repr(value))
     except Exception:  # a value whose repr fails

@@ -44,6 +44,70 @@ def escape(text: str) -> str:
     return text if _UNSAFE.search(text) is None else _UNSAFE.sub(_escape_char, text)
 
 
+_MARKDOWN = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "\\|", "`": "\\`"})
+
+
+def markdown_cell(text: str) -> str:
+    """``text`` as GitHub Markdown table-cell (or heading) text that shows as written: control
+    characters escaped (see :func:`escape`), ``&``, ``<`` and ``>`` as entities, so that no name
+    is raw HTML in a pull-request comment, ``|`` as ``\\|``, so that no name adds a column, and a
+    backtick as ``\\```, so that none opens a code span (where an entity would show as written).
+    Ordinary names are unchanged.
+
+    >>> markdown_cell("<img src=x onerror=alert(1)>"), markdown_cell("a|b & c"), markdown_cell("fc1 (Linear)")
+    ('&lt;img src=x onerror=alert(1)&gt;', 'a\\\\|b &amp; c', 'fc1 (Linear)')
+    """
+    return escape(text).translate(_MARKDOWN)
+
+
+def markdown_code(text: str) -> str:
+    """``text`` as a GitHub Markdown code span in a table cell: control characters escaped and
+    ``|`` as ``\\|`` (GitHub tables take the escape even inside a code span); ``<``, ``>`` and
+    ``&`` need nothing there (a code span's text is shown as written), and a name holding
+    backticks gets a fence of one more backtick than its longest run, so that it cannot close
+    the span early.
+
+    >>> markdown_code("fc1"), markdown_code("a`<b>`"), markdown_code("x|y")
+    ('`fc1`', '`` a`<b>` ``', '`x\\\\|y`')
+    """
+    text = escape(text).replace("|", "\\|")
+    run = max((len(m) for m in re.findall("`+", text)), default=0)
+    fence = "`" * (run + 1)
+    pad = " " if run else ""  # a code span may not start or end with its own backtick
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+MAX_FILE_NAME_BYTES = 250  # a name's UTF-8 bytes, so that NAME.json fits a 255-byte file name
+
+
+def file_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be used as a file name in a directory of netsummary's choosing
+    (``DIR/NAME.json``), or ``None`` when it can: it must not be empty, hold a control character
+    (NUL, ESC, a newline, DEL, C1, a line separator, a bidirectional override: what
+    :func:`escape` escapes) or a path separator (``/``, ``\\``), hold ``..`` or start with ``.``,
+    nor be over :data:`MAX_FILE_NAME_BYTES` bytes of UTF-8.
+
+    >>> file_name_problem("discriminator"), file_name_problem("a\\x00b"), file_name_problem("a/b")
+    (None, 'it holds a control character (\\\\x00)', 'it holds a path separator (/)')
+    """
+    if not name:
+        return "it is empty"
+    bad = _UNSAFE.search(name)
+    if bad:
+        return f"it holds a control character ({escape(bad.group())})"
+    sep = next((c for c in ("/", "\\") if c in name), None)
+    if sep:
+        return f"it holds a path separator ({sep})"
+    if ".." in name:
+        return "it holds .."
+    if name.startswith("."):
+        return "it starts with ."
+    size = len(name.encode("utf-8"))
+    if size > MAX_FILE_NAME_BYTES:
+        return f"it is {size:,} bytes of UTF-8, over the limit of {MAX_FILE_NAME_BYTES}"
+    return None
+
+
 def shorten(text: str, limit: int) -> str:
     """``text`` cut in the middle to ``limit`` characters with ``…``, keeping both ends."""
     if len(text) <= limit:

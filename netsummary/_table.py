@@ -30,6 +30,7 @@ from tabulate import tabulate
 from ._errors import InputSpecError, InputTypeError
 from ._fold import find_runs, folded_away
 from ._render import MAX_WIDTH, fit_cells, format_tree, shown_shape
+from ._safeio import markdown_cell
 from ._units import format_bytes
 
 if TYPE_CHECKING:
@@ -159,8 +160,6 @@ def _label(text: str, depth: int, tablefmt: str) -> str:
     indent = _INDENT.get(tablefmt, "  ") * depth
     if tablefmt == "simple" and len(indent) + len(text) > NAME_WIDTH:
         text = "…" + text[len(indent) + len(text) - NAME_WIDTH + 1 :]
-    if tablefmt == "github":
-        text = text.replace("|", "\\|")
     return indent + text
 
 
@@ -313,13 +312,17 @@ def render_table(s: Summary, tablefmt: str, depth: int | None = None, columns: S
     headers = ["Layer (type)", *(COLUMNS[c].title for c in columns)]
     align = ["left", *(COLUMNS[c].align for c in columns)]
     rows = tree_rows(s, depth, columns, tablefmt, fold)
+    totals_rows: list = footer(s)
     if tablefmt == "simple" and rows:
         rows = _fit(rows, headers, [i for i, c in enumerate(columns, 1) if c in _ELIDABLE])
+    if tablefmt == "github":  # every cell: names, types, shape-tree keys and operator names come from the model
+        rows = [[markdown_cell(c) for c in row] for row in rows]
+        totals_rows = [[markdown_cell(c) for c in row] for row in totals_rows]
     body = tabulate(
         rows, headers=headers, tablefmt=tablefmt, colalign=align,
         disable_numparse=True, preserve_whitespace=True,
     )
-    totals = tabulate(footer(s), headers=("Totals", ""), tablefmt=tablefmt, colalign=("left", "right"),
+    totals = tabulate(totals_rows, headers=("Totals", ""), tablefmt=tablefmt, colalign=("left", "right"),
                       disable_numparse=True)
     sep = "\n\n" if tablefmt != "html" else "\n"
     return body + sep + totals

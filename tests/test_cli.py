@@ -632,3 +632,61 @@ def test_no_fold_shows_every_repeated_block(capsys: pytest.CaptureFixture[str], 
     code, expanded, _ = run(capsys, target, "--input-size", "4", "--depth", "1", "--no-fold")
     assert code == 0 and "×" not in expanded.split("Totals")[0]
     assert [line.split()[0] for line in expanded.splitlines() if "(Sequential)" in line][1:] == [str(i) for i in range(6)]
+
+
+@pytest.mark.parametrize("key", ['"a\\u0000b"', '"a\\u001b[31mred"'], ids=["nul", "esc"])
+def test_check_refuses_a_model_name_with_a_control_character_before_saving(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, key: str) -> None:
+    config = project(tmp_path, f'\n[tool.netsummary.models.{key}]\ntarget = "models/cli_tiny.py:Tiny"\n'
+                               'input-size = [16]\n')
+    saved = tmp_path / "b"
+    code, out, err = run(capsys, "check", "--config", str(config), "--save-baselines", str(saved))
+    assert (code, out) == (2, "")
+    assert err.startswith(f"netsummary: error: {config}: tool.netsummary.models.") and "invalid model name" in err
+    assert "it holds a control character" in err and len(err.splitlines()) == 1
+    assert "\x00" not in err and "\x1b" not in err and "unexpected" not in err
+    assert not saved.exists()
+
+
+def test_a_baseline_file_name_is_checked_where_it_is_made(tmp_path: Path) -> None:
+    from netsummary._cli import _named_file, _UsageError
+
+    assert _named_file(str(tmp_path), "tiny") == str(tmp_path / "tiny.json")
+    for name in ("a\x1b[31mred", "a\x00b", "../x", ""):
+        with pytest.raises(_UsageError, match="cannot be a file name under"):
+            _named_file(str(tmp_path), name)
+
+
+INTERRUPTING = """
+from torch import nn
+
+
+class Interrupted(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        raise KeyboardInterrupt  # as Ctrl-C during the forward
+"""
+
+
+@pytest.mark.parametrize("command", [[], ["check"]], ids=["summary", "check"])
+def test_ctrl_c_is_one_line_and_exit_130(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                         command: list[str]) -> None:
+    (tmp_path / "stop.py").write_text(INTERRUPTING)
+    if command:
+        config = tmp_path / "pyproject.toml"
+        config.write_text('[tool.netsummary.models.stop]\ntarget = "stop.py:Interrupted"\ninput-size = [4]\n')
+        argv = [*command, "--config", str(config)]
+    else:
+        argv = [f"{tmp_path / 'stop.py'}:Interrupted", "--input-size", "4"]
+    code, out, err = run(capsys, *argv)
+    assert (code, out, err) == (130, "", "netsummary: interrupted\n")
+
+
+def test_ctrl_c_in_a_subprocess_prints_no_traceback(tmp_path: Path) -> None:
+    (tmp_path / "stop.py").write_text(INTERRUPTING)
+    done = subprocess.run([sys.executable, "-m", "netsummary", f"{tmp_path / 'stop.py'}:Interrupted",
+                           "--input-size", "4"], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout, done.stderr) == (130, "", "netsummary: interrupted\n")

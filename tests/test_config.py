@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -171,3 +172,28 @@ def test_parse_size_and_dtypes() -> None:
     assert parse_dtypes(["torch.float16", "LONG", "bool"]) == [torch.float16, torch.int64, torch.bool]
     with pytest.raises(InputSpecError, match=r"invalid input size '3,,4': expected positive integers"):
         parse_size("3,,4")
+
+
+@pytest.mark.parametrize(
+    ("key", "name", "why"),
+    [('"a\\u0000b"', "a\x00b", r"it holds a control character \(\\x00\)"),
+     ('"a\\u001b[31mred"', "a\x1b[31mred", r"it holds a control character \(\\x1b\)"),
+     ('"a\\nb"', "a\nb", r"it holds a control character \(\\n\)"),
+     ('"a\\u007fb"', "a\x7fb", r"it holds a control character \(\\x7f\)"),
+     ('"evil\\u202egpj"', "evil\u202egpj", r"it holds a control character \(\\u202e\)"),
+     (f'"{"m" * 251}"', "m" * 251, r"it is 251 bytes of UTF-8, over the limit of 250")],
+    ids=["nul", "esc", "newline", "del", "bidi-override", "too-long"],
+)
+def test_model_names_with_control_characters_are_refused(tmp_path: Path, key: str, name: str, why: str) -> None:
+    text = f'[tool.netsummary.models.{key}]\ntarget = "m.py:M"\ninput-size = [3]\n'
+    with pytest.raises(ConfigError, match=rf"pyproject\.toml: tool\.netsummary\.models\.\".*\": invalid model name "
+                                          rf".* \({why}\); the name is also its file name NAME\.json") as info:
+        load_config(write(tmp_path, text))
+    assert info.value.key == f"tool.netsummary.models.{json.dumps(name)}"
+    assert not any(c in str(info.value) for c in "\x00\x1b\n\x7f\u202e")  # the message shows them escaped
+
+
+def test_ordinary_model_names_are_accepted(tmp_path: Path) -> None:
+    names = ["discriminator", "resnet-50_v2", "gan.generator", "modèle", "m" * 250]
+    text = "".join(f'[tool.netsummary.models."{n}"]\ntarget = "m.py:M"\ninput-size = [3]\n' for n in names)
+    assert list(load_config(write(tmp_path, text))) == names

@@ -200,3 +200,41 @@ def test_notebook_shows_the_table_once():
     silent = summary(nn.Linear(2, 2), (2,), verbose=0)
     assert printed._repr_html_() is None  # already shown as text
     assert silent._repr_html_().startswith("<table>")
+
+
+XSS = "<img src=x onerror=alert(1)>"
+
+
+def _hostile_model(out: int) -> nn.Module:
+    evil = type(XSS, (nn.Linear,), {})
+    model = nn.Sequential()
+    model.add_module("a|<b>&c", evil(4, out))
+    return model
+
+
+def test_markdown_escapes_html_in_names_and_types() -> None:
+    text = summary(_hostile_model(3), (4,), verbose=0).render("markdown")
+    assert "<" not in text and ">" not in text
+    assert "| · a\\|&lt;b&gt;&amp;c (&lt;img src=x onerror=alert(1)&gt;) |" in text
+    rows = [line for line in text.splitlines() if line.startswith("|")]
+    assert {line.replace("\\|", "").count("|") for line in rows[:4]} == {4}  # no name adds a column
+
+
+def test_markdown_diff_escapes_html_in_names_and_types() -> None:
+    from netsummary._diff import diff_summaries, render_diff
+
+    base, new = (summary(_hostile_model(n), (4,), verbose=0) for n in (3, 5))
+    text = render_diff(diff_summaries(base, new), "markdown", "<b>base</b>.json -> new.json")
+    assert "### netsummary diff: &lt;b>base&lt;/b>.json -> new.json" in text
+    row = next(line for line in text.splitlines() if line.startswith("| changed"))
+    assert "`a\\|<b>&c`" in row  # a code span shows its text as written: no HTML there
+    assert "&lt;img src=x onerror=alert(1)&gt;" in row and XSS not in row
+    assert render_diff(diff_summaries(base, new), "text").count(XSS) == 1  # text output is unchanged
+
+
+def test_markdown_code_spans_cannot_be_closed_by_a_name() -> None:
+    from netsummary._safeio import markdown_cell, markdown_code
+
+    assert markdown_code("a`<img>`b") == "`` a`<img>`b ``"
+    assert markdown_cell("x`<img>`") == "x\\`&lt;img&gt;\\`"
+    assert markdown_cell("layers.0 (Linear)") == "layers.0 (Linear)"
