@@ -230,8 +230,8 @@ class ModelGuard:
 def _has_metadata(t: torch.Tensor) -> bool:
     """Whether ``t`` is a plain strided tensor whose ``.data`` alias can be bound back (not lazy,
     fake or a tensor subclass such as DTensor, whose layout is its own business)."""
-    return type(t) in (torch.Tensor, nn.Parameter) and t.layout == torch.strided and not is_lazy(t) \
-        and not is_fake(t)
+    # (FakeTensor and other subclasses fail the exact type test, also when wrapped as a Parameter)
+    return type(t) in (torch.Tensor, nn.Parameter) and t.layout == torch.strided and not is_lazy(t)
 
 
 def _same_layout(t: torch.Tensor, alias: torch.Tensor) -> bool:
