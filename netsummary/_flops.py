@@ -280,6 +280,9 @@ class MacCounter(TorchDispatchMode):
             "unknown, because of <op_name>"). Ops that are not matmul-class are not reported.
             The tracer attributes each call to the innermost module running at that moment.
 
+    ``before_op(func, args, kwargs)``, when given, is called before every op runs (the guard's
+    :meth:`~netsummary._watch.StateWatch.before_op`, so that one dispatch mode does both jobs).
+
     Usage: ``with MacCounter(cb): model(x)`` (or ``__enter__``/``__exit__`` around the forward).
     Build one counter per summary: torch's registry is snapshotted in the constructor.
 
@@ -287,19 +290,20 @@ class MacCounter(TorchDispatchMode):
         TypeError: ``on_op`` is not callable. Exceptions raised by ``on_op`` propagate.
     """
 
-    supports_higher_order_operators = True
+    supports_higher_order_operators = True  # they reach __torch_dispatch__ instead of raising
 
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
         # torch wraps __torch_dispatch__ in _disable_dynamo otherwise, which imports torch._dynamo
         # (about a second) on the first op; the summary runs eager modules, so nothing to skip
-        return False  # they reach __torch_dispatch__ instead of raising
+        return False
 
-    def __init__(self, on_op: OnOp) -> None:
+    def __init__(self, on_op: OnOp, before_op: Callable[[Any, tuple, Any], None] | None = None) -> None:
         if not callable(on_op):
             raise TypeError(f"MacCounter(on_op): expected a callable (op_name, macs), got {type(on_op).__name__}")
         super().__init__()
         self._on_op = on_op
+        self._before_op = before_op
         formulas: dict[Any, tuple[Formula, bool]] = {name: (f, True) for name, f in FORMULAS.items()}
         for name, (f, memo) in _torch_formulas().items():
             if name not in _OVERRIDE_TORCH:
@@ -327,6 +331,8 @@ class MacCounter(TorchDispatchMode):
         return entry
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
+        if self._before_op is not None:  # the guard's write watch, run by this mode in its place
+            self._before_op(func, args, kwargs)
         entry = self._entries.get(func, _UNSEEN)
         if entry is _UNSEEN:
             entry = self._resolve(func)

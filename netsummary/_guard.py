@@ -189,6 +189,11 @@ class ModelGuard:
             self._watching = True
         return self
 
+    @property
+    def watch(self) -> StateWatch | None:
+        """The write watch while the guard is open (``None`` when ``watch_writes=False``)."""
+        return self._watch
+
     def __exit__(self, *exc: object) -> None:
         uninterrupted(self._restore)
 

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 from torch.nn.modules import module as _module_globals
 from torch.nn.utils import parametrize
+from torch.utils import _python_dispatch
 
 from ._interrupts import uninterrupted
 from ._structure import Described, describe
@@ -107,10 +108,17 @@ def module_names(named: list[tuple[str, nn.Module]]) -> dict[int, str]:
 class Tracer:
     """Context manager that records the calls of ``model``'s modules into :attr:`calls`."""
 
-    def __init__(self, model: nn.Module, named: list[tuple[str, nn.Module]] | None = None, count_macs: bool = False) -> None:
+    def __init__(self, model: nn.Module, named: list[tuple[str, nn.Module]] | None = None, count_macs: bool = False,
+                 guard: Any = None) -> None:
         self.model = model
         self._count_macs = count_macs
         self._counter: Any = None  # a MacCounter while counting
+        # the ModelGuard around the forward: while counting, the counter runs the checks of the
+        # guard's write watch and takes its place on the dispatch-mode stack (one Python mode per
+        # operator instead of two)
+        self._guard = guard
+        self._watch: Any = None
+        self._stood_in = False
         named = named if named is not None else list(model.named_modules())
         self.names = module_names(named)
         self._known = {id(m) for _, m in named}  # parametrization containers included (never recorded)
@@ -201,7 +209,12 @@ class Tracer:
             if self._count_macs:
                 from ._flops import MacCounter  # imported when first needed: flop_counter pulls in triton
 
-                counter = MacCounter(on_op)
+                watch = self._guard.watch if self._guard is not None else None
+                stand_in = watch is not None and _python_dispatch._get_current_dispatch_mode() is watch
+                counter = MacCounter(on_op, before_op=watch.before_op if stand_in else None)
+                if stand_in:
+                    watch.__exit__(None, None, None)
+                    self._watch, self._stood_in = watch, True
                 counter.__enter__()
                 self._counter = counter
         except BaseException:  # interrupted half-way: with never calls __exit__
@@ -217,6 +230,9 @@ class Tracer:
         if self._counter is not None:
             counter, self._counter = self._counter, None
             counter.__exit__(None, None, None)
+        if self._stood_in:  # the watch goes back to where it was
+            self._stood_in = False
+            self._watch.__enter__()
         for h in self._handles:
             h.remove()
             _module_globals._global_forward_hooks_with_kwargs.pop(h.id, None)  # remove() forgets it

@@ -582,3 +582,21 @@ def test_a_module_holding_itself_is_named_once():
     m.me = m
     with pytest.raises(InputSpecError, match=r"the root \(Linear\) holds itself \(Linear\) as submodule 'me'"):
         summary(m, (2,), verbose=0)
+
+
+@pytest.mark.parametrize("macs", [False, True])
+def test_one_dispatch_mode_runs_the_forward_and_the_watch_works_while_counting(unchanged, macs):
+    depths: list[int] = []
+
+    class Probe(ActNorm):
+        def forward(self, x):
+            depths.append(torch._C._len_torch_dispatch_stack())
+            return super().forward(x)
+
+    m = nn.Sequential(Probe(4), nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Dropout(0.5), Clamping(4, 4))
+    torch.manual_seed(0)
+    with unchanged(m):
+        s = summary(m, (4,), mode="train", macs=macs, verbose=0)
+    assert depths[0] == 1  # the MAC counter stands in for the write watch
+    if macs:
+        assert s.total_macs == 4 * 4 + 4 * 4  # two Linear(4, 4) layers, per sample
