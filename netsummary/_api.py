@@ -18,9 +18,9 @@ from ._failure import failed_inputs, forward_error
 from ._formats import render, resolve_format
 from ._guard import ModelGuard
 from ._interrupts import deferred_interrupts, interruptible
-from ._inputs import ForwardInputs, build_inputs, check_batch_size, check_mode, make_inputs, resolve_device
+from ._inputs import ForwardInputs, build_inputs, check_mode, make_inputs, resolve_device
 from ._model import check_forward_kwargs, eager_module, has_lazy, shape_only_copy, walk_modules
-from ._records import build_structure_summary, build_summary
+from ._records import build_summary
 from ._summary import Summary
 from ._switches import GC_PAUSED, MHA_FASTPATH_OFF
 from ._trace import Tracer
@@ -142,17 +142,6 @@ def summary(
     model = eager_module(model)
     named = walk_modules(model)  # the one traversal every later step shares (cycles refused)
     dev = resolve_device(named, device)
-    given = input_size is not None or input_data is not None or bool(kwargs)
-    if not given or _defines_no_forward(model):  # parameters only: nothing is run
-        if given:  # a wrong input is an error even where it would not be used
-            build_inputs(model, dev, input_size, input_data, dtypes, batch_size, kwargs)
-        elif dtypes is not None:
-            raise InputSpecError("dtypes applies to input_size, and no input was given", dtypes)
-        result = build_structure_summary(model, named, dev, mode, check_batch_size(batch_size), formulas)
-        if verbose and print_fn is not None and _is_rank_zero():
-            print_fn(render(result, shown_format, depth, columns, fold))
-            object.__setattr__(result, "_printed", True)
-        return result
     lazy = has_lazy(named)
     if lazy:  # materialize on a shape-only copy; the user's model stays lazy
         model = shape_only_copy(model)
@@ -214,16 +203,6 @@ def _batch_axes(model: nn.Module, named: list, inputs: ForwardInputs, tracer: Tr
     except Exception:  # the shapes of the first run stand; the first axis of size rb is marked
         return BatchAxes(rb)
     return BatchAxes(rb, probe=[(c.module, c.inp, c.out) for c in probe.calls])
-
-
-def _defines_no_forward(model: nn.Module) -> bool:
-    """The model's class keeps ``nn.Module``'s ``forward``, which raises NotImplementedError
-    (``nn.ModuleList``, ``nn.ModuleDict``, ``nn.ParameterList``, a holder of parameters). Looked up
-    in the class dicts: a TorchScript class's ``forward`` descriptor cannot be read off the class."""
-    for cls in type(model).__mro__:
-        if "forward" in cls.__dict__:
-            return cls.__dict__["forward"] is nn.Module.forward
-    return True
 
 
 def _is_rank_zero() -> bool:
