@@ -18,9 +18,9 @@ from ._failure import failed_inputs, forward_error
 from ._formats import render, resolve_format
 from ._guard import ModelGuard
 from ._interrupts import deferred_interrupts, interruptible
-from ._inputs import ForwardInputs, build_inputs, check_mode, make_inputs, resolve_device
+from ._inputs import ForwardInputs, build_inputs, check_batch_size, check_mode, make_inputs, resolve_device
 from ._model import check_forward_kwargs, eager_module, has_lazy, shape_only_copy, walk_modules
-from ._records import build_summary
+from ._records import build_structure_summary, build_summary
 from ._summary import Summary
 from ._switches import GC_PAUSED, MHA_FASTPATH_OFF
 from ._trace import Tracer
@@ -48,7 +48,11 @@ def summary(
     """Summarize ``model``: per-call output shapes and parameters, exact totals, bytes.
 
     A drop-in for ``torchsummary.summary``: it runs one forward pass on a dummy batch, prints the
-    classic table and returns it as data.
+    classic table and returns it as data. Without any input (no ``input_size``, ``input_data``
+    or forward keyword arguments), or for a model whose class defines no ``forward``
+    (``nn.ModuleList``, ``nn.ModuleDict``, ``nn.ParameterList``, a module holding only
+    parameters), nothing is run: the summary holds the module tree and its parameters, with
+    ``forward_ran=False``, and the tables show shapes, MACs and activation sizes as ``--``.
 
     >>> from torch import nn
     >>> m = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 10))
@@ -67,7 +71,8 @@ def summary(
             model's own forward installs stay, as after any real forward; netsummary's own hooks
             are removed (see :mod:`netsummary._guard`). Safe to call from several threads.
         input_size: one sample's shape without the batch dimension, ``(3, 64, 64)``, or a list
-            of such tuples for several positional inputs.
+            of such tuples for several positional inputs. Neither it nor ``input_data``: a
+            parameter-only summary (see above).
         batch_size: ``-1`` (default) runs 2 samples and shows the batch as ``-1`` with byte
             and MAC figures for one sample (when some tensor has another axis of size 2, a
             second forward with 3 samples tells which axis is the batch); a positive value runs
@@ -90,7 +95,8 @@ def summary(
         depth: the tree view's depth (0 = the root only; ``None`` = every level).
         columns: the tree view's columns, from ``input_shape``, ``output_shape``, ``params``,
             ``params_percent``, ``kernel_shape``, ``trainable``, ``macs``, ``output_bytes``,
-            ``formula`` (default: output_shape, params, macs).
+            ``formula``, ``param_bytes`` (default: output_shape, params, macs; without a forward:
+            params, trainable, param_bytes).
         macs: count multiply-accumulates per operator during the forward. ``None`` (default)
             counts them when the printed format shows them (every format but ``"classic"``);
             ``True`` always. Counting runs a dispatch mode over every operator: the first time
@@ -142,6 +148,17 @@ def summary(
     model = eager_module(model)
     named = walk_modules(model)  # the one traversal every later step shares (cycles refused)
     dev = resolve_device(named, device)
+    given = input_size is not None or input_data is not None or bool(kwargs)
+    if not given or _defines_no_forward(model):  # parameters only: nothing is run
+        if given:  # a wrong input is an error even where it would not be used
+            build_inputs(model, dev, input_size, input_data, dtypes, batch_size, kwargs)
+        elif dtypes is not None:
+            raise InputSpecError("dtypes applies to input_size, and no input was given", dtypes)
+        result = build_structure_summary(model, named, dev, mode, check_batch_size(batch_size), formulas)
+        if verbose and print_fn is not None and _is_rank_zero():
+            print_fn(render(result, shown_format, depth, columns, fold))
+            object.__setattr__(result, "_printed", True)
+        return result
     lazy = has_lazy(named)
     if lazy:  # materialize on a shape-only copy; the user's model stays lazy
         model = shape_only_copy(model)
@@ -203,6 +220,16 @@ def _batch_axes(model: nn.Module, named: list, inputs: ForwardInputs, tracer: Tr
     except Exception:  # the shapes of the first run stand; the first axis of size rb is marked
         return BatchAxes(rb)
     return BatchAxes(rb, probe=[(c.module, c.inp, c.out) for c in probe.calls])
+
+
+def _defines_no_forward(model: nn.Module) -> bool:
+    """The model's class keeps ``nn.Module``'s ``forward``, which raises NotImplementedError
+    (``nn.ModuleList``, ``nn.ModuleDict``, ``nn.ParameterList``, a holder of parameters). Looked up
+    in the class dicts: a TorchScript class's ``forward`` descriptor cannot be read off the class."""
+    for cls in type(model).__mro__:
+        if "forward" in cls.__dict__:
+            return cls.__dict__["forward"] is nn.Module.forward
+    return True
 
 
 def _is_rank_zero() -> bool:

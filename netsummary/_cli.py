@@ -96,7 +96,8 @@ def _summary_parser() -> _Parser:
                    "nn.Module subclass, a factory function or an nn.Module instance")
     p.add_argument("--version", action="version", version=f"netsummary {_version()}")
     p.add_argument("--input-size", action="append", metavar="3,64,64",
-                   help="one sample's shape without the batch; repeat for several inputs")
+                   help="one sample's shape without the batch; repeat for several inputs (without it: a "
+                   "parameter-only summary, no forward run)")
     p.add_argument("--dtypes", metavar="float32,long", help="one dtype per input")
     p.add_argument("--batch-size", type=int, metavar="N", help="batch to run and show (default -1: shown as -1)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 or meta (a class or factory is built there)")
@@ -249,10 +250,10 @@ def _summary(args: argparse.Namespace) -> int:
             table[key.replace("_", "-")] = getattr(args, key)
     if args.kwargs is not None:
         table["kwargs"] = _json_object(args.kwargs)
-    if args.input_size is None:
-        raise _UsageError("--input-size is required, e.g. --input-size 3,64,64 (one sample's shape without the "
-                          "batch; repeat it for several inputs)")
     spec = build_spec(name, table, lambda k: "TARGET" if k == "target" else f"--{k}", error=InputSpecError)
+    if args.input_size is None:  # a parameter-only summary: nothing is run, so nothing is measured on a forward
+        _refuse_forward_budgets(spec, "no --input-size was given (e.g. --input-size 3,64,64: one sample's shape "
+                                "without the batch)")
     if spec.max_growth is not None and spec.baseline is None:
         raise _UsageError("--max-growth needs --baseline FILE (a summary saved with --format json)")
     columns = None if args.columns is None else [c.strip() for c in args.columns.split(",")]
@@ -261,6 +262,8 @@ def _summary(args: argparse.Namespace) -> int:
     machine = args.output is None and not args.quiet and (args.format in ("json", "csv"))
     with contextlib.redirect_stdout(sys.stderr) if machine else contextlib.nullcontext():
         s = _run(spec, format=args.format, depth=args.depth, columns=columns)
+    if not s.forward_ran:  # a class without forward (ModuleList, ModuleDict): a parameter-only summary
+        _refuse_forward_budgets(spec, f"{escape(s.model_type)} defines no forward")
     # verdict lines name the model as the user knows it, not by the factory that built it
     spec = dataclasses.replace(spec, name=args.name or s.model_type)
     text = s.render(args.format, depth=args.depth, columns=columns, fold=args.fold)
@@ -272,6 +275,20 @@ def _summary(args: argparse.Namespace) -> int:
     if lines:
         _emit("\n".join(lines), None, sys.stderr if machine else sys.stdout)
     return code
+
+
+def _refuse_forward_budgets(spec: ModelSpec, why: str) -> None:
+    """A budget measured on a forward (MACs; the estimated total size, which holds the input and
+    activations) cannot be held when no forward runs: a usage error, never a silent pass.
+
+    Raises:
+        _UsageError: ``--max-macs`` or ``--max-total-bytes`` was given.
+    """
+    for key, what in (("max_macs", "MACs need an input and a forward"),
+                      ("max_total_bytes", "the estimated total size needs the input and activation sizes of a forward")):
+        if key in spec.limits:
+            raise _UsageError(f"--{key.replace('_', '-')}: {what}, but {why}; the parameter budgets "
+                              "(--max-params, --max-trainable-params, --max-param-bytes) need none")
 
 
 def _json_object(text: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ MACs), no pre-formatted strings::
       "input_shapes": <shape>, "input_dtypes": ["float32"],
       "batch_size": -1, "run_batch_size": 2, "device": "cpu", "mode": "eval",
       "complete": true, "uninitialized": [],
+      "forward_ran": false (only when no forward was run: a parameter-only summary),
       "layers": [{"index": 0, "name": "", "type": "...", "call_index": 1, "depth": 0,
                   "parent": null, "is_leaf": false, "input_shapes": <shape>,
                   "output_shapes": <shape>, "input_dtypes": [...], "output_dtypes": [...],
@@ -95,6 +96,7 @@ def decode_shape(data: Any) -> ShapeTree:
 
 
 _IF_TRUE = ("created",)  # written only when true: data without it reads as false (the default)
+_IF_FALSE = ("forward_ran",)  # written only when false: data without it reads as true (the default)
 
 
 def _record_to_dict(obj: Any) -> dict[str, Any]:
@@ -118,6 +120,8 @@ def to_dict(s: Summary) -> dict[str, Any]:
         if f.name.startswith("_"):
             continue
         value = getattr(s, f.name)
+        if f.name in _IF_FALSE and value:
+            continue
         if f.name == "layers" or f.name == "other_params":
             value = [_record_to_dict(r) for r in value]
         elif f.name == "input_shapes":
@@ -216,7 +220,7 @@ _SCHEMA: dict[type, dict[str, _Kind]] = {
                          "buffer_bytes", "input_bytes", "output_bytes"), _COUNT),
         "input_shapes": _SHAPE, "input_dtypes": _STRINGS, "batch_size": _COUNT, "run_batch_size": _OPTIONAL_COUNT,
         "device": _STR, "mode": _STR, "complete": _BOOL, "uninitialized": _STRINGS, "total_macs": _OPTIONAL_COUNT,
-        "unknown_ops": _STRINGS, "input_batch_axes": _AXES,
+        "unknown_ops": _STRINGS, "input_batch_axes": _AXES, "forward_ran": _BOOL,
     },
     LayerRecord: {
         "index": _COUNT, "name": _STR, "type": _STR, "call_index": _COUNT, "depth": _COUNT,

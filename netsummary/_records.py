@@ -1,5 +1,8 @@
 """Records: freeze the tracer's calls into LayerRecords and count parameters, into a Summary.
 
+:func:`build_structure_summary` makes the summary of a model without a forward (no input given,
+or a class without ``forward``): the module tree and its parameters, nothing run.
+
 Counting is one pass over the model's modules (:class:`~netsummary._count.ParamStats`); byte and
 MAC figures are for the batch as shown (one sample when the batch is shown as ``-1``), using the
 batch axes of :mod:`netsummary._batch`.
@@ -141,6 +144,69 @@ def build_summary(
         uninitialized=tuple(stats.uninitialized),
         total_macs=total_macs if count_macs else None,
         unknown_ops=tuple(unknown),
+    )
+
+
+def build_structure_summary(
+    model: nn.Module,
+    named: list[tuple[str, nn.Module]],
+    dev: torch.device,
+    mode: str,
+    batch_size: int,
+    formulas: bool,
+) -> Summary:
+    """A summary without a forward: one record per module of ``named`` (``named_modules()``
+    order), parameters only. Shapes, MACs and activation bytes are unknown (``None``, ``None``,
+    0) and the summary says so (``forward_ran=False``); totals come from the unique tensors as
+    always, and a tied weight's second leaf is marked shared, as after a forward."""
+    stats = ParamStats(named)
+    index = {name: i for i, (name, _) in enumerate(named)}
+    # a module whose children are all listed under another parent (shared) stays a leaf here
+    has_child = {name.rpartition(".")[0] for name, _ in named[1:]}
+    counted: set[int] = set()
+    layers: list[LayerRecord] = []
+    for i, (name, m) in enumerate(named):
+        parent = None if i == 0 else index[name.rpartition(".")[0]]
+        leaf = name not in has_child
+        ids = stats.ids_of(m)
+        counts = stats.count(ids)
+        shared = 0
+        if leaf:
+            if not counted.isdisjoint(ids):
+                shared = stats.count(ids & counted).numel
+            counted |= ids
+        layers.append(
+            LayerRecord(
+                index=i, name=name, type=type(m).__name__, call_index=1,
+                depth=0 if parent is None else layers[parent].depth + 1, parent=parent, is_leaf=leaf,
+                input_shapes=None, output_shapes=None, input_dtypes=(), output_dtypes=(), output_bytes=0,
+                params=counts.numel, trainable_params=counts.trainable, param_bytes=counts.nbytes,
+                shared_params=shared, kernel_shape=_kernel_shape(m),
+                formula=param_formula(m).text if formulas and leaf else None,
+            )
+        )
+    totals = stats.params
+    every = {id(m) for _, m in named}  # every module has its row: own parameters are shown there
+    return Summary(
+        model_type=type(model).__name__,
+        layers=tuple(layers),
+        other_params=_other_params(model, stats, counted, every, formulas),
+        total_params=totals.numel,
+        trainable_params=totals.trainable,
+        non_trainable_params=totals.numel - totals.trainable,
+        param_bytes=totals.nbytes,
+        buffer_count=stats.buffers.numel,
+        buffer_bytes=stats.buffers.nbytes,
+        input_bytes=0,
+        output_bytes=0,
+        input_shapes=[],
+        input_dtypes=(),
+        batch_size=batch_size,
+        run_batch_size=None,
+        device=str(dev),
+        mode=mode,
+        uninitialized=tuple(stats.uninitialized),
+        forward_ran=False,
     )
 
 

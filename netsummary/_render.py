@@ -142,6 +142,8 @@ def fit_cells(rows: list[list[str]], columns: Sequence[int], floors: Sequence[in
 
 
 CREATED = " (created in forward)"  # the type suffix of a module the forward made
+# under the tables of a summary made without a forward (``Summary.forward_ran`` false)
+NO_FORWARD = "No forward was run (no input given, or the model defines no forward): shapes and MACs are not known"
 
 
 def _param_cell(r: LayerRecord, params: int, shared: int) -> str:
@@ -217,7 +219,11 @@ def classic_rows(s: Summary) -> list[tuple[str, str, str]]:
 
 def render_classic(s: Summary) -> str:
     """The torchsummary table. For the seed discriminator this is exactly torchsummary's output.
-    Structured output shapes are elided to keep the rules within :data:`MAX_WIDTH`."""
+    Structured output shapes are elided to keep the rules within :data:`MAX_WIDTH`.
+
+    A summary without a forward (``forward_ran`` false) has a row per leaf module with ``--`` as
+    its output shape, the line :data:`NO_FORWARD` under the totals, and ``--`` for the input,
+    forward/backward and estimated total sizes (only the params size is known)."""
     head = ("Layer (type)", "Output Shape", "Param #")
     rows = [list(r) for r in classic_rows(s)]
     w1, w3 = max([20, *(len(r[0]) for r in rows)]), max([15, *(len(r[2]) for r in rows)])
@@ -241,12 +247,15 @@ def render_classic(s: Summary) -> str:
     note = created_note(s)
     if note:
         out.append(note)
+    ran = s.forward_ran  # without a forward the input and activation sizes are unknown: "--"
+    if not ran:
+        out.append(NO_FORWARD)
     out += [
         rule,
-        f"Input size (MB): {s.input_bytes / MIB:0.2f}",
-        f"Forward/backward pass size (MB): {2 * s.output_bytes / MIB:0.2f}",
+        f"Input size (MB): {s.input_bytes / MIB:0.2f}" if ran else "Input size (MB): --",
+        f"Forward/backward pass size (MB): {2 * s.output_bytes / MIB:0.2f}" if ran else "Forward/backward pass size (MB): --",
         f"Params size (MB): {s.param_bytes / MIB:0.2f}",
-        f"Estimated Total Size (MB): {s.estimated_total_bytes / MIB:0.2f}",
+        f"Estimated Total Size (MB): {s.estimated_total_bytes / MIB:0.2f}" if ran else "Estimated Total Size (MB): --",
         rule,
     ]
     return "\n".join(out)

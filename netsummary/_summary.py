@@ -15,7 +15,8 @@ from ._structure import ShapeTree
 
 @dataclass(frozen=True, slots=True)
 class LayerRecord:
-    """One executed module call, in call order (the order the calls began).
+    """One executed module call, in call order (the order the calls began); in a summary without
+    a forward (:attr:`Summary.forward_ran` false), one module of the tree.
 
     Attributes:
         index: position in :attr:`Summary.layers`.
@@ -98,7 +99,8 @@ class ParamGroup:
 
 @dataclass(frozen=True, slots=True)
 class Summary:
-    """What is inside a model, measured on one forward pass.
+    """What is inside a model, measured on one forward pass (or, without one, its parameters
+    alone: see ``forward_ran``).
 
     Byte fields are for the batch as shown: with ``input_size`` and ``batch_size=-1`` that is one
     sample (torchsummary's meaning), otherwise the batch that ran.
@@ -131,6 +133,13 @@ class Summary:
             formula are listed in ``unknown_ops`` and not included: the total is then a lower
             bound.
         unknown_ops: matmul-class operators that ran without a formula.
+        forward_ran: ``False`` when no forward was run (``summary(model)`` without an input, or a
+            model whose class defines no ``forward``: ``nn.ModuleList``, ``nn.ModuleDict``, a
+            module holding only ``nn.Parameter`` attributes). Then ``layers`` is the module tree,
+            one record per module in ``named_modules()`` order (``depth``/``parent`` from the qualified names,
+            ``call_index`` 1, shapes ``None``, ``macs`` ``None``), every module's own parameters
+            count as shown on its row (``ParamGroup.called`` true), ``total_macs`` is ``None`` and
+            ``input_bytes`` / ``output_bytes`` are 0: unknown, and rendered as ``--``.
     """
 
     model_type: str
@@ -155,6 +164,7 @@ class Summary:
     total_macs: int | None = None
     unknown_ops: tuple[str, ...] = ()
     input_batch_axes: tuple[int | None, ...] = ()
+    forward_ran: bool = True
     _printed: bool = field(default=False, compare=False, repr=False)  # summary() printed it
 
     @property
@@ -236,5 +246,5 @@ class Summary:
 
     def __repr__(self) -> str:
         rows = len(self.leaf_layers)
-        state = "" if self.complete else ", partial"
+        state = ("" if self.complete else ", partial") + ("" if self.forward_ran else ", no forward")
         return f"<Summary of {self.model_type}: {self.total_params:,} params, {rows} leaf rows{state}>"

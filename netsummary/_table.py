@@ -29,7 +29,7 @@ from tabulate import tabulate
 
 from ._errors import InputSpecError, InputTypeError
 from ._fold import find_runs, folded_away
-from ._render import MAX_WIDTH, fit_cells, format_tree, shown_shape
+from ._render import MAX_WIDTH, NO_FORWARD, fit_cells, format_tree, shown_shape
 from ._safeio import markdown_cell
 from ._units import format_bytes
 
@@ -102,8 +102,10 @@ COLUMNS: dict[str, Column] = {
     "macs": Column("MACs", _macs),
     "output_bytes": Column("Output (bytes)", lambda r, s, m: f"{r.output_bytes:,}" if r.completed else "--"),
     "formula": Column("Params formula (elements)", _formula, align="left"),
+    "param_bytes": Column("Params (bytes)", lambda r, s, m: f"{r.param_bytes:,}"),
 }
 DEFAULT_COLUMNS = ("output_shape", "params", "macs")
+NO_FORWARD_COLUMNS = ("params", "trainable", "param_bytes")  # the default when no forward ran
 
 
 def check_columns(columns: Any) -> tuple[str, ...]:
@@ -169,6 +171,7 @@ def _group_row(g: ParamGroup, s: Summary, columns: Sequence[str], depth: int, ta
         "params": f"{g.params:,}",
         "params_percent": f"{100 * g.params / s.total_params:.2f}%" if s.total_params else "--",
         "trainable": _trainable_text(g.params, g.trainable_params),
+        "param_bytes": f"{g.param_bytes:,}",
         "formula": g.formula or "--",
     }
     label = _label(f"{g.name or '(root)'} ({g.type}, {where})", depth, tablefmt)
@@ -195,6 +198,8 @@ def _folded_cells(r: LayerRecord, s: Summary, macs: dict, n: int, columns: Seque
             cell = "--" if value is None else _times(n, value, " + ?" if unknown else "")
         elif c == "output_bytes":
             cell = _times(n, r.output_bytes)
+        elif c == "param_bytes":
+            cell = _times(n, r.param_bytes)
         elif c == "trainable" and 0 < r.trainable_params < r.params:
             cell = f"partial ({_times(n, r.trainable_params)})"
         elif c == "formula" and r.formula not in (None, "0", "uninitialized"):
@@ -249,7 +254,9 @@ def tree_rows(s: Summary, depth: int | None, columns: Sequence[str], tablefmt: s
 
 
 def footer(s: Summary) -> list[tuple[str, str]]:
-    """(label, value) pairs of the totals, with units: byte sizes in the value (``256.96 GiB``)."""
+    """(label, value) pairs of the totals, with units: byte sizes in the value (``256.96 GiB``);
+    without a forward the input, forward/backward and estimated total sizes are ``--``."""
+    ran = s.forward_ran
     lines = [
         ("Total params", f"{s.total_params:,}"),
         ("Trainable params", f"{s.trainable_params:,}"),
@@ -257,9 +264,9 @@ def footer(s: Summary) -> list[tuple[str, str]]:
         ("Params size", format_bytes(s.param_bytes)),
         ("Buffers (elements)", f"{s.buffer_count:,}"),
         ("Buffers size", format_bytes(s.buffer_bytes)),
-        ("Input size", format_bytes(s.input_bytes)),
-        ("Forward/backward pass size", format_bytes(2 * s.output_bytes)),
-        ("Estimated total size", format_bytes(s.estimated_total_bytes)),
+        ("Input size", format_bytes(s.input_bytes) if ran else "--"),
+        ("Forward/backward pass size", format_bytes(2 * s.output_bytes) if ran else "--"),
+        ("Estimated total size", format_bytes(s.estimated_total_bytes) if ran else "--"),
     ]
     if s.shared_params:
         lines.insert(3, ("Shared params shown in several rows, counted once", f"{s.shared_params:,}"))
@@ -295,17 +302,23 @@ def render_table(s: Summary, tablefmt: str, depth: int | None = None, columns: S
     """The tree view in a tabulate format (``"simple"``, ``"github"``, ``"html"``); ``fold``
     shows runs of identical sibling blocks as one row (see :func:`tree_rows`).
 
+    A summary without a forward (``forward_ran`` false) defaults to :data:`NO_FORWARD_COLUMNS`;
+    asked-for shape and MACs columns show ``--``, and :data:`~netsummary._render.NO_FORWARD`
+    follows the totals.
+
     Raises:
         InputTypeError: ``fold`` is not a bool.
         InputSpecError: a bad column list or depth, or a column the summary did not record
-            (``macs`` without MAC counting, ``formula`` without formulas).
+            (``macs`` without MAC counting after a forward, ``formula`` without formulas).
     """
     depth = check_depth(depth)
     check_fold(fold)
-    if columns is None:
+    if columns is None and not s.forward_ran:
+        columns = NO_FORWARD_COLUMNS
+    elif columns is None:
         columns = tuple(c for c in DEFAULT_COLUMNS if c != "macs" or s.total_macs is not None)
     columns = check_columns(columns)
-    if "macs" in columns and s.total_macs is None:
+    if "macs" in columns and s.total_macs is None and s.forward_ran:  # no forward: "--", not run
         raise InputSpecError("columns: 'macs' needs MACs counted: summary(..., macs=True)", columns)
     if "formula" in columns and any(r.formula is None for r in s.leaf_layers if r.call_index == 1):
         raise InputSpecError("columns: 'formula' needs formulas recorded: summary(..., formulas=True)", columns)
@@ -325,4 +338,6 @@ def render_table(s: Summary, tablefmt: str, depth: int | None = None, columns: S
     totals = tabulate(totals_rows, headers=("Totals", ""), tablefmt=tablefmt, colalign=("left", "right"),
                       disable_numparse=True)
     sep = "\n\n" if tablefmt != "html" else "\n"
+    if not s.forward_ran:
+        totals += "\n<p>" + NO_FORWARD + "</p>" if tablefmt == "html" else "\n\n" + NO_FORWARD
     return body + sep + totals

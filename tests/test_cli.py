@@ -180,10 +180,8 @@ def test_usage_and_input_errors_exit_2_with_one_line(capsys: pytest.CaptureFixtu
 @pytest.mark.parametrize(
     ("size", "message"),
     [("3,x,64", "netsummary: error: --input-size: invalid input size '3,x,64': expected positive integers "
-                "separated by commas, e.g. 3,64,64 (one sample, without the batch)\n"),
-     (None, "netsummary: error: --input-size is required, e.g. --input-size 3,64,64 (one sample's shape without "
-            "the batch; repeat it for several inputs)\n")],
-    ids=["malformed", "missing"],
+                "separated by commas, e.g. 3,64,64 (one sample, without the batch)\n")],
+    ids=["malformed"],  # no --input-size at all is a parameter-only summary: tests/test_no_forward.py
 )
 def test_input_size_errors(capsys: pytest.CaptureFixture[str], size: str | None, message: str) -> None:
     code, _, err = run(capsys, GAN, *(["--input-size", size] if size else []))
