@@ -1,13 +1,26 @@
 """Which axis of each recorded tensor is the batch, for tables that show it as ``-1``.
 
 With ``input_size`` and ``batch_size=-1`` the forward runs on ``run_batch`` (2) generated samples.
-A tensor's batch axis is plain when exactly its first axis has that size (``[2, 128, 32, 32]``)
-or when no axis does (a positional table ``[10, 16]``). Anything else is ambiguous: an LSTM's
-``h_n`` of shape ``[2, 2, 16]`` (two layers, batch 2), a binary classifier's ``[2, 2]``. When some
-recorded tensor is ambiguous, the summary runs one more forward with ``run_batch + 1`` samples
-(under the same guard, so the model is still left unchanged) and an axis is the batch exactly
-when its size changed between the two runs. If that second run fails or takes another path, the
-first axis whose size equals ``run_batch`` is used.
+Without a second run, a tensor's batch axis is its first axis when that is the only axis of size
+``run_batch`` (``[2, 128, 32, 32]``), and it has none when no axis has that size (a positional
+table ``[10, 16]``). That reading is trusted only where it cannot be fooled (see
+:func:`ambiguous`): a single tensor in, a single tensor out, batch first. Everything else is
+ambiguous: an LSTM's ``h_n`` of shape ``[2, 2, 16]`` (two layers, batch 2), a binary
+classifier's ``[2, 2]``, a ``(B, B)`` similarity, a constant table of 2 rows ``[2, 8]`` returned
+beside the real output or made by a call that received no batch. When some recorded tensor is
+ambiguous, the summary runs one more forward with ``run_batch + 1`` samples (under the same guard,
+so the model is still left unchanged) and compares every tensor between the two runs:
+
+- exactly one axis changed, from ``run_batch`` to ``run_batch + 1``: that axis is the batch
+  (shown ``-1``) and the tensor's bytes count one sample (divided by ``run_batch``);
+- nothing changed: the tensor is batch-free (the ``[2, 8]`` table is shown ``[2, 8]``) and its
+  bytes are as run;
+- anything else, such as a ``(B, B)`` similarity whose two axes both grow (its bytes grow with
+  the batch squared), does not grow linearly with the batch: it is shown as run (``[2, 2]``) and
+  its bytes are as run, never divided.
+
+If that second run fails or takes another path, the first axis whose size equals ``run_batch`` is
+used.
 """
 
 from __future__ import annotations
@@ -25,8 +38,35 @@ def _clear(shape: tuple[int, ...], run_batch: int) -> bool:
 
 
 def ambiguous(described: Sequence[Described | None], run_batch: int) -> bool:
-    """Whether any tensor in these descriptions has an ambiguous batch axis."""
-    return any(not _clear(shape, run_batch) for d in described if d is not None for shape in d.shapes)
+    """Whether the batch axes of these descriptions need a second run to be known.
+
+    ``described`` holds every call's inputs then its output, in call order (``None`` where a
+    call has none recorded). Ambiguous: a tensor with an axis of size ``run_batch`` other than
+    its first alone; a call's inputs, or its output, holding more than one tensor with such an
+    axis (one of them may be a constant that merely has ``run_batch`` rows); an output with such
+    a tensor from a call whose inputs hold none (the size cannot have come from the batch).
+
+    >>> from netsummary._structure import describe
+    >>> import torch
+    >>> x, y = describe(torch.zeros(2, 4)), describe(torch.zeros(2, 3))
+    >>> ambiguous([x, y], 2), ambiguous([x, describe((torch.zeros(2, 3), torch.zeros(2, 8)))], 2)
+    (False, True)
+    >>> ambiguous([describe([]), describe(torch.zeros(2, 8))], 2)  # made from no batch at all
+    True
+    """
+    carried = True  # whether the current call's inputs hold a tensor with an axis of size run_batch
+    for j, d in enumerate(described):
+        n = 0
+        if d is not None:
+            for shape in d.shapes:
+                if run_batch in shape:
+                    if not _clear(shape, run_batch):
+                        return True
+                    n += 1
+            if n > 1 or (n and j % 2 and not carried):
+                return True
+        carried = n > 0 or d is None
+    return False
 
 
 def _heuristic(d: Described, run_batch: int) -> Axes:
@@ -36,16 +76,19 @@ def _heuristic(d: Described, run_batch: int) -> Axes:
     return tuple(batch_axis(shape, run_batch) for shape in shapes)
 
 
-def _compared(d: Described, probe: Described | None, run_batch: int) -> Axes:
+def _compared(d: Described, probe: Described | None, run_batch: int, probe_batch: int) -> Axes:
     if probe is None or len(probe.shapes) != len(d.shapes):
         return _heuristic(d, run_batch)
-    axes = []
+    axes: list[int | None] = []
     for shape, other in zip(d.shapes, probe.shapes):
         if len(shape) != len(other):
             axes.append(batch_axis(shape, run_batch))
             continue
-        changed = [k for k, (a, b) in enumerate(zip(shape, other)) if a == run_batch and a != b]
-        axes.append(changed[0] if changed else None)
+        changed = [k for k, (a, b) in enumerate(zip(shape, other)) if a != b]
+        # the batch only where the tensor grows linearly with it, along one axis; a (B, B)
+        # similarity (two axes grow) or a batch-free tensor (none) is shown and counted as run
+        linear = len(changed) == 1 and shape[changed[0]] == run_batch and other[changed[0]] == probe_batch
+        axes.append(changed[0] if linear else None)
     return tuple(axes)
 
 
@@ -54,13 +97,18 @@ class BatchAxes:
 
     ``run_batch`` is ``None`` when the batch is not shown as ``-1`` (real ``input_data`` or an
     explicit ``batch_size``): then no axis is marked and bytes are as run. ``probe`` holds the
-    ``(inputs, output)`` descriptions of the second run's calls, in call order, or ``None``.
+    ``(module, inputs, output)`` of the second run's calls, in call order, or ``None``; that run
+    had ``probe_batch`` samples (default ``run_batch + 1``).
     """
 
-    def __init__(self, run_batch: int | None, modules: Sequence[object] = (), probe: list | None = None) -> None:
+    def __init__(
+        self, run_batch: int | None, modules: Sequence[object] = (), probe: list | None = None,
+        probe_batch: int | None = None,
+    ) -> None:
         self.run_batch = run_batch
         self._modules = modules
         self._probe = probe
+        self._probe_batch = probe_batch if probe_batch is not None else (run_batch or 0) + 1
 
     def _probe_of(self, index: int, module: object) -> tuple[Described | None, Described | None] | None:
         probe = self._probe
@@ -75,9 +123,10 @@ class BatchAxes:
             return (), ()
         probed = self._probe_of(index, module)
         p_in, p_out = probed if probed is not None else (None, None)
+        pb = self._probe_batch
         return (
-            () if inp is None else _compared(inp, p_in, rb) if probed else _heuristic(inp, rb),
-            () if out is None else _compared(out, p_out, rb) if probed else _heuristic(out, rb),
+            () if inp is None else _compared(inp, p_in, rb, pb) if probed else _heuristic(inp, rb),
+            () if out is None else _compared(out, p_out, rb, pb) if probed else _heuristic(out, rb),
         )
 
     def of_inputs(self, d: Described, n_generated: int) -> Axes:
@@ -89,7 +138,9 @@ class BatchAxes:
 
 
 def per_shown_batch(d: Described, axes: Axes, run_batch: int | None) -> int:
-    """Bytes of ``d`` for the batch as shown: tensors with a batch axis count one sample."""
+    """Bytes of ``d`` for the batch as shown: tensors with a batch axis count one sample; the
+    others (batch-free, or not growing linearly with the batch: ``axes`` has ``None`` for them)
+    count as run, never divided."""
     if run_batch is None or not axes:
         return d.nbytes
     if len(axes) == 1:  # one tensor

@@ -8,7 +8,15 @@ A *shape tree* mirrors a real value with only built-in types:
   included) or ``torch.distributions.Distribution`` becomes a ``dict`` of its fields;
 - a type registered with ``torch.utils._pytree`` becomes a ``list`` of its children;
 - a nested (ragged) tensor becomes the ``list`` of its components' shapes;
-- anything else (``None``, ``str``, ``int``, arrays, ...) becomes its type name, e.g. ``"NoneType"``.
+- a NumPy array becomes a ``tuple`` like a tensor (its dtype named as NumPy names it, ``float64``;
+  its bytes are ``arr.nbytes``); numpy is never imported here, only recognised once imported;
+- any other object with tensors (or arrays) among its attributes (``vars(obj)``: a DETR
+  ``NestedTensor`` with ``.tensors`` and ``.mask``, a user's class) becomes a ``dict`` of those
+  attributes, in attribute order; attributes holding no tensor are left out, and objects among
+  the attributes are not looked into (one level: an object may reference a whole model, a
+  tokenizer, a config);
+- anything else (``None``, ``str``, ``int``, an object without tensors, a module, a
+  ``transformers`` cache, ...) becomes its type name, e.g. ``"NoneType"``.
 
 >>> import torch
 >>> out = torch.zeros(2, 7, 10), (torch.zeros(1, 2, 10), torch.zeros(1, 2, 10))
@@ -22,6 +30,8 @@ A *shape tree* mirrors a real value with only built-in types:
 from __future__ import annotations
 
 import dataclasses
+import sys
+import types
 from typing import Any, NamedTuple
 
 import torch
@@ -37,7 +47,7 @@ class Described(NamedTuple):
     """One value described: its shape tree, the leaves' dtypes in order, and per-leaf sizes."""
 
     tree: ShapeTree
-    dtypes: tuple[torch.dtype, ...]
+    dtypes: tuple[torch.dtype | str, ...]  # a NumPy array's dtype as its name, "float64"
     shapes: tuple[tuple[int, ...], ...]  # every tensor leaf's shape, in tree order
     itemsizes: tuple[int, ...]  # bytes per element of each leaf
 
@@ -81,7 +91,7 @@ class _Walk:
     """One :func:`describe` walk: the tensor leaves found so far, the containers on the current
     path (for cycles) and the number of values visited (a bound on shared sub-structures)."""
 
-    __slots__ = ("dtypes", "shapes", "sizes", "path", "visited")
+    __slots__ = ("dtypes", "shapes", "sizes", "path", "visited", "in_object")
 
     def __init__(self) -> None:
         self.dtypes: list[torch.dtype] = []
@@ -89,6 +99,7 @@ class _Walk:
         self.sizes: list[int] = []
         self.path: set[int] = set()
         self.visited = 0
+        self.in_object = False  # walking a plain object's attributes
 
     def walk(self, value: Any, depth: int) -> ShapeTree:
         if isinstance(value, _Tensor) and not value.is_nested:
@@ -131,7 +142,42 @@ class _Walk:
         if node is not None:  # its direct children, through the type's own flatten function
             children, _ = node.flatten_fn(value)
             return [rec(c, depth) for c in children]
-        return type(value).__name__
+        np = sys.modules.get("numpy")  # only if someone imported it: never imported here
+        if np is not None and isinstance(value, np.ndarray):
+            shape = tuple(int(n) for n in value.shape)
+            self.dtypes.append(str(value.dtype))
+            self.shapes.append(shape)
+            self.sizes.append(int(value.itemsize))
+            return shape
+        if self.in_object or isinstance(value, _OPAQUE) or _is_cache(value):
+            return type(value).__name__
+        try:
+            fields = list(vars(value).items())
+        except Exception:  # no __dict__ (None, int, __slots__ classes), or a hostile one
+            return type(value).__name__
+        kept = {}
+        self.in_object = True  # one level: objects among its attributes stay type names
+        try:
+            for k, v in fields:  # an attribute is kept when its walk found a tensor (or an array)
+                before = len(self.shapes)
+                tree = rec(v, depth)
+                if len(self.shapes) > before:
+                    kept[str(k)] = tree
+        finally:
+            self.in_object = False
+        return kept or type(value).__name__
+
+
+def _is_cache(value: Any) -> bool:
+    """A ``transformers`` key/value cache: state every layer fills in as it runs (described after
+    the call, each decoder layer would show another one), not a value; shown by its class name."""
+    cache_utils = sys.modules.get("transformers.cache_utils")  # never imported here
+    cache = getattr(cache_utils, "Cache", None)
+    return isinstance(cache, type) and isinstance(value, cache)
+
+
+# never looked into: their attributes are machinery (a module's parameters are not an output)
+_OPAQUE = (type, types.ModuleType, types.FunctionType, types.MethodType, types.BuiltinFunctionType, torch.nn.Module)
 
 
 def batch_axis(shape: tuple[int, ...], run_batch: int) -> int | None:
