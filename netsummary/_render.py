@@ -97,22 +97,24 @@ def elide(text: str, width: int) -> str:
     if len(text) <= width:
         return text
     room = max(width - len(ELISION), 2)
+    closers = len(text) - len(text.rstrip(")}"))  # closing brackets of lists and dicts: a last-resort tail
     for inside_shapes in (False, True):
         points = _separators(text, inside_shapes)
+        starts = [p + 2 for p in points] + [len(text) - closers]  # where a kept tail may begin
         best: tuple[int, int, int] | None = None
         for k, head in enumerate(points):
             if head > room - 1:
                 break
-            # the first separator after head whose tail (text after ", ") fits in the room left
-            j = bisect_left(points, len(text) - 2 - (room - head), k + 1)
-            if j == len(points):
+            # the first tail start after head whose tail fits in the room left
+            j = bisect_left(starts, len(text) - (room - head), k + 1)
+            if j == len(starts):
                 continue
-            tail = len(text) - points[j] - 2
+            tail = len(text) - starts[j]
             score = head + tail + min(head, tail)  # keep much, and some of both ends
             if best is None or score > best[0]:
-                best = (score, head, points[j] + 2)
+                best = (score, head, starts[j])
         if best is not None:
-            return text[: best[1]] + ELISION + text[best[2] :]
+            return text[: best[1]] + ELISION.rstrip() + (" " if best[2] < len(text) - closers else "") + text[best[2] :]
     head = (room + 1) // 2
     return text[:head] + ELISION + text[len(text) - (room - head) :]
 

@@ -259,3 +259,12 @@ def test_classes_and_instances_keep_their_class_name(capsys: pytest.CaptureFixtu
     for name in ("Tiny", "instance", "build_tiny"):
         code, out, _ = run(capsys, f"{TINY}:{name}", "--input-size", "16", "--max-params", "100", "-q")
         assert (code, out) == (1, "Tiny: total params 154 > budget 100 (+54.0%)\n")  # 154/100 - 1
+
+
+def test_an_elided_cell_never_cuts_inside_a_shape() -> None:
+    from netsummary._render import elide
+
+    # two items; the second does not fit: keep the first whole and close the dict
+    assert elide("{last_hidden_state: [-1, 16, 64], pooler_output: [-1, 64]}", 39) == "{last_hidden_state: [-1, 16, 64] …}"
+    assert elide("{logits: [2, 12, 1000], past_key_values: DynamicCache, encoder_last_hidden_state: [2, 12, 64]}",
+                 50) == "{logits: [2, 12, 1000] …}"
