@@ -52,11 +52,14 @@ class Run:
 
 
 def _index_name(name: str) -> tuple[str, int] | None:
-    """``"model.layers.7"`` -> ``("model.layers.", 7)``; ``None`` when the last part is no index."""
-    prefix, _, last = name.rpartition(".")
-    if not last.isdigit() or (last != "0" and last.startswith("0")):
+    """``"model.layers.7"`` -> ``("model.layers.", 7)``; a numbered name too:
+    ``"encoder.layers.encoder_layer_7"`` -> ``("encoder.layers.encoder_layer_", 7)``; ``None`` when
+    the last part does not end in an index."""
+    stem = name.rstrip("0123456789")
+    digits = name[len(stem):]
+    if not digits or (digits != "0" and digits.startswith("0")) or stem.endswith("-"):
         return None
-    return (prefix + "." if prefix else ""), int(last)
+    return stem, int(digits)
 
 
 def _subtrees(s: Summary) -> dict[int, list[int]]:

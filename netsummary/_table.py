@@ -36,7 +36,7 @@ from ._units import format_bytes
 if TYPE_CHECKING:
     from ._summary import LayerRecord, ParamGroup, Summary
 
-NAME_WIDTH = 48  # in text tables a longer layer label is cut to its last characters
+NAME_WIDTH = 48  # a text table too wide cuts longer layer labels to their last characters
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,11 +158,36 @@ _INDENT = {"simple": "  ", "github": "· ", "html": "· "}  # markdown and HTML 
 
 
 def _label(text: str, depth: int, tablefmt: str) -> str:
-    """Indented layer label; in text tables a name too long for NAME_WIDTH keeps its tail."""
-    indent = _INDENT.get(tablefmt, "  ") * depth
-    if tablefmt == "simple" and len(indent) + len(text) > NAME_WIDTH:
-        text = "…" + text[len(indent) + len(text) - NAME_WIDTH + 1 :]
-    return indent + text
+    """Indented layer label, whole (text tables cut long ones only when too wide: :func:`_cut_labels`)."""
+    return _INDENT.get(tablefmt, "  ") * depth + text
+
+
+def _cut_label(label: str, width: int) -> str:
+    """``label`` in at most ``width`` characters: its indent, ``…`` and the tail of the name."""
+    if len(label) <= width:
+        return label
+    indent = len(label) - len(label.lstrip(" "))
+    keep = max(width - indent - 1, 1)
+    return label[:indent] + "…" + label[len(label) - keep :]
+
+
+def _column_widths(rows: list[list[str]], headers: Sequence[str]) -> list[int]:
+    """The "simple" format's column widths: tabulate pads each header by 2 (its MIN_PADDING)."""
+    return [max([len(h) + 2, *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+
+
+def _table_width(rows: list[list[str]], headers: Sequence[str]) -> int:
+    return sum(_column_widths(rows, headers)) + 2 * (len(headers) - 1)
+
+
+def _cut_labels(rows: list[list[str]], headers: Sequence[str], elidable: Sequence[int]) -> list[list[str]]:
+    """A "simple" table at most MAX_WIDTH wide: labels whole when the table fits; else labels cut
+    to NAME_WIDTH and shape cells elided (:func:`_fit`), then labels given back what room is left."""
+    if _table_width(rows, headers) <= MAX_WIDTH:
+        return rows
+    cut = _fit([[_cut_label(r[0], NAME_WIDTH), *r[1:]] for r in rows], headers, elidable)
+    room = NAME_WIDTH + max(MAX_WIDTH - _table_width(cut, headers), 0)
+    return [[_cut_label(full[0], room), *r[1:]] for full, r in zip(rows, cut)]
 
 
 def _group_row(g: ParamGroup, s: Summary, columns: Sequence[str], depth: int, tablefmt: str) -> list[str]:
@@ -292,9 +317,9 @@ def _fit(rows: list[list[str]], headers: Sequence[str], elidable: Sequence[int])
     MAX_WIDTH wide."""
     if not elidable:
         return rows
-    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    widths = _column_widths(rows, headers)
     fixed = sum(w for i, w in enumerate(widths) if i not in elidable) + 2 * (len(headers) - 1)
-    return fit_cells(rows, elidable, [len(headers[i]) for i in elidable], fixed, MAX_WIDTH)
+    return fit_cells(rows, elidable, [len(headers[i]) + 2 for i in elidable], fixed, MAX_WIDTH)
 
 
 def render_table(s: Summary, tablefmt: str, depth: int | None = None, columns: Sequence[str] | None = None,
@@ -327,7 +352,7 @@ def render_table(s: Summary, tablefmt: str, depth: int | None = None, columns: S
     rows = tree_rows(s, depth, columns, tablefmt, fold)
     totals_rows: list = footer(s)
     if tablefmt == "simple" and rows:
-        rows = _fit(rows, headers, [i for i, c in enumerate(columns, 1) if c in _ELIDABLE])
+        rows = _cut_labels(rows, headers, [i for i, c in enumerate(columns, 1) if c in _ELIDABLE])
     if tablefmt == "github":  # every cell: names, types, shape-tree keys and operator names come from the model
         rows = [[markdown_cell(c) for c in row] for row in rows]
         totals_rows = [[markdown_cell(c) for c in row] for row in totals_rows]

@@ -113,4 +113,7 @@ CASES = {
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_golden_table_of_each_kind(golden, name):
     torch.manual_seed(0)
-    golden(name, CASES[name]() + "\n")
+    text = CASES[name]()
+    golden(name, text + "\n")
+    # within the 120-column limit (the created-module note line excepted: notes are not cut)
+    assert max(len(line) for line in text.splitlines() if not line.startswith("1 module created")) <= 120

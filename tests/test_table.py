@@ -167,10 +167,17 @@ def test_wide_tables_cut_names_never_shapes():
             return self.a_really_quite_long_submodule_name_for_wrapping(x)
 
     table = summary(Deep(), (3,), verbose=0).render("tree")
+    assert "    a_really_quite_long_submodule_name_for_wrapping.0 (Linear)" in table  # fits: whole
+    Deep.a = None
+    deeper = Deep()
+    long = "x" * 150  # a name that alone is wider than the 120-column limit
+    deeper.add_module(long, deeper._modules.pop("a_really_quite_long_submodule_name_for_wrapping"))
+    deeper.forward = lambda x: getattr(deeper, long)(x)
+    table = summary(deeper, (3,), verbose=0).render("tree")
     body = table.split("\n\n")[0].splitlines()
-    assert max(len(line) for line in body) <= 100
+    assert max(len(line) for line in body) <= 120
     assert "[-1, 3]" in table  # shapes whole
-    assert "    …long_submodule_name_for_wrapping.0 (Linear)" in table  # indented, keeps its specific end
+    assert "    …xxx" in table and "x.0 (Linear)" in table  # indented, keeps its specific end
 
 
 BAD = [
