@@ -180,3 +180,11 @@ def test_transformers_decoder_layers_fold(arch: str) -> None:
     n = int(want.rsplit("× ", 1)[1])
     assert row(s, want, 2)[1] == f"{n} × {per_block.params:,} = {n * per_block.params:,}"
     check_sums(s)
+
+
+def test_blocks_with_numbered_names_fold():
+    from collections import OrderedDict
+
+    blocks = OrderedDict((f"encoder_layer_{i}", nn.Sequential(nn.Linear(8, 8), nn.ReLU())) for i in range(6))
+    text = summary(nn.Sequential(blocks), (8,), verbose=0).render("tree", depth=1)
+    assert "encoder_layer_0–5 (Sequential) × 6" in text and "6 × 72 = 432" in text  # 8*8 + 8 = 72 per block
