@@ -120,17 +120,11 @@ def build_summary(
     # the forward's inputs: positional arguments, then a dict of the keyword ones (names kept)
     in_desc = describe([*inputs.args, inputs.kwargs] if inputs.kwargs else list(inputs.args))
     in_axes = axes.of_inputs(in_desc, len(inputs.args))
-    totals = stats.params
     return Summary(
         model_type=type(model).__name__,
         layers=tuple(layers),
         other_params=_other_params(model, stats, counted, called, formulas),
-        total_params=totals.numel,
-        trainable_params=totals.trainable,
-        non_trainable_params=totals.numel - totals.trainable,
-        param_bytes=totals.nbytes,
-        buffer_count=stats.buffers.numel,
-        buffer_bytes=stats.buffers.nbytes,
+        **_totals(stats),
         input_bytes=per_shown_batch(in_desc, in_axes, rb),
         output_bytes=output_bytes,
         input_shapes=in_desc.tree,
@@ -185,18 +179,12 @@ def build_structure_summary(
                 formula=param_formula(m).text if formulas and leaf else None,
             )
         )
-    totals = stats.params
     every = {id(m) for _, m in named}  # every module has its row: own parameters are shown there
     return Summary(
         model_type=type(model).__name__,
         layers=tuple(layers),
         other_params=_other_params(model, stats, counted, every, formulas),
-        total_params=totals.numel,
-        trainable_params=totals.trainable,
-        non_trainable_params=totals.numel - totals.trainable,
-        param_bytes=totals.nbytes,
-        buffer_count=stats.buffers.numel,
-        buffer_bytes=stats.buffers.nbytes,
+        **_totals(stats),
         input_bytes=0,
         output_bytes=0,
         input_shapes=[],
@@ -247,6 +235,14 @@ class _CreatedModules:
     def count(self, ids: frozenset[int]) -> int:
         """Elements of the given parameters (ids from :meth:`ids_of`)."""
         return sum(self._numel[i] for i in ids)
+
+
+def _totals(stats: ParamStats) -> dict[str, int]:
+    """The summary's totals, from the unique tensors (never from the rows)."""
+    params, buffers = stats.params, stats.buffers
+    return dict(total_params=params.numel, trainable_params=params.trainable,
+                non_trainable_params=params.numel - params.trainable, param_bytes=params.nbytes,
+                buffer_count=buffers.numel, buffer_bytes=buffers.nbytes)
 
 
 def _kernel_shape(module: nn.Module) -> tuple[int, ...] | None:
