@@ -31,7 +31,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from netsummary._flops import MacCounter  # noqa: E402
+from netsummary._analysis.flops import MacCounter  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:

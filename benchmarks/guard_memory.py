@@ -2,7 +2,7 @@
 
 A nanoGPT-style model holds a causal-mask buffer of 1 x T x T float32 (192 MiB for T = 7,094)
 that every forward reads and none writes. The guard copies only tensors the forward writes
-(``netsummary._watch``), so a summary should add next to nothing over a bare forward; before,
+(``netsummary._tracing.watch``), so a summary should add next to nothing over a bare forward; before,
 it cloned every dense buffer (+1x buffer bytes). Prints the peak resident-memory growth of a
 summary over the bare forward's (``ru_maxrss``, measured) as a fraction of the buffer bytes.
 Target: at most +1%.

@@ -15,7 +15,7 @@ import typing as _typing
 
 if _typing.TYPE_CHECKING:
     from ._api import summary
-    from ._budget import Violation, assert_within_budget, check_budget
+    from ._commandline.budget import Violation, assert_within_budget, check_budget
     from ._errors import BudgetExceeded, DeviceError, ForwardError, InputSpecError, InputTypeError, NetsummaryError
     from ._summary import LayerRecord, ParamGroup, Summary
 
@@ -41,7 +41,8 @@ __all__ = [
 # public name -> the submodule that defines it
 _LAZY = {
     "summary": "_api",
-    "Violation": "_budget", "assert_within_budget": "_budget", "check_budget": "_budget",
+    "Violation": "_commandline.budget", "assert_within_budget": "_commandline.budget",
+    "check_budget": "_commandline.budget",
     "BudgetExceeded": "_errors", "DeviceError": "_errors", "ForwardError": "_errors",
     "InputSpecError": "_errors", "InputTypeError": "_errors", "NetsummaryError": "_errors",
     "LayerRecord": "_summary", "ParamGroup": "_summary", "Summary": "_summary",

@@ -1,3 +1,3 @@
-"""``python -m netsummary``: the command line of :mod:`netsummary._cli`."""
-from ._cli import main
+"""``python -m netsummary``: the command line of :mod:`netsummary._commandline.cli`."""
+from ._commandline.cli import main
 raise SystemExit(main())

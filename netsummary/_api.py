@@ -11,19 +11,19 @@ from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils import _pytree as pytree
 
-from ._batch import BatchAxes, ambiguous
+from ._tracing.batch import BatchAxes, ambiguous
 from ._errors import InputSpecError, InputTypeError
-from ._fakelog import quiet_fake_tensor_logs
-from ._failure import failed_inputs, forward_error
-from ._formats import render, resolve_format
-from ._guard import ModelGuard
-from ._interrupts import deferred_interrupts, interruptible
-from ._inputs import ForwardInputs, build_inputs, check_batch_size, check_mode, make_inputs, resolve_device
-from ._model import check_forward_kwargs, eager_module, has_lazy, shape_only_copy, walk_modules
-from ._records import build_structure_summary, build_summary
+from ._tracing.fakelog import quiet_fake_tensor_logs
+from ._reporting.failure import failed_inputs, forward_error
+from ._reporting.formats import render, resolve_format
+from ._tracing.guard import ModelGuard
+from ._tracing.interrupts import deferred_interrupts, interruptible
+from ._tracing.inputs import ForwardInputs, build_inputs, check_batch_size, check_mode, make_inputs, resolve_device
+from ._tracing.model import check_forward_kwargs, eager_module, has_lazy, shape_only_copy, walk_modules
+from ._analysis.records import build_structure_summary, build_summary
 from ._summary import Summary
-from ._switches import GC_PAUSED, MHA_FASTPATH_OFF
-from ._trace import Tracer
+from ._tracing.switches import GC_PAUSED, MHA_FASTPATH_OFF
+from ._tracing.trace import Tracer
 
 
 def summary(
@@ -69,7 +69,7 @@ def summary(
             parameter and buffer values, training flags, ``requires_grad``, ``.grad``, devices,
             the grad mode and the generators its forward drew from. Hooks and attributes the
             model's own forward installs stay, as after any real forward; netsummary's own hooks
-            are removed (see :mod:`netsummary._guard`). Safe to call from several threads.
+            are removed (see :mod:`netsummary._tracing.guard`). Safe to call from several threads.
         input_size: one sample's shape without the batch dimension, ``(3, 64, 64)``, or a list
             of such tuples for several positional inputs. Neither it nor ``input_data``: a
             parameter-only summary (see above).
@@ -107,7 +107,7 @@ def summary(
             default: only when the ``formula`` column is printed.
         fold: in the tree formats, show a run of identical consecutive sibling blocks as one
             row, ``layers.0–79 (LlamaDecoderLayer) × 80``, figures as ``80 × per block = total``,
-            the first block's rows under it (see :mod:`netsummary._fold`); ``False`` shows every
+            the first block's rows under it (see :mod:`netsummary._reporting.fold`); ``False`` shows every
             block. JSON, CSV and the classic table are never folded.
         **kwargs: passed to ``model.forward`` as keyword arguments.
 
@@ -206,7 +206,7 @@ def summary(
 
 def _batch_axes(model: nn.Module, named: list, inputs: ForwardInputs, tracer: Tracer, dev: torch.device) -> BatchAxes:
     """Batch axes for the ``-1`` display; a second forward with one more sample settles
-    ambiguous shapes (see :mod:`netsummary._batch`)."""
+    ambiguous shapes (see :mod:`netsummary._tracing.batch`)."""
     rb = inputs.run_batch
     calls = tracer.calls
     if not ambiguous([d for c in calls for d in (c.inp, c.out)], rb):

@@ -106,7 +106,7 @@ class ConfigError(NetsummaryError, ValueError):
 class BudgetExceeded(NetsummaryError, AssertionError):
     """Raised by :func:`~netsummary.assert_within_budget`: the message has one line per violated
     budget, e.g. ``discriminator: total params 11,038,081 > budget 10,000,000 (+10.4%)``;
-    ``.violations`` holds the :class:`~netsummary._budget.Violation` records."""
+    ``.violations`` holds the :class:`~netsummary._commandline.budget.Violation` records."""
 
     def __init__(self, message: str, violations: tuple = ()) -> None:
         super().__init__(message)

@@ -1,7 +1,7 @@
 """The summary as frozen data: one :class:`LayerRecord` per module call, and model-wide totals.
 
 Records hold ints in base units (elements, bytes) and shapes as shape trees (see
-:mod:`netsummary._structure`); no tensors are kept alive. Only the renderers make strings.
+:mod:`netsummary._tracing.structure`); no tensors are kept alive. Only the renderers make strings.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ._render import render_classic
-from ._structure import ShapeTree
+from ._reporting.render import render_classic
+from ._tracing.structure import ShapeTree
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,33 +198,33 @@ class Summary:
             InputSpecError: unknown format or column, or a depth that is not an int >= 0.
             InputTypeError: ``fold`` is not a bool.
         """
-        from ._formats import render
+        from ._reporting.formats import render
 
         return render(self, format, depth, columns, fold)
 
     def to_dict(self) -> dict:
-        """Plain data in base units (JSON schema in :mod:`netsummary._export`); round-trips
+        """Plain data in base units (JSON schema in :mod:`netsummary._reporting.export`); round-trips
         through :meth:`from_dict`."""
-        from ._export import to_dict
+        from ._reporting.export import to_dict
 
         return to_dict(self)
 
     def to_json(self) -> str:
         """Deterministic JSON of :meth:`to_dict`."""
-        from ._export import to_json
+        from ._reporting.export import to_json
 
         return to_json(self)
 
     @staticmethod
     def from_dict(data: dict) -> Summary:
         """Rebuild a summary from :meth:`to_dict`'s output or loaded JSON, checking every field
-        (see :func:`netsummary._export.from_dict`); control characters in names are escaped.
+        (see :func:`netsummary._reporting.export.from_dict`); control characters in names are escaped.
 
         Raises:
             InputSpecError: not a netsummary summary; the message names the field, what it holds
                 and what was expected (``total_params is True (bool), expected an int``).
         """
-        from ._export import from_dict
+        from ._reporting.export import from_dict
 
         return from_dict(data)
 
@@ -235,7 +235,7 @@ class Summary:
         Raises:
             InputSpecError: not JSON, over 64 MiB, or not a netsummary summary.
         """
-        from ._export import from_json
+        from ._reporting.export import from_json
 
         return from_json(text)
 

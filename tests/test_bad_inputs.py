@@ -22,9 +22,9 @@ from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 from netsummary import DeviceError, ForwardError, InputSpecError, NetsummaryError, summary
-from netsummary._failure import needs_real_values
-from netsummary._fakelog import FAKE_TENSOR_LOGGERS, quiet_fake_tensor_logs
-from netsummary._inputs import MAX_INPUT_DEPTH, MAX_INPUT_VALUES
+from netsummary._reporting.failure import needs_real_values
+from netsummary._tracing.fakelog import FAKE_TENSOR_LOGGERS, quiet_fake_tensor_logs
+from netsummary._tracing.inputs import MAX_INPUT_DEPTH, MAX_INPUT_VALUES
 
 class Counting(nn.Module):
     """A Linear that counts its forwards, so a test can prove that none ran."""

@@ -2,7 +2,7 @@
 values that are not tensors: NumPy arrays, objects carrying tensors (issue 10).
 
 With ``batch_size=-1`` the forward runs on 2 samples; figures are per sample only for tensors
-that grow linearly with the batch along one axis (see ``netsummary/_batch.py``)."""
+that grow linearly with the batch along one axis (see ``netsummary/_tracing/batch.py``)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from netsummary import summary
-from netsummary._batch import ambiguous
-from netsummary._structure import describe
+from netsummary._tracing.batch import ambiguous
+from netsummary._tracing.structure import describe
 
 
 def _row(s, name):

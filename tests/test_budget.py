@@ -9,8 +9,8 @@ import pytest
 from torch import nn
 
 from netsummary import BudgetExceeded, InputSpecError, InputTypeError, Summary, assert_within_budget, check_budget, summary
-from netsummary._budget import Check, Violation, evaluate, evaluate_checkpoint, parse_limits
-from netsummary._inspect import inspect_checkpoint
+from netsummary._commandline.budget import Check, Violation, evaluate, evaluate_checkpoint, parse_limits
+from netsummary._checkpoints.inspect import inspect_checkpoint
 
 GOLDEN = Path(__file__).parent / "golden"
 

@@ -15,7 +15,7 @@ from conftest import assert_unchanged, snapshot
 from torch import nn
 
 from netsummary import ForwardError, summary
-from netsummary._render import classic_entries
+from netsummary._reporting.render import classic_entries
 
 
 def by_name(s, name):

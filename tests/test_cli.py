@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from netsummary import Summary
-from netsummary._cli import main
+from netsummary._commandline.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 FIX = Path(__file__).resolve().parent / "cli_fixtures"
@@ -428,7 +428,7 @@ def test_check_gives_each_file_target_its_own_neighbour_modules(capsys: pytest.C
 
 def test_a_loaded_model_keeps_working_after_its_neighbours_are_dropped(tmp_path: Path) -> None:
     from netsummary import summary
-    from netsummary._target import load_target
+    from netsummary._commandline.target import load_target
 
     for folder, n in (("a", 10), ("b", 1000)):
         (tmp_path / folder).mkdir()
@@ -541,7 +541,7 @@ def test_an_unexpected_error_is_one_line_and_exit_2(capsys: pytest.CaptureFixtur
     def broken(*args: object, **kwargs: object) -> None:
         raise OverflowError("Python int too large\nto convert to C long")
 
-    monkeypatch.setattr("netsummary._inspect.inspect_checkpoint", broken)
+    monkeypatch.setattr("netsummary._checkpoints.inspect.inspect_checkpoint", broken)
     code, out, err = run(capsys, "inspect", "any.pt")
     assert (code, out) == (2, "")
     assert err == ("netsummary: error: unexpected OverflowError: Python int too large to convert to C long "
@@ -551,7 +551,7 @@ def test_an_unexpected_error_is_one_line_and_exit_2(capsys: pytest.CaptureFixtur
     assert code == 2 and err.startswith("Traceback (most recent call last):") and "in broken" in err
     monkeypatch.delenv("NETSUMMARY_DEBUG")
     # in check, an unexpected error is that model's failure; the others are still checked
-    monkeypatch.setattr("netsummary._cli.evaluate", broken)
+    monkeypatch.setattr("netsummary._commandline.cli.evaluate", broken)
     code, out, _ = run(capsys, "check", "--config", str(project(tmp_path)))
     assert code == 2
     assert out.splitlines() == ["tiny: error: unexpected OverflowError: Python int too large to convert to C long",
@@ -647,7 +647,7 @@ def test_check_refuses_a_model_name_with_a_control_character_before_saving(
 
 
 def test_a_baseline_file_name_is_checked_where_it_is_made(tmp_path: Path) -> None:
-    from netsummary._cli import _named_file, _UsageError
+    from netsummary._commandline.cli import _named_file, _UsageError
 
     assert _named_file(str(tmp_path), "tiny") == str(tmp_path / "tiny.json")
     for name in ("a\x1b[31mred", "a\x00b", "../x", ""):

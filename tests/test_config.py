@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from netsummary._config import KEYS, ModelSpec, build_spec, find_config, load_config, parse_dtypes, parse_size
+from netsummary._commandline.config import KEYS, ModelSpec, build_spec, find_config, load_config, parse_dtypes, parse_size
 from netsummary._errors import ConfigError, InputSpecError
 
 VALID = """

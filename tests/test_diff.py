@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from netsummary import InputSpecError, Summary, summary
-from netsummary._diff import Growth, diff_summaries, growth_checks, load_summary, render_diff
+from netsummary._reporting.diff import Growth, diff_summaries, growth_checks, load_summary, render_diff
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""MAC counting (netsummary._flops): hand-derived counts per operator, fused CPU paths, devices, zoo."""
+"""MAC counting (netsummary._analysis.flops): hand-derived counts per operator, fused CPU paths, devices, zoo."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils.flop_counter import register_flop_formula
 
-from netsummary import _flops
-from netsummary._flops import MATMUL_CLASS, UNKNOWN_OPS, MacCounter
+from netsummary._analysis import flops as _flops
+from netsummary._analysis.flops import MATMUL_CLASS, UNKNOWN_OPS, MacCounter
 
 
 GRAD_MODES: dict[str, Callable[[], contextlib.AbstractContextManager[Any]]] = {

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from netsummary import InputTypeError, summary
-from netsummary._table import tree_rows
+from netsummary._reporting.table import tree_rows
 
 COLS = ["params", "macs", "output_bytes"]
 

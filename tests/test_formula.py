@@ -1,4 +1,4 @@
-"""Tests of netsummary._formula: hand-derived parameter formulas and the zoo-wide invariant."""
+"""Tests of netsummary._analysis.formula: hand-derived parameter formulas and the zoo-wide invariant."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 from torch.overrides import TorchFunctionMode
 
-from netsummary._formula import Formula, param_formula
+from netsummary._analysis.formula import Formula, param_formula
 
 
 def n_params(module: nn.Module) -> int:

@@ -28,8 +28,8 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from netsummary import NetsummaryError, Summary, check_budget  # noqa: E402
-from netsummary._diff import diff_summaries, render_diff  # noqa: E402
-from netsummary._inspect import inspect_checkpoint  # noqa: E402
+from netsummary._reporting.diff import diff_summaries, render_diff  # noqa: E402
+from netsummary._checkpoints.inspect import inspect_checkpoint  # noqa: E402
 
 _ENV = os.environ.get("NETSUMMARY_FUZZ_EXAMPLES", "").strip()
 UNSAFE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")

@@ -15,9 +15,9 @@ from torch import nn
 from torch.nn.modules import module as module_globals
 
 from netsummary import InputSpecError, summary
-from netsummary._guard import ModelGuard
-from netsummary._switches import MHA_FASTPATH_OFF, SharedSwitch
-from netsummary._watch import StateWatch
+from netsummary._tracing.guard import ModelGuard
+from netsummary._tracing.switches import MHA_FASTPATH_OFF, SharedSwitch
+from netsummary._tracing.watch import StateWatch
 
 from conftest import snapshot, assert_unchanged
 

@@ -21,10 +21,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from netsummary._checkpoint import MAX_NAME_CHARS, MAX_NESTING, natural_key, tensor_entries
-from netsummary._cli import main
+from netsummary._checkpoints.reader import MAX_NAME_CHARS, MAX_NESTING, natural_key, tensor_entries
+from netsummary._commandline.cli import main
 from netsummary._errors import CheckpointError, NetsummaryError
-from netsummary._inspect import MAX_LABEL, MAX_ROWS, MAX_TREE_DEPTH, inspect_checkpoint
+from netsummary._checkpoints.inspect import MAX_LABEL, MAX_ROWS, MAX_TREE_DEPTH, inspect_checkpoint
 from netsummary._safeio import escape
 
 HANG = 60.0  # seconds: generous; only a hang (a regression) gets anywhere near it
@@ -161,7 +161,7 @@ def test_a_few_megabytes_of_nested_wrappers_inspect_correctly(tmp_path: Path) ->
 
 
 def test_the_names_flattening_builds_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import netsummary._checkpoint as checkpoint
+    import netsummary._checkpoints.reader as checkpoint
 
     monkeypatch.setattr(checkpoint, "MAX_NAME_CHARS", 10_000)
     long_key = "k" * 1_000  # one string, shared by every dict: the pickle stays small, the names do not
@@ -352,7 +352,7 @@ def test_from_dict_and_from_json_reject_invalid_fields(saved: dict[str, Any], ed
 @pytest.mark.parametrize(("edit", "match"), BAD_SUMMARIES[:3] + BAD_SUMMARIES[16:17])
 def test_the_cli_loader_uses_the_same_validator(tmp_path: Path, saved: dict[str, Any], edit: Any, match: str) -> None:
     from netsummary import InputSpecError
-    from netsummary._diff import load_summary
+    from netsummary._reporting.diff import load_summary
 
     path = tmp_path / "base.json"
     path.write_text(json.dumps(edited(saved, edit)))
@@ -402,8 +402,8 @@ def test_ints_beyond_int64_in_shapes_and_lists_are_refused(saved: dict[str, Any]
 
 def test_counts_at_the_int64_bound_load_and_render_in_every_format(saved: dict[str, Any]) -> None:
     from netsummary import Summary
-    from netsummary._diff import diff_summaries, render_diff
-    from netsummary._export import MAX_COUNT
+    from netsummary._reporting.diff import diff_summaries, render_diff
+    from netsummary._reporting.export import MAX_COUNT
 
     data = edited(saved, lambda d: d.update(total_params=MAX_COUNT, trainable_params=MAX_COUNT,
                                             non_trainable_params=0, **dict.fromkeys(
@@ -462,7 +462,7 @@ def test_from_json_of_something_that_is_not_text() -> None:
 
 
 def test_from_json_over_the_size_limit(monkeypatch: pytest.MonkeyPatch, saved: dict[str, Any]) -> None:
-    import netsummary._export as export
+    import netsummary._reporting.export as export
     from netsummary import InputSpecError, Summary
 
     text = json.dumps(saved)
@@ -570,7 +570,7 @@ def test_a_summary_file_over_the_limit_is_refused_unread(tmp_path: Path, capsys:
 
 
 def test_a_sharded_index_that_is_hostile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import netsummary._inspect as inspect_module
+    import netsummary._checkpoints.inspect as inspect_module
 
     deep = tmp_path / "deep.index.json"
     deep.write_text('{"weight_map": ' + "[" * 100_000 + "]" * 100_000 + "}")
@@ -655,7 +655,7 @@ def test_check_escapes_a_failing_model_s_error_line(tmp_path: Path, capsys: pyte
      r"pyproject\.toml: it is 1,048,577 bytes, over the limit of 1,048,576 bytes \(1 MiB\) for a TOML config$"),
 ], ids=["tool-not-a-table", "deep", "not-utf8", "too-large"])
 def test_hostile_configs_are_config_errors(tmp_path: Path, make: Any, match: str) -> None:
-    from netsummary._config import load_config
+    from netsummary._commandline.config import load_config
     from netsummary._errors import ConfigError
 
     path = tmp_path / "pyproject.toml"
@@ -686,7 +686,7 @@ def test_a_compressed_pickle_that_would_expand_too_far_is_refused(tmp_path: Path
     import io
     import zipfile
 
-    import netsummary._checkpoint as checkpoint
+    import netsummary._checkpoints.reader as checkpoint
 
     buffer = io.BytesIO()
     torch.save({"w": torch.zeros(3), "pad": [0] * 100_000}, buffer)  # a pickle of ~200 KB, mostly repeats

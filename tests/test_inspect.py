@@ -1,4 +1,4 @@
-"""Tests for netsummary._inspect: reading checkpoints without the model's code."""
+"""Tests for netsummary._checkpoints.inspect: reading checkpoints without the model's code."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import save_file
 
 from netsummary._errors import InputSpecError, NetsummaryError
-from netsummary._inspect import (
+from netsummary._checkpoints.inspect import (
     CheckpointError,
     CheckpointSummary,
     MissingDependencyError,

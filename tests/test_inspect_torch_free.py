@@ -1,5 +1,5 @@
 """``netsummary inspect`` of safetensors files and sharded safetensors indexes never imports torch
-(issue 11): the header is parsed in Python, and ``import netsummary`` / ``netsummary._cli`` are
+(issue 11): the header is parsed in Python, and ``import netsummary`` / ``netsummary._commandline.cli`` are
 lazy. What the fast reader accepts, the safetensors library accepts the same way; anything else
 still goes to the library, so errors read as before. ``.pt`` files still load through torch.
 """
@@ -22,8 +22,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from netsummary._checkpoint import _SAFETENSORS_DTYPES, _parse_header
-from netsummary._cli import main
+from netsummary._checkpoints.reader import _SAFETENSORS_DTYPES, _parse_header
+from netsummary._commandline.cli import main
 
 # Runs the command line as `python -m netsummary` does, then says on stderr whether torch (and
 # numpy) got imported; the exit code is passed through.
@@ -98,7 +98,7 @@ def test_import_netsummary_and_its_cli_do_not_import_torch() -> None:
     code = textwrap.dedent(
         """
         import sys
-        import netsummary, netsummary._cli, netsummary._inspect, netsummary._checkpoint, netsummary._budget
+        import netsummary, netsummary._commandline.cli, netsummary._checkpoints.inspect, netsummary._checkpoints.reader, netsummary._commandline.budget
         assert "torch" not in sys.modules, "import netsummary imported torch"
         public = sorted(n for n in dir(netsummary) if not n.startswith("_"))
         assert public == sorted(n for n in netsummary.__all__ if n != "__version__"), public
@@ -228,8 +228,8 @@ def test_the_dtype_table_is_the_library_s(tmp_path: Path) -> None:
 
 
 def test_a_valid_file_is_read_without_the_library(monkeypatch: pytest.MonkeyPatch, model_file: Path) -> None:
-    from netsummary import _checkpoint
-    from netsummary._inspect import inspect_checkpoint
+    from netsummary._checkpoints import reader as _checkpoint
+    from netsummary._checkpoints.inspect import inspect_checkpoint
 
     expected = inspect_checkpoint(model_file)
     monkeypatch.setattr(_checkpoint, "_read_header_with_library", lambda *a: pytest.fail("the library was used"))

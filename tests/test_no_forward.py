@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from netsummary import InputSpecError, Summary, summary
-from netsummary._cli import main
-from netsummary._render import NO_FORWARD
+from netsummary._commandline.cli import main
+from netsummary._reporting.render import NO_FORWARD
 
 
 def _linears() -> nn.ModuleList:

@@ -12,8 +12,8 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 from netsummary import summary
-from netsummary._cli import main
-from netsummary._render import ELISION, MAX_WIDTH, elide, fit_cells
+from netsummary._commandline.cli import main
+from netsummary._reporting.render import ELISION, MAX_WIDTH, elide, fit_cells
 
 FIX = Path(__file__).resolve().parent / "cli_fixtures"
 FACTORY = str(FIX / "cli_factory.py") + ":create_model"
@@ -262,7 +262,7 @@ def test_classes_and_instances_keep_their_class_name(capsys: pytest.CaptureFixtu
 
 
 def test_an_elided_cell_never_cuts_inside_a_shape() -> None:
-    from netsummary._render import elide
+    from netsummary._reporting.render import elide
 
     # two items; the second does not fit: keep the first whole and close the dict
     assert elide("{last_hidden_state: [-1, 16, 64], pooler_output: [-1, 64]}", 39) == "{last_hidden_state: [-1, 16, 64] …}"

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from netsummary import summary
-from netsummary._render import MIB, format_tree, shown_shape
+from netsummary._reporting.render import MIB, format_tree, shown_shape
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from netsummary import Summary, summary
-from netsummary._render import classic_entries
+from netsummary._reporting.render import classic_entries
 
 
 def rows_of(table: str) -> list[list[str]]:

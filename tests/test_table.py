@@ -13,7 +13,7 @@ from test_render import load_discriminator
 from torch import nn
 
 from netsummary import InputSpecError, InputTypeError, Summary, summary
-from netsummary._formats import FORMATS
+from netsummary._reporting.formats import FORMATS
 
 ALL_COLUMNS = ["input_shape", "output_shape", "params", "params_percent", "kernel_shape", "trainable", "macs",
                "output_bytes", "formula"]
@@ -228,7 +228,7 @@ def test_markdown_escapes_html_in_names_and_types() -> None:
 
 
 def test_markdown_diff_escapes_html_in_names_and_types() -> None:
-    from netsummary._diff import diff_summaries, render_diff
+    from netsummary._reporting.diff import diff_summaries, render_diff
 
     base, new = (summary(_hostile_model(n), (4,), verbose=0) for n in (3, 5))
     text = render_diff(diff_summaries(base, new), "markdown", "<b>base</b>.json -> new.json")

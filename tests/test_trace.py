@@ -10,7 +10,7 @@ from torch.nn.modules import module as module_globals
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from netsummary import summary
-from netsummary._structure import describe
+from netsummary._tracing.structure import describe
 
 
 def test_call_order_depth_and_parent():
@@ -173,7 +173,7 @@ def test_an_output_that_contains_itself_is_described_with_a_cycle_marker():
 
 
 def test_an_output_shared_at_every_level_is_described_in_bounded_work():
-    from netsummary import _structure
+    from netsummary._tracing import structure as _structure
 
     s = summary(_SharedEverywhere(), (3,), verbose=0)
     tree, depth = s.layers[0].output_shapes, 0

@@ -18,7 +18,7 @@ from torch import nn
 import zoo
 from conftest import assert_unchanged, snapshot
 from netsummary import ForwardError, summary
-from netsummary._render import classic_entries
+from netsummary._reporting.render import classic_entries
 
 pytestmark = pytest.mark.zoo
 

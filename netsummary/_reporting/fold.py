@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._summary import LayerRecord, ParamGroup, Summary
+    from .._summary import LayerRecord, ParamGroup, Summary
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,15 +25,15 @@ import traceback
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._budget import Check, evaluate, evaluate_checkpoint, parse_limits
-from ._errors import ForwardError, InputSpecError, NetsummaryError
-from ._safeio import escape, file_name_problem
-from ._units import parse_percent
+from .budget import Check, evaluate, evaluate_checkpoint, parse_limits
+from .._errors import ForwardError, InputSpecError, NetsummaryError
+from .._safeio import escape, file_name_problem
+from .._units import parse_percent
 
 if TYPE_CHECKING:
-    from ._config import ModelSpec
-    from ._diff import Growth
-    from ._summary import Summary
+    from .config import ModelSpec
+    from .._reporting.diff import Growth
+    from .._summary import Summary
 
 OK, OVER, USAGE, FORWARD_FAILED = 0, 1, 2, 3
 INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command that Ctrl-C ended
@@ -87,8 +87,8 @@ def _add_budgets(p: argparse.ArgumentParser, keys: Sequence[str]) -> None:
 
 
 def _summary_parser() -> _Parser:
-    from ._config import MODES
-    from ._formats import FORMATS
+    from .config import MODES
+    from .._reporting.formats import FORMATS
 
     p = _parser("netsummary", "Summarize a PyTorch model: per-layer shapes, params, MACs, bytes; hold it to budgets.",
                 _SUMMARY_EPILOG)
@@ -121,8 +121,8 @@ def _summary_parser() -> _Parser:
 
 
 def _check_parser() -> _Parser:
-    from ._config import KEYS
-    from ._diff import DIFF_FORMATS
+    from .config import KEYS
+    from .._reporting.diff import DIFF_FORMATS
 
     p = _parser("netsummary check", "Summarize every model of [tool.netsummary.models.*] and check its budgets.",
                 "example pyproject.toml:\n  [tool.netsummary.models.discriminator]\n"
@@ -140,7 +140,7 @@ def _check_parser() -> _Parser:
 
 
 def _diff_parser() -> _Parser:
-    from ._diff import DIFF_FORMATS
+    from .._reporting.diff import DIFF_FORMATS
 
     p = _parser("netsummary diff", "Compare two summaries saved with --format json: total and per-layer deltas.",
                 "example:\n  netsummary diff base.json new.json --format markdown --max-growth 2%\n\n"
@@ -171,7 +171,7 @@ def _inspect_parser() -> _Parser:
 
 
 def _version() -> str:
-    from . import __version__
+    from .. import __version__
 
     return __version__
 
@@ -238,9 +238,9 @@ def _emit(text: str, path: str | None, stream: Any = None, what: str = "--output
 
 
 def _summary(args: argparse.Namespace) -> int:
-    from ._config import build_spec
-    from ._diff import load_summary
-    from ._target import split_target
+    from .config import build_spec
+    from .._reporting.diff import load_summary
+    from .target import split_target
 
     _, name = split_target(args.target)
     table: dict[str, Any] = {"target": args.target}
@@ -309,8 +309,8 @@ def _run(spec: ModelSpec, count_macs: bool = False, **view: Any) -> Summary:
         TargetError: the model cannot be loaded or built (``sys.exit()`` called meanwhile included).
         ForwardError: its forward failed, or called ``sys.exit()``.
     """
-    from ._api import summary
-    from ._target import exit_call, loaded_target
+    from .._api import summary
+    from .target import exit_call, loaded_target
 
     with loaded_target(spec.target, spec.kwargs, spec.base_dir, spec.device) as model:
         sizes = spec.input_size
@@ -327,7 +327,7 @@ def _judge(spec: ModelSpec, s: Summary, base: Summary | None, fmt: str,
            quiet: bool = False) -> tuple[int, list[str]]:
     """Budget lines, then growth lines and (unless ``quiet``) the diff against ``base``; the exit
     code (0 or 1). The model's name is shown escaped: a name from a config file cannot forge a line."""
-    from ._diff import diff_summaries, growth_checks, render_diff
+    from .._reporting.diff import diff_summaries, growth_checks, render_diff
 
     name = escape(spec.name)
     results: list[Check | Growth] = list(evaluate(s, spec.limits, name))
@@ -343,7 +343,7 @@ def _judge(spec: ModelSpec, s: Summary, base: Summary | None, fmt: str,
 
 
 def _check(args: argparse.Namespace) -> int:
-    from ._config import find_config, load_config
+    from .config import find_config, load_config
 
     path = args.config or find_config()
     specs = load_config(path)
@@ -384,7 +384,7 @@ def _check(args: argparse.Namespace) -> int:
 def _check_one(spec: ModelSpec, save_to: str | None, fmt: str) -> tuple[int, list[str]]:
     """One model of ``check``: its exit code and report lines; its failures, even unexpected ones,
     are reported, not raised, so that the other models are still checked."""
-    from ._diff import load_summary
+    from .._reporting.diff import load_summary
 
     try:
         base = None if spec.baseline is None else load_summary(spec.baseline)
@@ -429,7 +429,7 @@ def _measured(name: str, s: Summary) -> str:
 
 
 def _diff(args: argparse.Namespace) -> int:
-    from ._diff import diff_summaries, growth_checks, load_summary, render_diff
+    from .._reporting.diff import diff_summaries, growth_checks, load_summary, render_diff
 
     growth = None if args.max_growth is None else _growth(args.max_growth)
     diff = diff_summaries(load_summary(args.base), load_summary(args.new))
@@ -443,7 +443,7 @@ def _diff(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from ._inspect import inspect_checkpoint
+    from .._checkpoints.inspect import inspect_checkpoint
 
     try:
         limits = parse_limits(max_params=args.max_params, max_param_bytes=args.max_param_bytes)

@@ -281,7 +281,7 @@ class MacCounter(TorchDispatchMode):
             The tracer attributes each call to the innermost module running at that moment.
 
     ``before_op(func, args, kwargs)``, when given, is called before every op runs (the guard's
-    :meth:`~netsummary._watch.StateWatch.before_op`, so that one dispatch mode does both jobs).
+    :meth:`~netsummary._tracing.watch.StateWatch.before_op`, so that one dispatch mode does both jobs).
 
     Usage: ``with MacCounter(cb): model(x)`` (or ``__enter__``/``__exit__`` around the forward).
     Build one counter per summary: torch's registry is snapshotted in the constructor.

@@ -12,7 +12,7 @@ the model's nesting depth, and nothing is registered on the user's modules. On e
 is removed, on success and on error alike (and Ctrl-C cannot cut that short). The post-hook is registered with ``always_call``, so
 a call that raises is reported too, which tells which module a failed forward came out of.
 
-With ``count_macs=True`` a :class:`~netsummary._flops.MacCounter` runs beside the hooks and each
+With ``count_macs=True`` a :class:`~netsummary._analysis.flops.MacCounter` runs beside the hooks and each
 operator's MACs are added to the innermost call running at that moment, so functional calls in
 a container's own ``forward`` land on that container's record and nothing is counted twice.
 
@@ -38,8 +38,8 @@ from torch.nn.modules import module as _module_globals
 from torch.nn.utils import parametrize
 from torch.utils import _python_dispatch
 
-from ._interrupts import uninterrupted
-from ._structure import Described, describe
+from .interrupts import uninterrupted
+from .structure import Described, describe
 
 Tensor = torch.Tensor
 
@@ -207,7 +207,7 @@ class Tracer:
             self._handles.append(_module_globals.register_module_forward_pre_hook(pre_hook))
             self._handles.append(_module_globals.register_module_forward_hook(post_hook, with_kwargs=True, always_call=True))
             if self._count_macs:
-                from ._flops import MacCounter  # imported when first needed: flop_counter pulls in triton
+                from .._analysis.flops import MacCounter  # imported when first needed: flop_counter pulls in triton
 
                 watch = self._guard.watch if self._guard is not None else None
                 stand_in = watch is not None and _python_dispatch._get_current_dispatch_mode() is watch

@@ -52,10 +52,10 @@ import json
 import reprlib
 from typing import Any
 
-from ._errors import InputSpecError, InputTypeError
-from ._safeio import MAX_JSON_BYTES, escape
-from ._structure import ShapeTree
-from ._summary import LayerRecord, ParamGroup, Summary
+from .._errors import InputSpecError, InputTypeError
+from .._safeio import MAX_JSON_BYTES, escape
+from .._tracing.structure import ShapeTree
+from .._summary import LayerRecord, ParamGroup, Summary
 
 SCHEMA_VERSION = 1
 MAX_NESTING = 100  # levels of a loaded shape tree; a model's outputs nest a few levels

@@ -18,7 +18,7 @@ archive's compressed pickle must not expand past the file's size and :data:`MAX_
 Only PyTorch files import torch (in :func:`read_pytorch` and the functions it calls): importing
 this module and reading a safetensors header do not.
 
-:mod:`netsummary._inspect` turns the entries into a :class:`~netsummary._inspect.CheckpointSummary`.
+:mod:`netsummary._checkpoints.inspect` turns the entries into a :class:`~netsummary._checkpoints.inspect.CheckpointSummary`.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._errors import CheckpointError, MissingDependencyError
-from ._safeio import read_head, shown
+from .._errors import CheckpointError, MissingDependencyError
+from .._safeio import read_head, shown
 
 if TYPE_CHECKING:
     import torch

@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from ._interrupts import uninterrupted
+from .interrupts import uninterrupted
 
 
 class SharedSwitch:

@@ -25,11 +25,11 @@ from fractions import Fraction
 
 from tabulate import tabulate
 
-from ._budget import show_bytes
-from ._errors import InputSpecError
-from ._export import parse_json
-from ._safeio import MAX_JSON_BYTES, escape, markdown_cell, markdown_code, read_regular
-from ._summary import Summary
+from .._commandline.budget import show_bytes
+from .._errors import InputSpecError
+from .export import parse_json
+from .._safeio import MAX_JSON_BYTES, escape, markdown_cell, markdown_code, read_regular
+from .._summary import Summary
 
 DIFF_FORMATS = ("text", "markdown")
 _Row = tuple[str, "int | None", "int | None"]  # (type, params, MACs)

@@ -3,9 +3,9 @@
 :func:`build_structure_summary` makes the summary of a model without a forward (no input given,
 or a class without ``forward``): the module tree and its parameters, nothing run.
 
-Counting is one pass over the model's modules (:class:`~netsummary._count.ParamStats`); byte and
+Counting is one pass over the model's modules (:class:`~netsummary._analysis.count.ParamStats`); byte and
 MAC figures are for the batch as shown (one sample when the batch is shown as ``-1``), using the
-batch axes of :mod:`netsummary._batch`.
+batch axes of :mod:`netsummary._tracing.batch`.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from torch import nn
 
 from torch.nn.parameter import is_lazy
 
-from ._batch import BatchAxes, per_shown_batch
-from ._count import ParamStats, TensorCounts
-from ._formula import param_formula
-from ._inputs import ForwardInputs
-from ._structure import Described, describe
-from ._summary import LayerRecord, ParamGroup, Summary
-from ._trace import Tracer
+from .._tracing.batch import BatchAxes, per_shown_batch
+from .count import ParamStats, TensorCounts
+from .formula import param_formula
+from .._tracing.inputs import ForwardInputs
+from .._tracing.structure import Described, describe
+from .._summary import LayerRecord, ParamGroup, Summary
+from .._tracing.trace import Tracer
 
 _DTYPE_NAMES: dict[torch.dtype, str] = {}
 

@@ -8,12 +8,12 @@ from collections.abc import Callable
 
 from torch import nn
 
-from ._errors import ForwardError
-from ._render import format_tree, render_classic
-from ._records import dtype_names
-from ._structure import describe
-from ._summary import Summary
-from ._trace import Call
+from .._errors import ForwardError
+from .render import format_tree, render_classic
+from .._analysis.records import dtype_names
+from .._tracing.structure import describe
+from .._summary import Summary
+from .._tracing.trace import Call
 
 
 def failed_inputs(call: Call, err: BaseException) -> str:

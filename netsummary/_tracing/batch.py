@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ._structure import Described, batch_axis
+from .structure import Described, batch_axis
 
 Axes = tuple  # tuple[int | None, ...]: one entry per tensor leaf, in tree order
 
@@ -46,7 +46,7 @@ def ambiguous(described: Sequence[Described | None], run_batch: int) -> bool:
     axis (one of them may be a constant that merely has ``run_batch`` rows); an output with such
     a tensor from a call whose inputs hold none (the size cannot have come from the batch).
 
-    >>> from netsummary._structure import describe
+    >>> from netsummary._tracing.structure import describe
     >>> import torch
     >>> x, y = describe(torch.zeros(2, 4)), describe(torch.zeros(2, 3))
     >>> ambiguous([x, y], 2), ambiguous([x, describe((torch.zeros(2, 3), torch.zeros(2, 8)))], 2)

@@ -2,7 +2,7 @@
 
 ``classic`` is torchsummary's table; ``tree``, ``markdown`` and ``html`` are the tree view in a
 tabulate format (``simple``, ``github``, ``html``), where repeated blocks fold into one row unless
-``fold=False``; ``json`` and ``csv`` come from :mod:`netsummary._export` and always hold every
+``fold=False``; ``json`` and ``csv`` come from :mod:`netsummary._reporting.export` and always hold every
 layer (``depth``, ``columns`` and ``fold`` do not apply; neither is the classic table folded).
 A new format is one entry in :data:`FORMATS`.
 """
@@ -12,13 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._errors import InputSpecError
-from ._export import to_csv, to_json
-from ._render import render_classic
-from ._table import check_columns, check_depth, check_fold, render_table
+from .._errors import InputSpecError
+from .export import to_csv, to_json
+from .render import render_classic
+from .table import check_columns, check_depth, check_fold, render_table
 
 if TYPE_CHECKING:
-    from ._summary import Summary
+    from .._summary import Summary
 
 Renderer = Callable[..., str]  # (summary, depth, columns, fold=True) -> text
 

@@ -7,7 +7,7 @@ on ``KeyboardInterrupt`` alike:
 - every parameter's and buffer's values: a tensor the forward writes in place (BatchNorm's
   running statistics and ``num_batches_tracked``, max-norm renormalization, ``clamp_``, an
   ActNorm layer initializing itself) is copied just before its first write and written back
-  (:mod:`netsummary._watch`), so only written tensors cost memory (meta, fake and sparse
+  (:mod:`netsummary._tracing.watch`), so only written tensors cost memory (meta, fake and sparse
   tensors have no values to keep);
 - every parameter's, ``.grad``'s and buffer's storage, dtype, device, shape and strides: a forward
   that rebinds ``.data``, converts a layer (``.half()``, ``.to("meta")``) or reshapes a tensor in
@@ -27,17 +27,17 @@ What the guard does **not** undo is what the model's own forward did to itself t
 forward would: hooks it registers (transformers' output-capturing hooks and the flag saying they
 are installed), attributes it sets, buffers it registers under new names or rebuilds at another
 shape (a grown rotary or mask cache) stay, exactly as after a real forward. Hooks netsummary
-registers are removed by their own handles (:mod:`netsummary._trace`); the process-global hook
+registers are removed by their own handles (:mod:`netsummary._tracing.trace`); the process-global hook
 tables and every other process-global state are never rewritten from a snapshot.
 
 Summaries of the same model (or of models sharing a submodule) in several threads take turns:
 each guard holds the model's modules from its snapshot to the end of its restore.
 
 The restore runs to its end even if Ctrl-C arrives meanwhile: the interrupt is deferred and
-raised once the model is whole (:mod:`netsummary._interrupts`). Every comparison and copy skips
+raised once the model is whole (:mod:`netsummary._tracing.interrupts`). Every comparison and copy skips
 tensors without values (meta, fake, lazy), so the guard works on models built on ``meta``.
 (``summary()`` never runs a forward on a model with unmaterialized lazy modules: it runs a
-shape-only copy, see :mod:`netsummary._model`.)
+shape-only copy, see :mod:`netsummary._tracing.model`.)
 """
 
 from __future__ import annotations
@@ -52,8 +52,8 @@ from torch import nn
 from torch._subclasses.fake_tensor import is_fake
 from torch.nn.parameter import is_lazy
 
-from ._interrupts import uninterrupted
-from ._watch import StateWatch
+from .interrupts import uninterrupted
+from .watch import StateWatch
 
 
 class _RNGState:
@@ -125,7 +125,7 @@ class ModelGuard:
         model: the model.
         modules: ``model``'s modules, when the caller has them already (one traversal).
         watch_writes: watch the forward's operators for in-place writes into parameters and
-            buffers and for global-generator draws (:class:`~netsummary._watch.StateWatch`),
+            buffers and for global-generator draws (:class:`~netsummary._tracing.watch.StateWatch`),
             active from ``__enter__`` to ``__exit__`` in this thread. ``False`` where the forward
             cannot touch the model's tensors (fake stand-ins): then buffers with values are copied
             up front and compared after, parameters are not protected, and the torch generators

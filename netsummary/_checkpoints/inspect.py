@@ -35,7 +35,7 @@ stride, dtype: tied weights saved twice) count once in every total and carry ``t
 views of one storage each count in full.
 
 **Hostile files.** Only regular files are read: a FIFO or a device is refused without being
-opened. Loading is linear in the file (see :mod:`netsummary._checkpoint` for its bounds), and so
+opened. Loading is linear in the file (see :mod:`netsummary._checkpoints.reader` for its bounds), and so
 is the tree: names deeper than :data:`MAX_TREE_DEPTH` levels fold the rest of the name into one
 row. :meth:`CheckpointSummary.render` prints at most :data:`MAX_ROWS` rows and labels of at most
 :data:`MAX_LABEL` characters, shows control characters in names escaped (``\\n``, ``\\x1b``) and
@@ -58,10 +58,10 @@ from typing import Any
 
 from tabulate import SEPARATING_LINE, tabulate
 
-from ._errors import CheckpointError, InputSpecError, MissingDependencyError
-from ._checkpoint import TensorEntry, natural_key, read_pytorch, read_safetensors
-from ._safeio import MAX_JSON_BYTES, escape, read_head, read_regular, shorten, shown
-from ._units import format_bytes, format_count
+from .._errors import CheckpointError, InputSpecError, MissingDependencyError
+from .reader import TensorEntry, natural_key, read_pytorch, read_safetensors
+from .._safeio import MAX_JSON_BYTES, escape, read_head, read_regular, shorten, shown
+from .._units import format_bytes, format_count
 
 __all__ = ["CheckpointError", "CheckpointSummary", "MissingDependencyError", "PrefixRow", "TensorEntry",
            "inspect_checkpoint"]

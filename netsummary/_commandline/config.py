@@ -32,10 +32,10 @@ from typing import Any
 
 import torch
 
-from ._budget import QUANTITIES, parse_limits
-from ._errors import ConfigError, InputSpecError
-from ._safeio import MAX_TOML_BYTES, escape, file_name_problem, read_regular
-from ._units import parse_percent
+from .budget import QUANTITIES, parse_limits
+from .._errors import ConfigError, InputSpecError
+from .._safeio import MAX_TOML_BYTES, escape, file_name_problem, read_regular
+from .._units import parse_percent
 
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32, "float": torch.float32, "float16": torch.float16, "half": torch.float16,

@@ -19,10 +19,10 @@ from bisect import bisect_left
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ._structure import ShapeTree, map_shapes
+from .._tracing.structure import ShapeTree, map_shapes
 
 if TYPE_CHECKING:
-    from ._summary import LayerRecord, ParamGroup, Summary
+    from .._summary import LayerRecord, ParamGroup, Summary
 
 MIB = 2**20  # bytes in the "MB" that torchsummary (and the classic table) prints
 MAX_WIDTH = 120  # text tables elide structured shape cells to stay within this many columns

@@ -32,12 +32,12 @@ import difflib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._errors import BudgetExceeded, InputSpecError, InputTypeError
-from ._units import format_bytes, format_count, parse_bytes, parse_count
+from .._errors import BudgetExceeded, InputSpecError, InputTypeError
+from .._units import format_bytes, format_count, parse_bytes, parse_count
 
 if TYPE_CHECKING:
-    from ._inspect import CheckpointSummary
-    from ._summary import Summary
+    from .._checkpoints.inspect import CheckpointSummary
+    from .._summary import Summary
 
 # keyword -> (quantity as printed, unit kind: "count" or "bytes")
 QUANTITIES: dict[str, tuple[str, str]] = {
@@ -198,7 +198,7 @@ def check_budget(
             ``summary()`` raises for a model (``ForwardError`` when its forward fails).
         InputTypeError: an unknown budget such as ``max_maccs`` (the message lists the valid ones).
     """
-    from ._summary import Summary
+    from .._summary import Summary
 
     for key in summary_kwargs:
         if _looks_like_budget(key):
@@ -217,7 +217,7 @@ def check_budget(
                                  "given, not a ready Summary", summary_kwargs)
         s = summary_or_model
     else:
-        from ._api import summary
+        from .._api import summary
 
         if "max_macs" in limits:
             summary_kwargs.setdefault("macs", True)

@@ -18,7 +18,7 @@ from torch import nn
 from torch.distributions import Distribution
 from torch.utils import _pytree as pytree
 
-from ._errors import DeviceError, InputSpecError, InputTypeError
+from .._errors import DeviceError, InputSpecError, InputTypeError
 
 MODES = ("eval", "train", "same")
 

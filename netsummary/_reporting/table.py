@@ -4,13 +4,13 @@ Rows are module calls in call order, indented by depth and named by qualified na
 row aggregates its subtree: its params are its subtree's unique parameters and its MACs are the
 sum over the calls inside it; rows below ``depth`` are aggregated into their ancestor at ``depth``.
 Runs of identical consecutive sibling blocks fold into one row (``layers.0–79 (Block) × 80``, its
-figures ``80 × per block = total``, the first block's rows under it; see :mod:`netsummary._fold`)
+figures ``80 × per block = total``, the first block's rows under it; see :mod:`netsummary._reporting.fold`)
 unless ``fold=False``.
 Parameters no call accounts for (a module's own ``nn.Parameter``, a module never called) get a
 row right under their module. Column titles carry their units. In text tables a layer label
 longer than :data:`NAME_WIDTH` keeps its last characters (the most specific part of the
 qualified name), and structured shape cells (nested lists and dicts of shapes) are elided in the
-middle so that the table stays within :data:`~netsummary._render.MAX_WIDTH` columns; plain shapes
+middle so that the table stays within :data:`~netsummary._reporting.render.MAX_WIDTH` columns; plain shapes
 are never cut. Markdown and HTML keep every cell whole (their viewers wrap) and indent with ``·``
 marks, since both drop leading spaces.
 
@@ -27,14 +27,14 @@ from typing import TYPE_CHECKING, Any
 
 from tabulate import tabulate
 
-from ._errors import InputSpecError, InputTypeError
-from ._fold import find_runs, folded_away
-from ._render import MAX_WIDTH, NO_FORWARD, fit_cells, format_tree, shown_shape
-from ._safeio import markdown_cell
-from ._units import format_bytes
+from .._errors import InputSpecError, InputTypeError
+from .fold import find_runs, folded_away
+from .render import MAX_WIDTH, NO_FORWARD, fit_cells, format_tree, shown_shape
+from .._safeio import markdown_cell
+from .._units import format_bytes
 
 if TYPE_CHECKING:
-    from ._summary import LayerRecord, ParamGroup, Summary
+    from .._summary import LayerRecord, ParamGroup, Summary
 
 NAME_WIDTH = 48  # a text table too wide cuts longer layer labels to their last characters
 
@@ -239,7 +239,7 @@ def tree_rows(s: Summary, depth: int | None, columns: Sequence[str], tablefmt: s
               fold: bool = True) -> list[list[str]]:
     """Rows of the tree view: calls to ``depth``, each module's own-params row right under it.
 
-    With ``fold``, a run of N identical consecutive sibling blocks (see :mod:`netsummary._fold`)
+    With ``fold``, a run of N identical consecutive sibling blocks (see :mod:`netsummary._reporting.fold`)
     is one row ``layers.0–79 (Block) × 80`` whose figures read ``80 × per block = total``; the
     rows under it are the first block's, with per-block figures.
     """
@@ -328,7 +328,7 @@ def render_table(s: Summary, tablefmt: str, depth: int | None = None, columns: S
     shows runs of identical sibling blocks as one row (see :func:`tree_rows`).
 
     A summary without a forward (``forward_ran`` false) defaults to :data:`NO_FORWARD_COLUMNS`;
-    asked-for shape and MACs columns show ``--``, and :data:`~netsummary._render.NO_FORWARD`
+    asked-for shape and MACs columns show ``--``, and :data:`~netsummary._reporting.render.NO_FORWARD`
     follows the totals.
 
     Raises:

@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 
-from ._errors import InputSpecError
+from .._errors import InputSpecError
 
 
 def walk_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:

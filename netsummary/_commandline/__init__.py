@@ -1,0 +1,2 @@
+"""The command line and CI: ``cli`` (``main(argv) -> int``), ``target`` (load a model from a
+path), ``config`` (``[tool.netsummary]``) and ``budget`` (limits on a summary's figures)."""
