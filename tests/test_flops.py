@@ -373,14 +373,56 @@ def test_inference_mode_counts_undecomposed_ops() -> None:
 
 
 def test_unknown_matmul_class_op_reported_as_none() -> None:
-    x, w = torch.randn(6, 8), torch.randn(3, 8, 4)
-    offs = torch.tensor([2, 4, 6], dtype=torch.int32)  # data-dependent group sizes: no formula
+    s = torch.randn(4, 4).to_sparse()  # sparse x sparse GEMM: no formula
+    seen = events(lambda: torch.sspaddmm(s, s, torch.randn(4, 4)))
+    assert seen == [("aten.sspaddmm", None)]
+    assert "aten::sspaddmm" in UNKNOWN_OPS and "aten::sspaddmm" in MATMUL_CLASS
+
+
+# --- grouped GEMMs (transformers v5 experts) -------------------------------------------------------
+
+
+def _grouped(a: torch.Tensor, b: torch.Tensor, offs: torch.Tensor | None = None) -> list[tuple[str, int | None]]:
     try:
-        seen = events(lambda: torch._grouped_mm(x, w, offs=offs))
-    except RuntimeError as e:
+        return events(lambda: torch._grouped_mm(a, b, offs=offs))
+    except (RuntimeError, NotImplementedError) as e:  # pragma: no cover - a build without the CPU kernel
         pytest.skip(f"_grouped_mm does not run on this CPU build: {e}")
-    assert seen == [("aten._grouped_mm", None)]
-    assert "aten::_grouped_mm" in UNKNOWN_OPS and "aten::_grouped_mm" in MATMUL_CLASS
+
+
+def test_grouped_mm_2d_3d_sums_tokens_times_k_times_n_over_groups() -> None:
+    x, w = torch.randn(10, 8), torch.randn(3, 8, 4)  # 10 rows, 3 groups of K=8 -> N=4
+    offs = torch.tensor([2, 6, 9], dtype=torch.int32)  # groups of 2, 4 and 3 rows; row 9 ignored
+    # (2 + 4 + 3) tokens * 8 * 4 = 288 (not 10 * 8 * 4 = 320: rows past offs[-1] are not computed)
+    assert _grouped(x, w, offs) == [("aten._grouped_mm", 288)]
+    # the same figure as the per-group matmuls it stands for: 2*8*4 + 4*8*4 + 3*8*4 = 288
+    per_group = sum(m for _, m in events(lambda: [x[a:b] @ w[g] for g, (a, b) in enumerate([(0, 2), (2, 6), (6, 9)])]))
+    assert per_group == 288
+    # offsets are read per call, never memoised by shape: same shapes, fewer routed rows
+    assert _grouped(x, w, torch.tensor([1, 1, 3], dtype=torch.int32)) == [("aten._grouped_mm", 3 * 8 * 4)]
+
+
+def test_grouped_mm_other_layouts() -> None:
+    offs = torch.tensor([4, 8, 12], dtype=torch.int32)  # 3 groups of 4
+    a3, b2 = torch.randn(3, 4, 8), torch.randn(8, 12)  # 3D x 2D: b's 12 columns jagged -> [4, 12]
+    assert _grouped(a3, b2, offs) == [("aten._grouped_mm", 4 * 8 * 12)]  # M*K*offs[-1] = 384
+    a2, b22 = torch.randn(4, 12), torch.randn(12, 4)  # 2D x 2D: K = 12 jagged -> [3, 4, 4]
+    assert _grouped(a2, b22, offs) == [("aten._grouped_mm", 4 * 12 * 4)]  # M*offs[-1]*N = 192
+    # 3D x 3D, no offsets: a batched matmul, G*M*K*N = 3*4*8*4 = 384
+    assert _grouped(a3, torch.randn(3, 8, 4)) == [("aten._grouped_mm", 384)]
+    assert "aten::_grouped_mm" in MATMUL_CLASS and "aten::_grouped_mm" not in UNKNOWN_OPS
+
+
+def test_grouped_mm_on_fake_tensors_counts_every_row() -> None:
+    # offsets hold no values on fake tensors: every row of the jagged operand counts, 10*8*8 = 640
+    # (the fake kernel wants bf16 and rows of 16 bytes: N = 8)
+    with FakeTensorMode():
+        x, w = torch.randn(10, 8, dtype=torch.bfloat16), torch.randn(3, 8, 8, dtype=torch.bfloat16)
+        offs = torch.tensor([2, 6, 10], dtype=torch.int32)
+        try:
+            seen = events(lambda: torch._grouped_mm(x, w, offs=offs))
+        except RuntimeError as e:  # pragma: no cover
+            pytest.skip(f"_grouped_mm's fake kernel refused: {e}")
+    assert seen == [("aten._grouped_mm", 640)]
 
 
 def test_higher_order_op_without_formula_is_unknown() -> None:

@@ -22,10 +22,12 @@ exact list is :data:`MATMUL_CLASS`, the keys of the formula table plus :data:`UN
   ``convolution_overrideable``, ``_scaled_dot_product_{efficient,flash,cudnn}_attention``,
   ``_flash_attention_forward``, ``_efficient_attention_forward``, and any formula a user registers
   there with ``register_flop_formula`` before the counter is built. Backward formulas are ignored.
-* formulas added here, for ops torch's registry lacks: see :func:`_contract`, :func:`_conv`,
-  :func:`_sdpa`, :func:`_rnn`, :func:`_mha`, :func:`_encoder_layer`, :func:`_trilinear`.
+* formulas added here, for ops torch's registry lacks (torch 2.14 has none for grouped GEMMs):
+  see :func:`_contract`, :func:`_conv`, :func:`_sdpa`, :func:`_rnn`, :func:`_mha`,
+  :func:`_encoder_layer`, :func:`_trilinear`, :func:`_grouped_mm` (``_grouped_mm``, run by
+  transformers v5 experts, and ``_scaled_grouped_mm``).
 * :data:`UNKNOWN_OPS`: matmul-class without a formula (fused RNNs and cells, einsum, sdpa's
-  dispatcher op, grouped, sparse and quantized GEMMs), reported with ``None`` unless decomposed.
+  dispatcher op, sparse and quantized GEMMs), reported with ``None`` unless decomposed.
 
 Any op without a formula that has a CompositeImplicitAutograd kernel and still reaches dispatch
 (under ``torch.inference_mode()`` ``linear``, ``conv2d``, ``lstm``, ``scaled_dot_product_attention``
@@ -57,6 +59,7 @@ from typing import Any
 import torch
 from torch import Tensor
 from torch._ops import HigherOrderOperator
+from torch._subclasses.fake_tensor import FakeTensor as _FakeTensor
 from torch.utils import flop_counter as _tfc
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -64,6 +67,49 @@ __all__ = ["MacCounter", "MATMUL_CLASS", "UNKNOWN_OPS"]
 
 OnOp = Callable[[str, "int | None"], Any]
 Formula = Callable[[tuple[Any, ...], dict[str, Any], Any], int]
+
+
+def _jagged_length(offs: Tensor, full: int) -> int:
+    """Rows (or columns) the groups of a grouped GEMM cover: ``offs[-1]``, the end of the last
+    group (elements past it are ignored by the kernel). On fake or meta tensors the offsets hold
+    no values: ``full``, the whole jagged dimension, is counted — what transformers' experts pass,
+    whose offsets are the cumulative token counts of every routed (token, expert) pair."""
+    if offs.numel() == 0:
+        return 0
+    if offs.device.type == "meta" or isinstance(offs, _FakeTensor):
+        return full
+    return int(offs[-1])
+
+
+def _grouped_mm(offs_at: int) -> Formula:
+    """MACs of ``_grouped_mm(a, b, offs)`` (and ``_scaled_grouped_mm``, offsets at ``offs_at``):
+    one ordinary GEMM per group g, ``m_g × k_g × n_g`` MACs, summed over the groups. The layouts
+    (``torch.nn.functional.grouped_mm``'s docstring; shapes as its meta kernel infers them):
+
+    * 2D × 3D, a [M, K], b [G, K, N]: rows ``offs[g-1]:offs[g]`` of a times b[g] (the MoE
+      forward, ``tokens @ W_e``): ``Σ_g t_g × K × N = offs[-1] × K × N``, t_g = tokens of group g;
+    * 3D × 2D, a [G, M, K], b [K, N]: a[g] times columns ``offs[g-1]:offs[g]`` of b:
+      ``M × K × offs[-1]``;
+    * 2D × 2D, a [M, K], b [K, N], out [G, M, N]: the contraction dimension K is jagged
+      (the weight gradient): ``M × offs[-1] × N``;
+    * 3D × 3D, a [G, M, K], b [G, K, N], no offsets: a batched matmul, ``G × M × K × N``.
+
+    ``offs[-1]`` is read from the offsets tensor (one value; see :func:`_jagged_length` on fake
+    tensors). Bias adds are not matmul-class and count nothing.
+    """
+
+    def formula(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> int:
+        a, b = args[0], args[1]
+        offs = args[offs_at] if len(args) > offs_at else kwargs.get("offs")
+        if a.dim() == 3 and b.dim() == 3:
+            return a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2]
+        if a.dim() == 2 and b.dim() == 3:
+            return _jagged_length(offs, a.shape[0]) * a.shape[1] * b.shape[2]
+        if a.dim() == 3:  # 3D x 2D: b's columns are jagged
+            return a.shape[1] * a.shape[2] * _jagged_length(offs, b.shape[1])
+        return a.shape[0] * _jagged_length(offs, a.shape[1]) * b.shape[1]  # 2D x 2D: K is jagged
+
+    return formula
 
 
 def _contract(i: int) -> Formula:
@@ -199,7 +245,10 @@ FORMULAS: dict[str, Formula] = {
     **{_A + n: _rnn for n in ("mkldnn_rnn_layer", "_cudnn_rnn", "miopen_rnn")},
     _A + "addbmm": _addbmm, _A + "addbmm_": _addbmm, _A + "conv_tbc": _conv_tbc, _A + "_trilinear": _trilinear,
     _A + "_native_multi_head_attention": _mha, _A + "_transformer_encoder_layer_fwd": _encoder_layer,
+    _A + "_grouped_mm": _grouped_mm(2), _A + "_scaled_grouped_mm": _grouped_mm(4),
 }
+# Formulas that read a tensor's values (a grouped GEMM's offsets): never memoised by shapes.
+_READS_VALUES = frozenset({_A + "_grouped_mm", _A + "_scaled_grouped_mm"})
 # Ours win over torch's only where torch's formula is broken for the op's schema.
 _OVERRIDE_TORCH = frozenset({_A + "_slow_conv2d_forward"})
 # In-place spellings that torch's registry (keyed by packet) misses: use the out-of-place formula.
@@ -214,7 +263,7 @@ UNKNOWN_OPS: frozenset[str] = frozenset(
         "lstm", "gru", "rnn_tanh", "rnn_relu", "lstm_cell", "gru_cell", "rnn_tanh_cell", "rnn_relu_cell",
         "_thnn_fused_lstm_cell", "_thnn_fused_gru_cell", "mkldnn_rnn", "quantized_lstm_cell",
         "quantized_gru_cell", "quantized_rnn_relu_cell", "quantized_rnn_tanh_cell",
-        "_grouped_mm", "_scaled_grouped_mm", "_sparse_mm", "_sparse_addmm", "sspaddmm",
+        "_sparse_mm", "_sparse_addmm", "sspaddmm",
         "_sparse_sparse_matmul", "_cslt_sparse_mm", "_sparse_semi_structured_linear",
         "_sparse_semi_structured_mm", "_sparse_semi_structured_addmm", "_mixed_dtypes_linear",
         "fbgemm_linear_int8_weight", "fbgemm_linear_int8_weight_fp32_activation",
@@ -304,7 +353,7 @@ class MacCounter(TorchDispatchMode):
         super().__init__()
         self._on_op = on_op
         self._before_op = before_op
-        formulas: dict[Any, tuple[Formula, bool]] = {name: (f, True) for name, f in FORMULAS.items()}
+        formulas: dict[Any, tuple[Formula, bool]] = {name: (f, name not in _READS_VALUES) for name, f in FORMULAS.items()}
         for name, (f, memo) in _torch_formulas().items():
             if name not in _OVERRIDE_TORCH:
                 formulas[name] = (f, memo)
