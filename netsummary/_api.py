@@ -21,6 +21,8 @@ from ._tracing.interrupts import deferred_interrupts, interruptible
 from ._tracing.inputs import ForwardInputs, build_inputs, check_batch_size, check_mode, make_inputs, resolve_device
 from ._tracing.model import check_forward_kwargs, eager_module, has_lazy, shape_only_copy, walk_modules
 from ._analysis.records import build_structure_summary, build_summary
+from ._analysis import experts as _experts
+from ._analysis.extras import find_adapters, with_extras
 from ._summary import Summary
 from ._tracing.switches import GC_PAUSED, MHA_FASTPATH_OFF
 from ._tracing.trace import Tracer
@@ -149,12 +151,14 @@ def summary(
     named = walk_modules(model)  # the one traversal every later step shares (cycles refused)
     dev = resolve_device(named, device)
     given = input_size is not None or input_data is not None or bool(kwargs)
+    adapters = find_adapters(model, named)  # PEFT: by adapter name (a model without adapters is refused here)
     if not given or _defines_no_forward(model):  # parameters only: nothing is run
         if given:  # a wrong input is an error even where it would not be used
             build_inputs(model, dev, input_size, input_data, dtypes, batch_size, kwargs)
         elif dtypes is not None:
             raise InputSpecError("dtypes applies to input_size, and no input was given", dtypes)
         result = build_structure_summary(model, named, dev, mode, check_batch_size(batch_size), formulas)
+        result = with_extras(result, adapters, _experts.find_experts(named), None)
         if verbose and print_fn is not None and _is_rank_zero():
             print_fn(render(result, shown_format, depth, columns, fold))
             object.__setattr__(result, "_printed", True)
@@ -164,6 +168,8 @@ def summary(
         model = shape_only_copy(model)
         named = list(model.named_modules())
         dev = torch.device("meta")
+    groups = _experts.find_experts(named)  # routed experts (MoE): one pass over the modules
+    stand_in = any(g.kind == "fused" for g in groups)  # grouped matmuls on fake tensors, see experts.py
     inputs = build_inputs(model, dev, input_size, input_data, dtypes, batch_size, kwargs)
     check_forward_kwargs(model, inputs.kwargs, given_by_name=isinstance(input_data, dict))
 
@@ -180,9 +186,9 @@ def summary(
             _set_training(model, named, mode == "train")
         grad = torch.no_grad() if mode == "eval" else contextlib.nullcontext()
         try:
-            with grad, MHA_FASTPATH_OFF.held(), tracer:
+            with grad, MHA_FASTPATH_OFF.held(), tracer, _experts.RoutingProbe(groups):
                 # a lazy copy materializes its own meta tensors: plain meta, not fake stand-ins
-                _forward(model, inputs, fake=dev.type == "meta" and not lazy)
+                _forward(model, inputs, fake=dev.type == "meta" and not lazy, stand_in=stand_in)
         except Exception as err:  # the user's model failed: report it, never swallow it
             error = err
             failed = tracer.failing_call()
@@ -190,21 +196,25 @@ def summary(
         else:
             if shown_batch is not None:
                 with grad, MHA_FASTPATH_OFF.held():
-                    axes = _batch_axes(model, named, inputs, tracer, dev)
+                    axes = _batch_axes(model, named, inputs, tracer, dev, stand_in)
         # the guard restores the model before anything else happens
 
     with GC_PAUSED.held():
         result = build_summary(model, named, tracer, inputs, dev, mode, error is None, bool(macs), formulas, axes)
+        result = with_extras(result, adapters, groups, tracer.calls)
     if error is not None:
         shown = "tree" if shown_format in ("json", "csv") else shown_format  # a report is for reading
-        raise forward_error(error, failed, received, result, lambda p: render(p, shown, depth, columns, fold), lazy=lazy) from error
+        hint = _experts.routing_hint(error, groups, failed.module if failed is not None else None) if dev.type == "meta" else None
+        raise forward_error(error, failed, received, result, lambda p: render(p, shown, depth, columns, fold), lazy=lazy,
+                            hint=hint) from error
     if verbose and print_fn is not None and _is_rank_zero():
         print_fn(render(result, shown_format, depth, columns, fold))
         object.__setattr__(result, "_printed", True)
     return result
 
 
-def _batch_axes(model: nn.Module, named: list, inputs: ForwardInputs, tracer: Tracer, dev: torch.device) -> BatchAxes:
+def _batch_axes(model: nn.Module, named: list, inputs: ForwardInputs, tracer: Tracer, dev: torch.device,
+                stand_in: bool = False) -> BatchAxes:
     """Batch axes for the ``-1`` display; a second forward with one more sample settles
     ambiguous shapes (see :mod:`netsummary._tracing.batch`)."""
     rb = inputs.run_batch
@@ -216,7 +226,7 @@ def _batch_axes(model: nn.Module, named: list, inputs: ForwardInputs, tracer: Tr
         args, _ = make_inputs(model, list(inputs.sizes), list(inputs.dtypes), rb + 1, dev)
         with probe:
             # after the first forward nothing is lazy any more
-            _forward(model, ForwardInputs(args, inputs.kwargs, -1, rb + 1), fake=dev.type == "meta")
+            _forward(model, ForwardInputs(args, inputs.kwargs, -1, rb + 1), fake=dev.type == "meta", stand_in=stand_in)
     except Exception:  # the shapes of the first run stand; the first axis of size rb is marked
         return BatchAxes(rb)
     return BatchAxes(rb, probe=[(c.module, c.inp, c.out) for c in probe.calls])
@@ -248,12 +258,12 @@ def _set_training(model: nn.Module, named: list[tuple[str, nn.Module]], flag: bo
             object.__setattr__(m, "training", flag)
 
 
-def _forward(model: nn.Module, inputs: ForwardInputs, fake: bool) -> Any:
+def _forward(model: nn.Module, inputs: ForwardInputs, fake: bool, stand_in: bool = False) -> Any:
     with interruptible():  # Ctrl-C reaches the model's forward; the guard undoes a cut-short one
-        return _forward_now(model, inputs, fake)
+        return _forward_now(model, inputs, fake, stand_in)
 
 
-def _forward_now(model: nn.Module, inputs: ForwardInputs, fake: bool) -> Any:
+def _forward_now(model: nn.Module, inputs: ForwardInputs, fake: bool, stand_in: bool = False) -> Any:
     if not fake:
         return model(*inputs.args, **inputs.kwargs)
     # On "meta" the forward runs on fake tensors: shapes and dtypes only, no memory, and code that
@@ -269,6 +279,8 @@ def _forward_now(model: nn.Module, inputs: ForwardInputs, fake: bool) -> Any:
             name: to_fake(t) for name, t in [*model.named_parameters(), *model.named_buffers()]
         }
         args, kwargs = pytree.tree_map_only(torch.Tensor, to_fake, (inputs.args, inputs.kwargs))
-        return torch.func.functional_call(model, stand_ins, args, kwargs, tie_weights=True, strict=False)
+        # MoE experts' grouped matmul: its fake kernel wants bf16, the stand-in keeps the model's dtype
+        with _experts.GroupedMmStandIn() if stand_in else contextlib.nullcontext():
+            return torch.func.functional_call(model, stand_ins, args, kwargs, tie_weights=True, strict=False)
 
 

@@ -98,6 +98,25 @@ class ParamGroup:
 
 
 @dataclass(frozen=True, slots=True)
+class AdapterGroup:
+    """The parameters of one named PEFT adapter (``"default"``, or the name given to
+    ``add_adapter``): its LoRA matrices, prompt encoder, ``modules_to_save`` copies, ...
+
+    ``params`` / ``trainable_params`` / ``param_bytes``: unique elements, of which trainable
+    (``requires_grad``), and bytes at their own dtypes. ``active``: the adapter is one of the
+    model's ``active_adapters`` (the ones the forward runs). ``peft_type``: its config's
+    ``peft_type`` (``"LORA"``, ``"PREFIX_TUNING"``, ...), ``""`` when unknown.
+    """
+
+    name: str
+    params: int
+    trainable_params: int
+    param_bytes: int
+    active: bool = True
+    peft_type: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Summary:
     """What is inside a model, measured on one forward pass (or, without one, its parameters
     alone: see ``forward_ran``).
@@ -140,6 +159,20 @@ class Summary:
             ``call_index`` 1, shapes ``None``, ``macs`` ``None``), every module's own parameters
             count as shown on its row (``ParamGroup.called`` true), ``total_macs`` is ``None`` and
             ``input_bytes`` / ``output_bytes`` are 0: unknown, and rendered as ``--``.
+        expert_params: for a mixture-of-experts model, the parameter elements of its routed
+            experts (shared experts, routers and everything else are outside); ``None`` for
+            other models.
+        active_params: for a mixture-of-experts model, the parameters used per token:
+            ``total_params - expert_params`` plus, per MoE layer, its experts' parameters times
+            the experts each token went to over the number of experts (k/E for top-k routing);
+            elements, rounded to the nearest. ``None`` for other models, or when no routing is
+            known (see :mod:`netsummary._analysis.experts`).
+        active_params_method: how ``active_params`` was obtained: ``"measured"`` (the tokens each
+            expert processed in the traced run), ``"top-k"`` (fake tensors on ``meta``: the
+            router's k from the routing tensor's shape) or ``"config"`` (no forward: the router's
+            ``top_k`` / the config's ``num_experts_per_tok``).
+        adapters: for a PEFT model, one :class:`AdapterGroup` per named adapter; the base model
+            is everything else (``total_params - sum(a.params for a in adapters)``).
     """
 
     model_type: str
@@ -166,6 +199,12 @@ class Summary:
     input_batch_axes: tuple[int | None, ...] = ()
     forward_ran: bool = True
     _printed: bool = field(default=False, compare=False, repr=False)  # summary() printed it
+    # mixture of experts (see netsummary._analysis.experts); None for a model without routed experts
+    expert_params: int | None = None
+    active_params: int | None = None
+    active_params_method: str | None = None
+    # PEFT adapters, by name (see netsummary._analysis.adapters); () for a model without adapters
+    adapters: tuple[AdapterGroup, ...] = ()
 
     @property
     def leaf_layers(self) -> tuple[LayerRecord, ...]:

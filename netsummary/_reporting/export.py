@@ -13,6 +13,10 @@ MACs), no pre-formatted strings::
       "batch_size": -1, "run_batch_size": 2, "device": "cpu", "mode": "eval",
       "complete": true, "uninitialized": [],
       "forward_ran": false (only when no forward was run: a parameter-only summary),
+      "expert_params": ..., "active_params": ... | null, "active_params_method": "measured" |
+          "top-k" | "config" | null (only for a mixture-of-experts model),
+      "adapters": [{"name": "default", "params": ..., "trainable_params": ..., "param_bytes": ...,
+                    "active": true, "peft_type": "LORA"}, ...] (only for a PEFT model),
       "layers": [{"index": 0, "name": "", "type": "...", "call_index": 1, "depth": 0,
                   "parent": null, "is_leaf": false, "input_shapes": <shape>,
                   "output_shapes": <shape>, "input_dtypes": [...], "output_dtypes": [...],
@@ -55,7 +59,7 @@ from typing import Any
 from .._errors import InputSpecError, InputTypeError
 from .._safeio import MAX_JSON_BYTES, escape
 from .._tracing.structure import ShapeTree
-from .._summary import LayerRecord, ParamGroup, Summary
+from .._summary import AdapterGroup, LayerRecord, ParamGroup, Summary
 
 SCHEMA_VERSION = 1
 MAX_NESTING = 100  # levels of a loaded shape tree; a model's outputs nest a few levels
@@ -97,6 +101,8 @@ def decode_shape(data: Any) -> ShapeTree:
 
 _IF_TRUE = ("created",)  # written only when true: data without it reads as false (the default)
 _IF_FALSE = ("forward_ran",)  # written only when false: data without it reads as true (the default)
+# written only when set (a mixture-of-experts model, a PEFT model): data without them reads as unset
+_IF_SET = ("expert_params", "active_params", "active_params_method", "adapters")
 
 
 def _record_to_dict(obj: Any) -> dict[str, Any]:
@@ -122,7 +128,9 @@ def to_dict(s: Summary) -> dict[str, Any]:
         value = getattr(s, f.name)
         if f.name in _IF_FALSE and value:
             continue
-        if f.name == "layers" or f.name == "other_params":
+        if f.name in _IF_SET and not value and value != 0:
+            continue
+        if f.name == "layers" or f.name == "other_params" or f.name == "adapters":
             value = [_record_to_dict(r) for r in value]
         elif f.name == "input_shapes":
             value = encode_shape(value)
@@ -165,6 +173,11 @@ def from_dict(data: dict[str, Any]) -> Summary:
     kwargs["layers"] = tuple(layers)
     kwargs["other_params"] = tuple(ParamGroup(**_fields(ParamGroup, item, f"other_params[{i}]."))
                                    for i, item in enumerate(kwargs.get("other_params", ())))
+    if "adapters" in kwargs:
+        kwargs["adapters"] = tuple(AdapterGroup(**_fields(AdapterGroup, item, f"adapters[{i}]."))
+                                   for i, item in enumerate(kwargs["adapters"]))
+    if kwargs.get("active_params_method") not in (None, "measured", "top-k", "config"):
+        raise _wrong("active_params_method", kwargs["active_params_method"], "'measured', 'top-k', 'config' or null")
     summary = Summary(**kwargs)
     if summary.trainable_params + summary.non_trainable_params != summary.total_params:
         raise InputSpecError(f"trainable_params {summary.trainable_params:,} + non_trainable_params "
@@ -221,6 +234,12 @@ _SCHEMA: dict[type, dict[str, _Kind]] = {
         "input_shapes": _SHAPE, "input_dtypes": _STRINGS, "batch_size": _COUNT, "run_batch_size": _OPTIONAL_COUNT,
         "device": _STR, "mode": _STR, "complete": _BOOL, "uninitialized": _STRINGS, "total_macs": _OPTIONAL_COUNT,
         "unknown_ops": _STRINGS, "input_batch_axes": _AXES, "forward_ran": _BOOL,
+        "expert_params": _OPTIONAL_COUNT, "active_params": _OPTIONAL_COUNT, "active_params_method": _OPTIONAL_STR,
+        "adapters": _RECORDS,
+    },
+    AdapterGroup: {
+        "name": _STR, **dict.fromkeys(("params", "trainable_params", "param_bytes"), _COUNT), "active": _BOOL,
+        "peft_type": _STR,
     },
     LayerRecord: {
         "index": _COUNT, "name": _STR, "type": _STR, "call_index": _COUNT, "depth": _COUNT,

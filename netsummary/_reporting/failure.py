@@ -109,10 +109,13 @@ def forward_error(
     partial: Summary,
     render: Callable[[Summary], str] = render_classic,
     lazy: bool = False,
+    hint: str | None = None,
 ) -> ForwardError:
     """netsummary's error for a failed forward: where, what it received, hints, the partial table.
 
-    ``lazy``: the forward ran on the meta copy of a model with uninitialized lazy modules."""
+    ``lazy``: the forward ran on the meta copy of a model with uninitialized lazy modules.
+    ``hint``: a more specific hint for a forward on meta (a MoE layer's routing), shown instead of
+    the general one."""
     if failed is None:  # raised before any of the model's modules ran (or in the root's hooks)
         name, kind = "", partial.model_type
         where = f"the forward of {kind}"
@@ -125,7 +128,7 @@ def forward_error(
     if failed is not None and isinstance(failed.module, (nn.Embedding, nn.EmbeddingBag)) and received and "float" in received:
         lines.append("  hint: embeddings take integer ids; pass dtypes=[torch.long] (or real input_data)")
     if partial.device == "meta":
-        hint = needs_real_values(err, lazy)
+        hint = (hint if hint is not None and needs_real_values(err, lazy) is not None else None) or needs_real_values(err, lazy)
         if hint is not None:
             lines.append(f"  hint: {hint}")
     done = sum(1 for r in partial.layers if r.completed)

@@ -243,6 +243,9 @@ def render_classic(s: Summary) -> str:
         f"Trainable params: {s.trainable_params:,}",
         f"Non-trainable params: {s.non_trainable_params:,}",
     ]
+    from .extras import extra_lines  # mixture of experts, PEFT adapters: only for such models
+
+    out += extra_lines(s)
     shared = sum(sh for r, _, sh in classic_entries(s)[0] if not r.created)
     if shared:
         out.append(f"Shared params shown in several rows, counted once: {shared:,}")

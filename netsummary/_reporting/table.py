@@ -293,6 +293,9 @@ def footer(s: Summary) -> list[tuple[str, str]]:
         ("Forward/backward pass size", format_bytes(2 * s.output_bytes) if ran else "--"),
         ("Estimated total size", format_bytes(s.estimated_total_bytes) if ran else "--"),
     ]
+    from .extras import extra_rows  # mixture of experts, PEFT adapters: only for such models
+
+    lines[3:3] = extra_rows(s)
     if s.shared_params:
         lines.insert(3, ("Shared params shown in several rows, counted once", f"{s.shared_params:,}"))
     if s.total_macs is not None:
