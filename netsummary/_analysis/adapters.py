@@ -61,8 +61,8 @@ def peft_adapters(model: nn.Module, named: list[tuple[str, nn.Module]]) -> tuple
         raise InputSpecError(
             f"{type(model).__name__} is a PEFT model without adapters (model.peft_config is empty, e.g. after "
             "delete_adapter): there is nothing to fine-tune and its forward would look for a deleted adapter; "
-            "add one (model.add_adapter(name, config)) or summarize the base model: "
-            "summary(model.get_base_model(), ...)", model)
+            "add one (model.add_adapter(name, config)), or take the adapter layers out and summarize the base "
+            "model: summary(model.unload(), ...)", model)
     try:
         got = getattr(model, "active_adapters", names)  # PeftModel: a property; transformers: a method
         got = got() if callable(got) else got
