@@ -73,6 +73,30 @@ def test_dropped_tokens_exact() -> None:
     assert s.active_params_method == "measured"
 
 
+def test_listed_experts_of_different_sizes_weigh_each_experts_rows() -> None:
+    class Sized(nn.Module):
+        def __init__(self, width: int) -> None:
+            super().__init__()
+            self.up, self.down = nn.Linear(8, width), nn.Linear(width, 8)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.down(self.up(x))
+
+    class Uneven(nn.Module):  # tokens 0-2 -> the small expert, token 3 -> the large one (top-1)
+        def __init__(self) -> None:
+            super().__init__()
+            self.gate = nn.Linear(8, 2)  # 8*2 + 2 = 18
+            self.experts = nn.ModuleList([Sized(4), Sized(16)])  # 8*4+4 + 4*8+8 = 76; 280
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.gate(x)
+            return torch.cat([self.experts[0](x[:3]), self.experts[1](x[3:])])
+
+    s = summary(Uneven(), (8,), batch_size=4, verbose=0)
+    # 18 + (3 rows * 76 + 1 row * 280) / 4 tokens = 18 + 508 / 4 = 145
+    assert (s.total_params, s.expert_params, s.active_params) == (374, 356, 145)
+
+
 def test_hand_written_router_on_meta_is_a_clear_error() -> None:
     with torch.device("meta"):
         m = TopKMoE()

@@ -84,6 +84,7 @@ class ExpertGroup:
     tokens: int = 0
     routed: Fraction = field(default_factory=Fraction)
     measured: bool = False
+    rows: list[int] = field(default_factory=list)  # listed experts: rows each expert received
 
 
 def _int_attr(obj: Any, names: tuple[str, ...]) -> int | None:
@@ -267,7 +268,8 @@ def measure_lists(groups: list[ExpertGroup], calls: list) -> None:
         if g.kind != "list" or g.block is None or id(g.block) not in rows_of:
             continue
         g.tokens = rows_of[id(g.block)]
-        g.routed = Fraction(sum(rows_of.get(id(e), 0) for e in g.experts))
+        g.rows = [rows_of.get(id(e), 0) for e in g.experts]
+        g.routed = Fraction(sum(g.rows))
         g.measured = True
 
 
@@ -316,13 +318,9 @@ def moe_figures(groups: list[ExpertGroup], total_params: int, params_of: Any, ra
     for g in groups:
         p = params_of([g.module])
         if ran and g.tokens:
-            if g.kind == "list":
+            if g.kind == "list" and g.rows:
                 # listed experts may differ in size: each expert's rows times its own parameters
-                per = [params_of([e]) for e in g.experts]
-                if len(set(per)) == 1:
-                    active += Fraction(per[0]) * g.routed / g.tokens
-                else:
-                    active += Fraction(p * g.routed, g.num_experts * g.tokens)
+                active += Fraction(sum(n * params_of([e]) for n, e in zip(g.rows, g.experts)), g.tokens)
             else:
                 active += Fraction(p) * g.routed / (g.num_experts * g.tokens)
             methods.add("measured" if g.measured else "top-k")

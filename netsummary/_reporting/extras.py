@@ -35,7 +35,7 @@ def extra_rows(s: Summary) -> list[tuple[str, str]]:
             rows.append((f"Active params per token ({METHOD_SHORT.get(s.active_params_method or '', '')})",
                          f"{s.active_params:,} ({_share(s.active_params, s.total_params)})"))
     if s.adapters:
-        rows.append(("Trainable share (trainable / total)", f"trainable: {_share(s.trainable_params, s.total_params)}"))
+        rows.append(("Trainable share (trainable / total params)", _share(s.trainable_params, s.total_params)))
         for a in s.adapters:
             kind = f"{a.peft_type}, " if a.peft_type else ""
             rows.append((f"Adapter {a.name!r} ({kind}{'active' if a.active else 'inactive'})",
