@@ -119,11 +119,15 @@ def summary(
         *Forward/backward pass size* = 2 × ``output_bytes`` (every leaf call's output, kept for
         the backward pass); *Params size* = ``param_bytes`` (unique parameters at their dtypes);
         *Estimated Total Size* = the sum of the three.
+        A mixture-of-experts model also gets ``expert_params``, ``active_params`` (parameters
+        used per token) and ``active_params_method``; a PEFT model ``adapters`` (parameters by
+        adapter name); the tables show them under the totals (see :class:`Summary`).
 
     Raises:
         InputSpecError: invalid ``input_size``, ``dtypes``, ``batch_size``, ``input_data`` or
-            ``mode``, ``columns=["macs", ...]`` with ``macs=False``, or a module graph with a
-            cycle (:class:`InputTypeError` for a wrong Python type); raised before any forward.
+            ``mode``, ``columns=["macs", ...]`` with ``macs=False``, a module graph with a
+            cycle, or a PEFT model without adapters (:class:`InputTypeError` for a wrong Python
+            type); raised before any forward.
         DeviceError: unknown device, CUDA unavailable, or the model lives on another device.
         ForwardError: the model's forward raised; chained to that exception, it names the module
             that failed and the inputs it received, and carries the partial summary.

@@ -54,6 +54,9 @@ def test_hand_written_top2_router_active_params_measured() -> None:
     # every token goes to 2 of the 4 experts: shared 36 + 2 * 280 = 596 (= 36 + 2/4 of 1,120)
     assert (s.active_params, s.active_params_method) == (596, "measured")
     assert "Active params per token: 596 of 1,156 (51.56%; measured: tokens each expert processed" in str(s)
+    # no forward: k = the block's top_k attribute, 36 + 2/4 of 1,120 = 596
+    s = summary(m, verbose=0)
+    assert (s.active_params, s.active_params_method) == (596, "config")
 
 
 def test_dropped_tokens_exact() -> None:
