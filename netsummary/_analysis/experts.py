@@ -232,6 +232,12 @@ class GroupedMmStandIn(TorchDispatchMode):
     real tensors, pass through untouched. Dispatch modes are per thread.
     """
 
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # as MacCounter: else torch wraps __torch_dispatch__ in _disable_dynamo, which imports
+        # torch._dynamo (about a second) on the first op; the summary runs eager modules
+        return False
+
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
         if func is _GROUPED_MM and len(args) >= 2:
