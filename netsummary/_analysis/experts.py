@@ -174,7 +174,8 @@ class RoutingProbe:
 
     A context manager holding one global forward pre-hook (removed by its handle on exit) that
     reads only the calls of the given groups' fused modules made in the opening thread: it
-    counts ``top_k_index``'s ids below E (a ``bincount``), and the tokens (its first dimension).
+    counts ``top_k_index``'s ids below E (the (token, expert) pairs routed; expert-parallel
+    sentinels are >= E) and the tokens (its first dimension).
     On fake or meta tensors nothing is read (the ids have no values): the group stays unmeasured.
     """
 
