@@ -60,6 +60,8 @@ from torch._ops import HigherOrderOperator
 from torch.utils import flop_counter as _tfc
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from .quantized import FORMULAS as QUANTIZED_FORMULAS
+
 __all__ = ["MacCounter", "MATMUL_CLASS", "UNKNOWN_OPS"]
 
 OnOp = Callable[[str, "int | None"], Any]
@@ -199,6 +201,7 @@ FORMULAS: dict[str, Formula] = {
     **{_A + n: _rnn for n in ("mkldnn_rnn_layer", "_cudnn_rnn", "miopen_rnn")},
     _A + "addbmm": _addbmm, _A + "addbmm_": _addbmm, _A + "conv_tbc": _conv_tbc, _A + "_trilinear": _trilinear,
     _A + "_native_multi_head_attention": _mha, _A + "_transformer_encoder_layer_fwd": _encoder_layer,
+    **QUANTIZED_FORMULAS,  # quantized::linear_dynamic, bitsandbytes::gemv_4bit, ...: see _analysis/quantized.py
 }
 # Ours win over torch's only where torch's formula is broken for the op's schema.
 _OVERRIDE_TORCH = frozenset({_A + "_slow_conv2d_forward"})
@@ -219,8 +222,8 @@ UNKNOWN_OPS: frozenset[str] = frozenset(
         "_sparse_semi_structured_mm", "_sparse_semi_structured_addmm", "_mixed_dtypes_linear",
         "fbgemm_linear_int8_weight", "fbgemm_linear_int8_weight_fp32_activation",
         "fbgemm_linear_fp16_weight", "fbgemm_linear_fp16_weight_fp32_activation")]
-    + [f"quantized::{n}" for n in ("linear", "linear_dynamic", "linear_relu", "linear_relu_dynamic", "conv1d",
-                                   "conv2d", "conv3d", "conv2d_relu", "conv_transpose1d", "conv_transpose2d")]
+    + [f"quantized::{n}" for n in ("conv1d", "conv2d", "conv3d", "conv2d_relu", "conv_transpose1d",
+                                   "conv_transpose2d")]
 )
 
 
