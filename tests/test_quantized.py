@@ -101,6 +101,28 @@ def test_dynamic_float16_weights_are_two_bytes_each() -> None:
     assert s.total_macs == 2176 and s.unknown_ops == ()  # quantized::linear_dynamic_fp16
 
 
+def test_dynamic_lstm_weights_through_get_weight_and_its_op_reported_unknown() -> None:
+    torch.manual_seed(0)
+    float_model = nn.Sequential(nn.LSTM(8, 16))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        q = torch.ao.quantization.quantize_dynamic(float_model, {nn.LSTM}, dtype=torch.qint8)
+    s = summary(q, (3, 8), verbose=0, macs=True)
+    # 4 gates * 16 * (8 + 16) = 1,536 weights + 2 * 4 * 16 = 128 biases = 1,664
+    assert s.total_params == 1664 == sum(p.numel() for p in float_model.parameters())
+    assert s.quantized_params == 1536 and s.quantized_bytes == 1536  # qint8: 1 byte each
+    assert s.param_bytes == 1536 + 128 * 4 and s.quant_state_bytes == 2 * 16  # two per-tensor quantizers
+    assert s.quant_unknown == ()  # its PackedParameter children are the layer's, not layers of their own
+    assert "aten.quantized_lstm" in s.unknown_ops  # no formula: a lower bound, never a silent 0
+
+
+def test_quant_stubs_hold_activation_qparams_not_quantized_weights() -> None:
+    m = nn.Sequential(torch.ao.nn.quantized.Quantize(0.1, 0, torch.quint8), torch.ao.nn.quantized.DeQuantize())
+    s = summary(m, (4,), verbose=0)
+    assert not s.quantized and s.total_params == 0
+    assert s.buffer_count == 2 and s.buffer_bytes == 4 + 8  # a float32 scale and an int64 zero point
+
+
 def test_dynamic_tree_view_marks_rows_and_formula_uses_logical_shapes() -> None:
     s = summary(dynamic(), (64,), verbose=0, formulas=True)
     text = s.render("tree", columns=["params", "param_bytes", "quantized", "formula"])

@@ -60,7 +60,7 @@ from torch._ops import HigherOrderOperator
 from torch.utils import flop_counter as _tfc
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from .quantized import FORMULAS as QUANTIZED_FORMULAS
+from .quantized_ops import FORMULAS as QUANTIZED_FORMULAS
 
 __all__ = ["MacCounter", "MATMUL_CLASS", "UNKNOWN_OPS"]
 
@@ -201,7 +201,7 @@ FORMULAS: dict[str, Formula] = {
     **{_A + n: _rnn for n in ("mkldnn_rnn_layer", "_cudnn_rnn", "miopen_rnn")},
     _A + "addbmm": _addbmm, _A + "addbmm_": _addbmm, _A + "conv_tbc": _conv_tbc, _A + "_trilinear": _trilinear,
     _A + "_native_multi_head_attention": _mha, _A + "_transformer_encoder_layer_fwd": _encoder_layer,
-    **QUANTIZED_FORMULAS,  # quantized::linear_dynamic, bitsandbytes::gemv_4bit, ...: see _analysis/quantized.py
+    **QUANTIZED_FORMULAS,  # quantized::linear_dynamic, bitsandbytes::gemv_4bit, ...: see quantized_ops.py
 }
 # Ours win over torch's only where torch's formula is broken for the op's schema.
 _OVERRIDE_TORCH = frozenset({_A + "_slow_conv2d_forward"})
@@ -215,7 +215,8 @@ UNKNOWN_OPS: frozenset[str] = frozenset(
         "einsum", "tensordot", "bilinear", "chain_matmul", "linalg_multi_dot", "inner",
         "scaled_dot_product_attention", "_scaled_dot_product_attention_math",
         "lstm", "gru", "rnn_tanh", "rnn_relu", "lstm_cell", "gru_cell", "rnn_tanh_cell", "rnn_relu_cell",
-        "_thnn_fused_lstm_cell", "_thnn_fused_gru_cell", "mkldnn_rnn", "quantized_lstm_cell",
+        "_thnn_fused_lstm_cell", "_thnn_fused_gru_cell", "mkldnn_rnn", "quantized_lstm", "quantized_gru",
+        "quantized_lstm_cell",
         "quantized_gru_cell", "quantized_rnn_relu_cell", "quantized_rnn_tanh_cell",
         "_grouped_mm", "_scaled_grouped_mm", "_sparse_mm", "_sparse_addmm", "sspaddmm",
         "_sparse_sparse_matmul", "_cslt_sparse_mm", "_sparse_semi_structured_linear",

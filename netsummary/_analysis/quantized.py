@@ -16,8 +16,9 @@ Each layout is read through its library's own types and attributes; a library is
 when ``sys.modules`` already holds it (netsummary never imports torchao or bitsandbytes):
 
 * ``torch.ao`` quantized modules (``torch.ao.quantization.quantize_dynamic``; source
-  ``torch/ao/nn/quantized/modules/linear.py``): the weight and bias come from the module's own
-  ``_weight_bias()`` (or ``weight()`` / ``bias()``), which unpack its ``_packed_params``. A
+  ``torch/ao/nn/quantized/modules/linear.py``, ``.../dynamic/modules/rnn.py``): the weights and
+  biases come from the module's own ``_weight_bias()`` (or ``weight()`` / ``bias()``, or a
+  dynamic LSTM's / GRU's ``get_weight()`` / ``get_bias()``), which unpack its packed params. A
   ``qint8`` weight stores 1 byte per element; a per-tensor quantizer holds a float64 scale and an
   int64 zero point (16 bytes of state), a per-channel one a float64 scale and an int64 zero point
   per channel (``q_per_channel_scales()``); a ``float16`` dynamic weight stores 2 bytes per
@@ -283,38 +284,62 @@ def _qstate(w: torch.Tensor) -> int:
     return _nbytes(w.q_per_channel_scales()) + _nbytes(w.q_per_channel_zero_points())
 
 
-def _torch_ao(m: nn.Module) -> ModuleQuant | None:
-    if type(m).__name__.endswith("PackedParams"):  # a layer's _packed_params child: the layer counts it
-        return None
-    pair = getattr(m, "_weight_bias", None)
-    weight, bias = getattr(m, "weight", None), getattr(m, "bias", None)
+def _ao_tensors(m: nn.Module) -> tuple[list, list] | None:
+    """A ``torch.ao`` layer's (name, weight) and (name, bias) pairs, through its own API:
+    ``_weight_bias()`` (Linear, Conv), ``weight()`` / ``bias()``, or ``get_weight()`` /
+    ``get_bias()`` (dynamic LSTM, GRU: dicts by parameter name); ``None`` when it has none."""
+    pair, weight, bias = getattr(m, "_weight_bias", None), getattr(m, "weight", None), getattr(m, "bias", None)
+    get_w, get_b = getattr(m, "get_weight", None), getattr(m, "get_bias", None)
+    if callable(get_w):  # before _weight_bias, which RNNs also have (returning dicts)
+        return list(get_w().items()), list(get_b().items()) if callable(get_b) else []
+    if callable(pair):
+        w, b = pair()
+        return [("weight", w)], [("bias", b)]
+    if callable(weight):
+        return [("weight", weight())], [("bias", bias() if callable(bias) else None)]
+    return None
+
+
+def _holds_quantized(m: nn.Module) -> bool:
+    """The module's state dict holds a quantized tensor or a packed (TorchScript) object."""
     try:
-        if callable(pair):
-            w, b = pair()
-        elif callable(weight):
-            w, b = weight(), bias() if callable(bias) else None
-        else:
-            return _unknown(m) if not m._parameters and not m._modules else None
+        leaves = torch.utils._pytree.tree_leaves(m.state_dict(keep_vars=True))
+    except Exception:  # noqa: BLE001 - a state we cannot read may hold anything
+        return True
+    return any((isinstance(v, torch.Tensor) and v.is_quantized) or isinstance(v, torch.ScriptObject) for v in leaves)
+
+
+def _torch_ao(m: nn.Module) -> ModuleQuant | None:
+    if type(m).__name__.endswith(("PackedParams", "PackedParameter")):  # a layer's packed child: the layer counts it
+        return None
+    try:
+        got = _ao_tensors(m)
     except Exception:  # noqa: BLE001 - a layer whose own API fails: an unknown layout
         return _unknown(m)
-    if not isinstance(w, torch.Tensor):
-        return _unknown(m)
+    if got is None:  # QuantStub, DeQuantize, FloatFunctional: activation qparams only, or nothing
+        return _unknown(m) if _holds_quantized(m) else None
+    weights, biases = got
     packed = getattr(getattr(m, "_packed_params", None), "dtype", None)
+    packed = getattr(m, "dtype", None) if packed is None else packed  # dynamic RNNs keep it on the layer
     tensors = []
-    if w.is_quantized:
-        tensors.append(QuantTensor(("torch.ao", id(m), "weight"), "weight", w.numel(), False, _nbytes(w),
-                                   ((("torch.ao", id(m), "qparams"), _qstate(w)),), _dtype_name(w.dtype),
-                                   tuple(w.shape)))
-    elif isinstance(packed, torch.dtype) and packed != w.dtype:  # float16 dynamic: unpacked as float32
-        size = torch.empty((), dtype=packed).element_size()
-        tensors.append(QuantTensor(("torch.ao", id(m), "weight"), "weight", w.numel(), False, w.numel() * size, (),
-                                   _dtype_name(packed), tuple(w.shape)))
-    else:
-        return None  # a float weight: nothing quantized here
-    if isinstance(b, torch.Tensor):
-        tensors.append(QuantTensor(("torch.ao", id(m), "bias"), "bias", b.numel(), False, _nbytes(b),
-                                   shape=tuple(b.shape)))
-    return ModuleQuant(tuple(tensors))
+    for name, w in weights:
+        if not isinstance(w, torch.Tensor):
+            return _unknown(m)
+        key = ("torch.ao", id(m), name)
+        if w.is_quantized:
+            tensors.append(QuantTensor(key, name, w.numel(), False, _nbytes(w), (((key, "qparams"), _qstate(w)),),
+                                       _dtype_name(w.dtype), tuple(w.shape)))
+        elif isinstance(packed, torch.dtype) and packed.is_floating_point and packed != w.dtype:
+            # float16 dynamic: the packed weight is float16, handed out unpacked as float32
+            tensors.append(QuantTensor(key, name, w.numel(), False, w.numel() * packed.itemsize, (),
+                                       _dtype_name(packed), tuple(w.shape)))
+        else:
+            return None  # a float weight: nothing quantized here
+    for name, b in biases:
+        if isinstance(b, torch.Tensor):
+            tensors.append(QuantTensor(("torch.ao", id(m), name), name, b.numel(), False, _nbytes(b),
+                                       shape=tuple(b.shape)))
+    return ModuleQuant(tuple(tensors)) if tensors else None
 
 
 def _packed(m: nn.Module) -> ModuleQuant:
@@ -365,43 +390,3 @@ def _unknown(m: nn.Module) -> ModuleQuant:
     entry = QuantTensor(("unknown", id(m)), "(tensors)", None, False, data, (), "unknown")
     return ModuleQuant((entry,), frozenset(m._parameters), frozenset(m._buffers), unknown=True)
 
-
-# --- MACs of quantized linear operators (used by netsummary._analysis.flops) ---------------------
-# Each is a linear layer: rows x N outputs x K inputs multiply-accumulates (FLOPs = 2 x MACs), the
-# formula of aten::linear; the shapes come from each operator's own schema.
-
-def _rows(a: torch.Tensor) -> int:
-    return a.numel() // a.shape[-1] if a.shape[-1] else 0
-
-
-def _packed_linear(args: tuple, kwargs: dict, out: Any) -> int:
-    """``quantized::linear_dynamic(Tensor X, W_prepack, ...)`` and its kin: X ``[.., K]`` and
-    the output ``[.., N]`` give ``rows × N × K`` (the packed weight is ``[N, K]``)."""
-    return out.numel() * args[0].shape[-1]
-
-
-def _bnb_4bit_mm(args: tuple, kwargs: dict, out: Any) -> int:
-    """``bitsandbytes::gemv_4bit`` / ``gemm_4bit(Tensor A, Tensor B, int[] shapeB, ...)``: A
-    ``[.., K]``, the unpacked weight ``shapeB = [N, K]``: ``rows × N × K``."""
-    return _rows(args[0]) * prod(args[2])
-
-
-def _bnb_int8_mm(args: tuple, kwargs: dict, out: Any) -> int:
-    """``bitsandbytes::int8_scaled_mm`` / ``int8_linear_matmul(Tensor A, Tensor B, ...)``: A
-    ``[.., K]``, B ``[N, K]``: ``rows × N × K``."""
-    return _rows(args[0]) * args[1].shape[0] * args[1].shape[-1]
-
-
-def _bnb_int8_mixed(args: tuple, kwargs: dict, out: Any) -> int:
-    """``bitsandbytes::int8_mixed_scaled_mm(Tensor A, Tensor CA, Tensor CB, ...)``: CB ``[N, K]``."""
-    return _rows(args[0]) * args[2].shape[0] * args[2].shape[-1]
-
-
-#: Qualified operator name -> formula (args, kwargs, out) -> MACs.
-FORMULAS = {
-    **{f"quantized::{n}": _packed_linear for n in ("linear", "linear_relu", "linear_dynamic", "linear_relu_dynamic",
-                                                   "linear_dynamic_fp16", "linear_relu_dynamic_fp16")},
-    "bitsandbytes::gemv_4bit": _bnb_4bit_mm, "bitsandbytes::gemm_4bit": _bnb_4bit_mm,
-    "bitsandbytes::int8_scaled_mm": _bnb_int8_mm, "bitsandbytes::int8_linear_matmul": _bnb_int8_mm,
-    "bitsandbytes::int8_mixed_scaled_mm": _bnb_int8_mixed,
-}
