@@ -326,6 +326,33 @@ def test_gptq_buffers_count_logical_params_and_state_apart() -> None:
     assert s.quant_dtypes == ("int4 packed",) and s.trainable_params == 132
 
 
+
+def test_packed_layer_whose_kernel_no_dispatcher_sees_has_unknown_macs() -> None:
+    """GPTQ/AWQ CUDA kernels are called outside torch's dispatcher: a quantized layer whose
+    forward ran no counted operator reads as MACs unknown, not 0 (this one returns zeros)."""
+    s = summary(nn.Sequential(GPTQLinear(64, 32), nn.Linear(32, 4)), (64,), verbose=0, macs=True)
+    assert s.unknown_ops == ("GPTQLinear (quantized layer: no counted operator seen)",)
+    assert s.total_macs == 32 * 4  # the float Linear alone: a lower bound
+    assert s.leaf_layers[0].unknown_ops == s.unknown_ops
+
+
+def test_folded_quantized_blocks() -> None:
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.q = GPTQLinear(64, 64)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.q(x)
+
+    s = summary(nn.Sequential(*[Block() for _ in range(4)]), (64,), verbose=0)
+    line = s.render("tree", depth=1, columns=["params", "quantized"]).splitlines()[3]
+    # per block: 64 * 64 + 64 = 4,160; qweight [8, 64] int32 = 2,048 B; state: qzeros [2, 8] int32 64
+    # + scales [2, 64] float16 256 + g_idx [64] int32 256 = 576 B
+    assert line.split() == ["0–3", "(Block)", "×", "4", "4", "×", "4,160", "=", "16,640", "4", "×", "(int4", "packed:",
+                            "2,048", "B", "+", "576", "B", "state)"]
+
+
 @pytest.mark.parametrize("bits", [2, 3, 4, 8], ids=lambda b: f"{b}bit")
 def test_gptq_bits_inferred_from_shapes_or_read_from_the_module(bits: int) -> None:
     for attr in (False, True):

@@ -47,6 +47,13 @@ tensor subclass whose inner tensors are integers, a ``torch.ao`` quantized modul
 (``numel × element_size``, exact), none counts as parameters, and the summary names the layer
 in ``quant_unknown`` — never a silent wrong number.
 
+**MACs.** ``quantized::linear*`` (torch.ao) and ``bitsandbytes::gemv_4bit`` / ``gemm_4bit`` /
+``int8_scaled_mm`` have formulas (:mod:`netsummary._analysis.quantized_ops`); torchao's subclasses
+dispatch ordinary aten operators (``mm`` on the dequantized weight), counted as usual. A
+quantized layer whose forward ran no counted operator (a CUDA extension called outside torch's
+dispatcher, as GPTQ/AWQ kernels are) is listed in ``unknown_ops`` as ``"<Type> (quantized layer:
+no counted operator seen)"``: the total is then a lower bound, never a silent 0.
+
 Cost: one look at each module's own tensors (an ``isinstance`` and a dtype per tensor), no pass
 over tensor data, except ``torch.ao``'s ``_weight_bias()``, which unpacks each such layer's weight
 once.

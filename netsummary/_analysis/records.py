@@ -77,8 +77,11 @@ def build_summary(
             counts = stats.count(ids)
         shared = 0
         call_macs = None
+        unknown_ops = c.unknown_ops
         if count_macs:
-            unknown.update(dict.fromkeys(c.unknown_ops))
+            if leaf and not c.macs and not unknown_ops and (counts.quant_bytes or counts.unknown):
+                unknown_ops = (quantized_kernel_op(c.module),)  # a kernel torch's dispatcher never saw
+            unknown.update(dict.fromkeys(unknown_ops))
             call_macs = c.macs // per_sample  # the run's MACs shared out per sample
             total_macs += call_macs
         in_axes, out_axes = axes.of_call(i, c.module, inp, out)
@@ -111,7 +114,7 @@ def build_summary(
                 shared_params=shared,
                 completed=out is not None,
                 macs=call_macs,
-                unknown_ops=c.unknown_ops,
+                unknown_ops=unknown_ops,
                 kernel_shape=_kernel_shape(c.module),
                 formula=_formula(c.module, stats) if formulas and leaf else None,
                 created=c.created,
@@ -253,6 +256,13 @@ def _totals(stats: ParamStats) -> dict[str, int]:
 
 
 _NO_QUANT: dict = {}
+
+
+def quantized_kernel_op(module: nn.Module) -> str:
+    """The "operator without a formula" of a quantized layer whose forward ran no operator that
+    was counted (a custom kernel called outside torch's dispatcher, as GPTQ/AWQ CUDA extensions
+    are): its MACs are unknown, never a silent 0."""
+    return f"{type(module).__name__} (quantized layer: no counted operator seen)"
 
 
 def _formula(module: nn.Module, stats: ParamStats) -> str:

@@ -235,6 +235,8 @@ def _folded_cells(r: LayerRecord, s: Summary, macs: dict, n: int, columns: Seque
             cell = _times(n, r.output_bytes)
         elif c == "param_bytes":
             cell = _times(n, r.param_bytes)
+        elif c == "quantized" and (r.quant_bytes or r.quant_unknown):
+            cell = f"{n} × ({_quantized(r, s, macs)})"
         elif c == "trainable" and 0 < r.trainable_params < r.params:
             cell = f"partial ({_times(n, r.trainable_params)})"
         elif c == "formula" and r.formula not in (None, "0", "uninitialized"):
