@@ -50,6 +50,15 @@ class LayerRecord:
             then ends in ``" (created in forward)"``; ``name`` is its qualified name if the
             forward registered it in the model, else ``"<parent's name>.<created>"``; ``params``
             are its parameters that are not the model's, and are outside the summary's totals.
+        quant_params / quant_bytes / quant_state_bytes: quantized weights in the subtree (see
+            :mod:`netsummary._analysis.quantized`): their logical elements (part of ``params``),
+            their stored bytes, packed (part of ``param_bytes``), and the bytes of their
+            quantization state (scales, zero points, absmax; in neither). 0 without any.
+        quant_unknown: quantized layers in the subtree whose layout netsummary does not know:
+            their stored bytes are in ``param_bytes``, their logical elements in no count
+            (``params`` is then a lower bound; the tables say "unknown").
+        quant_dtype: how the quantized weights are stored, e.g. ``"int8"``, ``"int4 packed"``,
+            ``"int4 packed, int8"`` for several; ``None`` without any.
     """
 
     index: int
@@ -76,6 +85,11 @@ class LayerRecord:
     input_batch_axes: tuple[int | None, ...] = ()
     output_batch_axes: tuple[int | None, ...] = ()
     created: bool = False
+    quant_params: int = 0
+    quant_bytes: int = 0
+    quant_state_bytes: int = 0
+    quant_unknown: int = 0
+    quant_dtype: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +187,16 @@ class Summary:
             ``top_k`` / the config's ``num_experts_per_tok``).
         adapters: for a PEFT model, one :class:`AdapterGroup` per named adapter; the base model
             is everything else (``total_params - sum(a.params for a in adapters)``).
+        quantized_params / quantized_bytes / quant_state_bytes: the model's quantized weights
+            (see :mod:`netsummary._analysis.quantized`; 0 for a model without any): their logical
+            elements, the elements of the float model (part of ``total_params``, and of
+            ``non_trainable_params`` when frozen), their stored bytes, packed, at their real
+            dtype (part of ``param_bytes``), and the bytes of their quantization state (scales,
+            zero points, absmax: in neither, but in ``estimated_total_bytes``).
+        quant_unknown: ``"name (Type)"`` of each quantized layer whose layout netsummary does not
+            know: its stored bytes are in ``param_bytes``, its logical elements in no count, so
+            ``total_params`` is then a lower bound.
+        quant_dtypes: how the quantized weights are stored (``("int4 packed", "int8")``).
     """
 
     model_type: str
@@ -205,6 +229,16 @@ class Summary:
     active_params_method: str | None = None
     # PEFT adapters, by name (see netsummary._analysis.adapters); () for a model without adapters
     adapters: tuple[AdapterGroup, ...] = ()
+    quantized_params: int = 0
+    quantized_bytes: int = 0
+    quant_state_bytes: int = 0
+    quant_unknown: tuple[str, ...] = ()
+    quant_dtypes: tuple[str, ...] = ()
+
+    @property
+    def quantized(self) -> bool:
+        """The model holds quantized weights (known or unknown layouts)."""
+        return bool(self.quantized_bytes or self.quant_unknown)
 
     @property
     def leaf_layers(self) -> tuple[LayerRecord, ...]:
@@ -219,8 +253,9 @@ class Summary:
 
     @property
     def estimated_total_bytes(self) -> int:
-        """``input_bytes + 2 * output_bytes + param_bytes``: torchsummary's "Estimated Total Size"."""
-        return self.input_bytes + 2 * self.output_bytes + self.param_bytes
+        """``input_bytes + 2 * output_bytes + param_bytes``: torchsummary's "Estimated Total Size"
+        (plus ``quant_state_bytes`` for a quantized model: its scales are memory it holds too)."""
+        return self.input_bytes + 2 * self.output_bytes + self.param_bytes + self.quant_state_bytes
 
     def __str__(self) -> str:
         return render_classic(self)

@@ -18,13 +18,26 @@ import torch
 from torch import nn
 from torch.nn.parameter import is_lazy
 
+from .quantized import ModuleQuant, Probe
+
 
 class TensorCounts(NamedTuple):
-    """Element and byte counts of a set of tensors (a NamedTuple: built once per module call)."""
+    """Element and byte counts of a set of tensors (a NamedTuple: built once per module call).
+
+    With quantized weights (:mod:`netsummary._analysis.quantized`) ``numel`` counts their logical
+    elements and ``nbytes`` their stored bytes; ``quant_numel`` / ``quant_bytes`` are that share,
+    ``state_bytes`` the bytes of their quantization state (scales, zero points, absmax: not in
+    ``nbytes``), ``unknown`` the quantized layers whose logical count is unknown (their stored
+    bytes are in ``nbytes``, their elements nowhere) and ``labels`` how they are stored."""
 
     numel: int = 0
     trainable: int = 0
     nbytes: int = 0
+    quant_numel: int = 0
+    quant_bytes: int = 0
+    state_bytes: int = 0
+    unknown: int = 0
+    labels: tuple[str, ...] = ()
 
 
 class ParamStats:
@@ -45,11 +58,20 @@ class ParamStats:
         self._own: dict[int, list[int]] = {}  # module id -> ids of its direct parameters
         self._subtree: dict[int, frozenset[int]] = {}
         self.uninitialized: list[str] = []
+        self.quant: dict = {}  # key -> QuantTensor of every quantized weight (and its layer's plain bias)
+        self.quant_unknown: list[str] = []  # "name (Type)" of quantized layers of an unknown layout
+        self.tensor_names: dict = {}  # quantized keys -> attribute name (for formulas)
         buffers: dict[int, torch.Tensor] = {}
+        probe = Probe()
         for name, m in named:
             own = []
+            q = probe.module(m)
+            skip_p = skip_b = frozenset()
+            if q is not None:
+                self._add_quant(q, name, m, own)
+                skip_p, skip_b = q.params, q.buffers
             for pname, p in m._parameters.items():
-                if p is None:
+                if p is None or pname in skip_p:
                     continue
                 own.append(id(p))
                 if id(p) in self._info:
@@ -62,14 +84,28 @@ class ParamStats:
                     self._shapes[id(p)] = tuple(p.shape)
                 self.owner[id(p)] = name
             self._own[id(m)] = own
-            for b in m._buffers.values():
-                if b is not None and not is_lazy(b):
+            for bname, b in m._buffers.items():
+                if b is not None and bname not in skip_b and not is_lazy(b):
                     buffers.setdefault(id(b), b)
         self.params = self._sum(self._info)
         self.buffers = TensorCounts(
             numel=sum(b.numel() for b in buffers.values()),
             nbytes=sum(b.numel() * b.element_size() for b in buffers.values()),
         )
+
+    def _add_quant(self, q: ModuleQuant, name: str, m: nn.Module, own: list) -> None:
+        """Count a module's quantized tensors: logical elements, stored bytes (state apart)."""
+        if q.unknown:
+            self.quant_unknown.append(f"{name or '(root)'} ({type(m).__name__})")
+        for t in q.tensors:
+            own.append(t.key)
+            if t.key in self._info:
+                continue
+            self._info[t.key] = (t.logical or 0, t.trainable, t.data_bytes)
+            self._shapes[t.key] = t.shape
+            self.quant[t.key] = t
+            self.tensor_names[t.key] = t.name
+            self.owner[t.key] = name
 
     def _sum(self, ids) -> TensorCounts:
         n = t = b = 0
@@ -79,7 +115,27 @@ class ParamStats:
             b += nbytes
             if trainable:
                 t += numel
-        return TensorCounts(n, t, b)
+        if not self.quant:
+            return TensorCounts(n, t, b)
+        return self._with_quant(ids, n, t, b)
+
+    def _with_quant(self, ids, n: int, t: int, b: int) -> TensorCounts:
+        qn = qb = unknown = 0
+        state: dict = {}
+        labels: dict[str, None] = {}
+        quant = self.quant
+        for i in ids:
+            q = quant.get(i)
+            if q is None or q.label is None:
+                continue
+            if q.logical is None:
+                unknown += 1
+            else:
+                qn += q.logical
+                labels[q.label] = None
+            qb += q.data_bytes
+            state.update(q.state)
+        return TensorCounts(n, t, b, qn, qb, sum(state.values()), unknown, tuple(sorted(labels)))
 
     def ids_of(self, module: nn.Module) -> frozenset[int]:
         """Ids of every unique parameter in ``module``'s subtree (memoized per module)."""
@@ -109,6 +165,24 @@ class ParamStats:
     def of(self, module: nn.Module) -> TensorCounts:
         """Counts of ``module``'s own and descendants' unique parameters."""
         return self._sum(self.ids_of(module))
+
+    def quant_formula(self, module: nn.Module) -> str | None:
+        """How a module holding quantized weights gets its logical count, from the logical shapes
+        (``"32 × 64 + 32"``; ``"unknown"`` for an unknown layout); ``None`` for any other module
+        (its formula is :func:`~netsummary._analysis.formula.param_formula`'s)."""
+        if not self.quant or not module._modules.keys() <= {"_packed_params"}:
+            return None
+        own = self._own.get(id(module), ())
+        if not any(k in self.quant for k in own):
+            return None
+        terms = []
+        for k in own:
+            q = self.quant.get(k)
+            if q is not None and q.logical is None:
+                return "unknown"
+            shape = self._shapes.get(k, ())
+            terms.append(" × ".join(map(str, shape)) if len(shape) > 1 else f"{self._info[k][0]:,}")
+        return " + ".join(terms)
 
     def shape(self, pid: int) -> tuple[int, ...]:
         """The shape of parameter ``pid`` (``()`` for an uninitialized lazy one)."""

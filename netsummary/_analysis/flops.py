@@ -63,6 +63,8 @@ from torch._subclasses.fake_tensor import FakeTensor as _FakeTensor
 from torch.utils import flop_counter as _tfc
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from .quantized_ops import FORMULAS as QUANTIZED_FORMULAS
+
 __all__ = ["MacCounter", "MATMUL_CLASS", "UNKNOWN_OPS"]
 
 OnOp = Callable[[str, "int | None"], Any]
@@ -246,6 +248,7 @@ FORMULAS: dict[str, Formula] = {
     _A + "addbmm": _addbmm, _A + "addbmm_": _addbmm, _A + "conv_tbc": _conv_tbc, _A + "_trilinear": _trilinear,
     _A + "_native_multi_head_attention": _mha, _A + "_transformer_encoder_layer_fwd": _encoder_layer,
     _A + "_grouped_mm": _grouped_mm(2), _A + "_scaled_grouped_mm": _grouped_mm(4),
+    **QUANTIZED_FORMULAS,  # quantized::linear_dynamic, bitsandbytes::gemv_4bit, ...: see quantized_ops.py
 }
 # Formulas that read a tensor's values (a grouped GEMM's offsets): never memoised by shapes.
 _READS_VALUES = frozenset({_A + "_grouped_mm", _A + "_scaled_grouped_mm"})
@@ -261,15 +264,16 @@ UNKNOWN_OPS: frozenset[str] = frozenset(
         "einsum", "tensordot", "bilinear", "chain_matmul", "linalg_multi_dot", "inner",
         "scaled_dot_product_attention", "_scaled_dot_product_attention_math",
         "lstm", "gru", "rnn_tanh", "rnn_relu", "lstm_cell", "gru_cell", "rnn_tanh_cell", "rnn_relu_cell",
-        "_thnn_fused_lstm_cell", "_thnn_fused_gru_cell", "mkldnn_rnn", "quantized_lstm_cell",
+        "_thnn_fused_lstm_cell", "_thnn_fused_gru_cell", "mkldnn_rnn", "quantized_lstm", "quantized_gru",
+        "quantized_lstm_cell",
         "quantized_gru_cell", "quantized_rnn_relu_cell", "quantized_rnn_tanh_cell",
         "_sparse_mm", "_sparse_addmm", "sspaddmm",
         "_sparse_sparse_matmul", "_cslt_sparse_mm", "_sparse_semi_structured_linear",
         "_sparse_semi_structured_mm", "_sparse_semi_structured_addmm", "_mixed_dtypes_linear",
         "fbgemm_linear_int8_weight", "fbgemm_linear_int8_weight_fp32_activation",
         "fbgemm_linear_fp16_weight", "fbgemm_linear_fp16_weight_fp32_activation")]
-    + [f"quantized::{n}" for n in ("linear", "linear_dynamic", "linear_relu", "linear_relu_dynamic", "conv1d",
-                                   "conv2d", "conv3d", "conv2d_relu", "conv_transpose1d", "conv_transpose2d")]
+    + [f"quantized::{n}" for n in ("conv1d", "conv2d", "conv3d", "conv2d_relu", "conv_transpose1d",
+                                   "conv_transpose2d")]
 )
 
 

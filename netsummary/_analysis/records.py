@@ -77,8 +77,11 @@ def build_summary(
             counts = stats.count(ids)
         shared = 0
         call_macs = None
+        unknown_ops = c.unknown_ops
         if count_macs:
-            unknown.update(dict.fromkeys(c.unknown_ops))
+            if leaf and not c.macs and not unknown_ops and (counts.quant_bytes or counts.unknown):
+                unknown_ops = (quantized_kernel_op(c.module),)  # a kernel torch's dispatcher never saw
+            unknown.update(dict.fromkeys(unknown_ops))
             call_macs = c.macs // per_sample  # the run's MACs shared out per sample
             total_macs += call_macs
         in_axes, out_axes = axes.of_call(i, c.module, inp, out)
@@ -111,10 +114,11 @@ def build_summary(
                 shared_params=shared,
                 completed=out is not None,
                 macs=call_macs,
-                unknown_ops=c.unknown_ops,
+                unknown_ops=unknown_ops,
                 kernel_shape=_kernel_shape(c.module),
-                formula=param_formula(c.module).text if formulas and leaf else None,
+                formula=_formula(c.module, stats) if formulas and leaf else None,
                 created=c.created,
+                **quant_fields(counts),
             )
         )
     # the forward's inputs: positional arguments, then a dict of the keyword ones (names kept)
@@ -176,7 +180,8 @@ def build_structure_summary(
                 input_shapes=None, output_shapes=None, input_dtypes=(), output_dtypes=(), output_bytes=0,
                 params=counts.numel, trainable_params=counts.trainable, param_bytes=counts.nbytes,
                 shared_params=shared, kernel_shape=_kernel_shape(m),
-                formula=param_formula(m).text if formulas and leaf else None,
+                formula=_formula(m, stats) if formulas and leaf else None,
+                **quant_fields(counts),
             )
         )
     every = {id(m) for _, m in named}  # every module has its row: own parameters are shown there
@@ -240,9 +245,37 @@ class _CreatedModules:
 def _totals(stats: ParamStats) -> dict[str, int]:
     """The summary's totals, from the unique tensors (never from the rows)."""
     params, buffers = stats.params, stats.buffers
-    return dict(total_params=params.numel, trainable_params=params.trainable,
-                non_trainable_params=params.numel - params.trainable, param_bytes=params.nbytes,
-                buffer_count=buffers.numel, buffer_bytes=buffers.nbytes)
+    out = dict(total_params=params.numel, trainable_params=params.trainable,
+               non_trainable_params=params.numel - params.trainable, param_bytes=params.nbytes,
+               buffer_count=buffers.numel, buffer_bytes=buffers.nbytes)
+    if params.quant_bytes or params.unknown:  # quantized weights (see netsummary._analysis.quantized)
+        out.update(quantized_params=params.quant_numel, quantized_bytes=params.quant_bytes,
+                   quant_state_bytes=params.state_bytes, quant_unknown=tuple(stats.quant_unknown),
+                   quant_dtypes=params.labels)
+    return out
+
+
+_NO_QUANT: dict = {}
+
+
+def quantized_kernel_op(module: nn.Module) -> str:
+    """The "operator without a formula" of a quantized layer whose forward ran no operator that
+    was counted (a custom kernel called outside torch's dispatcher, as GPTQ/AWQ CUDA extensions
+    are): its MACs are unknown, never a silent 0."""
+    return f"{type(module).__name__} (quantized layer: no counted operator seen)"
+
+
+def _formula(module: nn.Module, stats: ParamStats) -> str:
+    """A leaf's formula: from the logical shapes for a quantized layer, else :func:`param_formula`."""
+    return stats.quant_formula(module) or param_formula(module).text
+
+
+def quant_fields(c: TensorCounts) -> dict:
+    """A record's quantized-weight fields (none for a layer without quantized weights)."""
+    if not (c.quant_bytes or c.unknown):
+        return _NO_QUANT
+    return dict(quant_params=c.quant_numel, quant_bytes=c.quant_bytes, quant_state_bytes=c.state_bytes,
+                quant_unknown=c.unknown, quant_dtype=", ".join(c.labels) or None)
 
 
 def _kernel_shape(module: nn.Module) -> tuple[int, ...] | None:
@@ -267,7 +300,8 @@ def _other_params(
         text = None
         if formulas:  # the tensors' own shapes, e.g. "temperature[1]"
             own = {id(p): n for n, p in module._parameters.items() if p is not None}
-            text = " + ".join(f"{own[i]}[{', '.join(map(str, stats.shape(i)))}]" for i in ids)
+            text = " + ".join(f"{own.get(i) or stats.tensor_names.get(i, '?')}[{', '.join(map(str, stats.shape(i)))}]"
+                              for i in ids)
         out.append(ParamGroup(name, type(module).__name__, c.numel, c.trainable, c.nbytes, id(module) in called, text))
     return tuple(out)
 

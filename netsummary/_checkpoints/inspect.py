@@ -59,6 +59,7 @@ from typing import Any
 from tabulate import SEPARATING_LINE, tabulate
 
 from .._errors import CheckpointError, InputSpecError, MissingDependencyError
+from .packed import PackedCheckpoint, find_packed
 from .reader import TensorEntry, natural_key, read_pytorch, read_safetensors
 from .._safeio import MAX_JSON_BYTES, escape, read_head, read_regular, shorten, shown
 from .._units import format_bytes, format_count
@@ -104,11 +105,18 @@ class CheckpointSummary:
     buffer_bytes: int = 0
     ignored: tuple[str, ...] = ()  # entries of a training checkpoint beside the state dict ("optimizer")
     shards: tuple[str, ...] = ()  # a sharded checkpoint's files, as its index names them
+    # GPTQ/AWQ packed layers (see netsummary._checkpoints.packed): total_params counts a qweight's
+    # logical elements; qzeros/scales/g_idx are quantization state, in total_bytes, not params
+    quantized_params: int = 0  # logical elements of the packed weights (part of total_params)
+    quant_state_bytes: int = 0  # bytes of qzeros, scales, g_idx
+    packed: PackedCheckpoint | None = None
 
     @property
     def param_bytes(self) -> int:
-        """Bytes of the parameters: ``total_bytes - buffer_bytes``."""
-        return self.total_bytes - self.buffer_bytes
+        """Bytes of the parameters: ``total_bytes - buffer_bytes`` (and, for a GPTQ/AWQ
+        checkpoint, ``- quant_state_bytes``: the packed ``qweight`` words are the parameters'
+        stored bytes)."""
+        return self.total_bytes - self.buffer_bytes - self.quant_state_bytes
 
     def tree(self, depth: int | None = None) -> list[PrefixRow]:
         """Group counts by dotted name prefix, depth-first in checkpoint order (safetensors: by name).
@@ -122,7 +130,12 @@ class CheckpointSummary:
         one row at the last level for the rest of its name (``PrefixRow.folded`` says how many
         levels it folds), so the rows cost at most ``MAX_TREE_DEPTH`` times the names' length.
         """
-        return [_row(name, level, node) for name, level, node in self._nodes(depth)]
+        return [_row(name, level, node, self._counts) for name, level, node in self._nodes(depth)]
+
+    @property
+    def _counts(self) -> dict[str, int] | None:
+        """Parameter elements per tensor name where they differ from its elements (packed layers)."""
+        return None if self.packed is None else self.packed.params
 
     def _nodes(self, depth: int | None) -> Iterator[tuple[str, int, _Node]]:
         """The prefix tree's nodes, depth-first: ``(dotted prefix, level, node)``."""
@@ -166,7 +179,8 @@ class CheckpointSummary:
         tied = {e.name: e.tied_to for e in self.tensors if e.tied_to}
         has_buffers = any(e.is_buffer for e in self.tensors)
         nodes = self._nodes(depth)
-        rows = [_row(*node) for node in (nodes if max_rows is None else itertools.islice(nodes, max_rows))]
+        counts = self._counts
+        rows = [_row(*node, counts) for node in (nodes if max_rows is None else itertools.islice(nodes, max_rows))]
         hidden = sum(1 for _ in nodes)  # the rows past max_rows are counted, not built
         folded = cut = escaped = 0
         table: list[Any] = []
@@ -181,6 +195,9 @@ class CheckpointSummary:
                 label += f" (+{row.folded:,} levels)"
             if row.is_tensor and row.name in tied:
                 label += f" (shares storage with {shown(tied[row.name], MAX_LABEL)})"
+            if row.is_tensor and self.packed is not None and row.name in self.packed.params:
+                label += " (quantization state)" if row.name in self.packed.state else (
+                    " (packed: logical count unknown)" if not row.params else " (packed)")
             buffers = [format_count(row.buffers)] if has_buffers else []
             table.append([label, format_count(row.params), *buffers, format_bytes(row.nbytes), ", ".join(row.dtypes)])
         if table:
@@ -219,13 +236,29 @@ class CheckpointSummary:
             lines.append(f"Tensors read from the {shown(self.state_dict_key, MAX_LABEL)!r} entry{ignored}")
         if self.shards:
             lines.append(f"Summed over {len(self.shards)} shards: {_listed(self.shards)}")
+        p = self.packed
+        if p is not None:
+            layers = ", ".join(f"{n:,} {kind}" for kind, n in sorted(p.layouts.items())) or "no"
+            bits = "/".join(map(str, p.bits))
+            where = f"; bits from {p.bits_from}" if p.bits_from else ""
+            per_word = f" ({', '.join(f'{32 // b if 32 % b == 0 else 32 / b:g}' for b in p.bits)} per int32 word)" if p.bits else ""
+            lines.append(f"Quantized: {layers} packed layer{'s' if sum(p.layouts.values()) != 1 else ''}"
+                         f"{f' of {bits} bits' if bits else ''}{where}: Params count each qweight's logical "
+                         f"elements{per_word}, {format_count(self.quantized_params)} in all; qzeros, scales and g_idx "
+                         f"are quantization state ({format_bytes(self.quant_state_bytes)}), not params; Bytes include them")
+            if p.unknown:
+                lines.append(f"Logical params unknown for {len(p.unknown):,} packed layer"
+                             f"{'s' if len(p.unknown) > 1 else ''} (bits neither in a quantize_config.json / config.json "
+                             f"nor inferable from qzeros and scales): {_listed(p.unknown)}; their bytes are counted, "
+                             "their params are not")
         return lines
 
 
-def _row(name: str, level: int, node: _Node) -> PrefixRow:
+def _row(name: str, level: int, node: _Node, counts: dict[str, int] | None = None) -> PrefixRow:
     members = node.members.values()
     buffers = sum(e.numel for e in members if e.is_buffer)
-    return PrefixRow(name, level, sum(e.numel for e in members) - buffers, sum(e.nbytes for e in members),
+    params = sum(e.numel for e in members) if counts is None else sum(counts.get(e.name, e.numel) for e in members)
+    return PrefixRow(name, level, params - buffers, sum(e.nbytes for e in members),
                      _count_dtypes(members), node.is_tensor, buffers, node.folded)
 
 
@@ -315,9 +348,14 @@ def _summarize(path: str, fmt: str, entries: list[TensorEntry], key: str | None,
         raise CheckpointError(f"cannot inspect checkpoint {path!r}: it holds no tensors{where}", path)
     unique = [e for e in entries if e.tied_to is None]
     buffers = [e for e in unique if e.is_buffer]
-    return CheckpointSummary(path, fmt, tuple(entries), sum(e.numel for e in unique if not e.is_buffer),
+    packed = find_packed(unique, os.path.dirname(path))  # GPTQ/AWQ qweight: logical counts, state apart
+    counts = {} if packed is None else packed.params
+    quant = {} if packed is None else dict(
+        quantized_params=sum(counts[e.name] for e in unique if e.name in counts and e.name not in packed.state),
+        quant_state_bytes=sum(e.nbytes for e in unique if e.name in packed.state), packed=packed)
+    return CheckpointSummary(path, fmt, tuple(entries), sum(counts.get(e.name, e.numel) for e in unique if not e.is_buffer),
                              sum(e.nbytes for e in unique), _count_dtypes(unique), key, metadata,
-                             sum(e.numel for e in buffers), sum(e.nbytes for e in buffers), ignored, shards)
+                             sum(e.numel for e in buffers), sum(e.nbytes for e in buffers), ignored, shards, **quant)
 
 
 def _inspect_index(path: str) -> CheckpointSummary:

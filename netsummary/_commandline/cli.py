@@ -161,7 +161,9 @@ def _inspect_parser() -> _Parser:
                 "  netsummary inspect model.safetensors.index.json   # a sharded checkpoint: every shard, summed\n\n"
                 "params: every tensor but normalization buffers (names ending in running_mean, running_var,\n"
                 "  num_batches_tracked), which are counted apart; a checkpoint does not say which other tensors\n"
-                "  were buffers, so those count as params.\n"
+                "  were buffers, so those count as params. GPTQ/AWQ: a qweight counts the parameters it packs\n"
+                "  (32 / bits per int32 word; bits from quantize_config.json or config.json beside the file, else\n"
+                "  from the qzeros/scales shapes); qzeros, scales and g_idx are quantization state, not params.\n"
                 f"{_UNIT_TEXT}\n{_INSPECT_CODES}")
     p.add_argument("file", metavar="FILE")
     p.add_argument("--depth", type=int, metavar="N", help="prefix levels to show (default: down to the tensors)")

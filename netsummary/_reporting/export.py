@@ -17,13 +17,18 @@ MACs), no pre-formatted strings::
           "top-k" | "config" | null (only for a mixture-of-experts model),
       "adapters": [{"name": "default", "params": ..., "trainable_params": ..., "param_bytes": ...,
                     "active": true, "peft_type": "LORA"}, ...] (only for a PEFT model),
+      "quantized_params": ..., "quantized_bytes": ..., "quant_state_bytes": ...,
+      "quant_unknown": ["name (Type)", ...], "quant_dtypes": ["int4 packed", ...]
+          (these five only for a model with quantized weights, see netsummary._analysis.quantized),
       "layers": [{"index": 0, "name": "", "type": "...", "call_index": 1, "depth": 0,
                   "parent": null, "is_leaf": false, "input_shapes": <shape>,
                   "output_shapes": <shape>, "input_dtypes": [...], "output_dtypes": [...],
                   "output_bytes": ..., "params": ..., "trainable_params": ...,
                   "param_bytes": ..., "shared_params": ..., "completed": true,
                   "macs": ... | null, "unknown_ops": [...], "kernel_shape": [4, 4] | null,
-                  "formula": "..." | null, "created": true (only when true)}, ...],
+                  "formula": "..." | null, "created": true (only when true),
+                  "quant_params": ..., "quant_bytes": ..., "quant_state_bytes": ...,
+                  "quant_unknown": ..., "quant_dtype": "int8" (only when set)}, ...],
       "other_params": [{"name": "", "type": "...", "params": ..., "trainable_params": ...,
                         "param_bytes": ..., "called": true, "formula": ... | null}, ...]
     }
@@ -100,8 +105,14 @@ def decode_shape(data: Any) -> ShapeTree:
 
 
 _IF_TRUE = ("created",)  # written only when true: data without it reads as false (the default)
+# quantized weights (netsummary._analysis.quantized): written only when set (non-zero, non-empty),
+# so a model without quantized weights gives the same JSON and CSV as before they existed
+_QUANT_LAYER = ("quant_params", "quant_bytes", "quant_state_bytes", "quant_unknown", "quant_dtype")
+_QUANT_SUMMARY = ("quantized_params", "quantized_bytes", "quant_state_bytes", "quant_unknown", "quant_dtypes")
+_IF_NONZERO = frozenset(_QUANT_LAYER) | frozenset(_QUANT_SUMMARY)
 _IF_FALSE = ("forward_ran",)  # written only when false: data without it reads as true (the default)
-# written only when set (a mixture-of-experts model, a PEFT model): data without them reads as unset
+# written only when set, None and () left out (a mixture-of-experts model, a PEFT model): data
+# without them reads as unset
 _IF_SET = ("expert_params", "active_params", "active_params_method", "adapters")
 
 
@@ -109,7 +120,7 @@ def _record_to_dict(obj: Any) -> dict[str, Any]:
     out = {}
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
-        if f.name in _IF_TRUE and not value:
+        if (f.name in _IF_TRUE or f.name in _IF_NONZERO) and not value:
             continue
         if f.name in _SHAPE_FIELDS:
             value = encode_shape(value)
@@ -126,7 +137,7 @@ def to_dict(s: Summary) -> dict[str, Any]:
         if f.name.startswith("_"):
             continue
         value = getattr(s, f.name)
-        if f.name in _IF_FALSE and value:
+        if (f.name in _IF_FALSE and value) or (f.name in _IF_NONZERO and not value):
             continue
         if f.name in _IF_SET and not value and value != 0:
             continue
@@ -183,6 +194,9 @@ def from_dict(data: dict[str, Any]) -> Summary:
         raise InputSpecError(f"trainable_params {summary.trainable_params:,} + non_trainable_params "
                              f"{summary.non_trainable_params:,} is not total_params {summary.total_params:,}",
                              summary.total_params)
+    if summary.quantized_params > summary.total_params:
+        raise InputSpecError(f"quantized_params {summary.quantized_params:,} is more than total_params "
+                             f"{summary.total_params:,}: the quantized share is part of the total", summary.quantized_params)
     return summary
 
 
@@ -234,6 +248,8 @@ _SCHEMA: dict[type, dict[str, _Kind]] = {
         "input_shapes": _SHAPE, "input_dtypes": _STRINGS, "batch_size": _COUNT, "run_batch_size": _OPTIONAL_COUNT,
         "device": _STR, "mode": _STR, "complete": _BOOL, "uninitialized": _STRINGS, "total_macs": _OPTIONAL_COUNT,
         "unknown_ops": _STRINGS, "input_batch_axes": _AXES, "forward_ran": _BOOL,
+        **dict.fromkeys(("quantized_params", "quantized_bytes", "quant_state_bytes"), _COUNT),
+        "quant_unknown": _STRINGS, "quant_dtypes": _STRINGS,
         "expert_params": _OPTIONAL_COUNT, "active_params": _OPTIONAL_COUNT, "active_params_method": _OPTIONAL_STR,
         "adapters": _RECORDS,
     },
@@ -250,6 +266,8 @@ _SCHEMA: dict[type, dict[str, _Kind]] = {
         "kernel_shape": _Kind("a list of ints or null", lambda v: v is None or (
             isinstance(v, (list, tuple)) and all(_is_int(x) for x in v)), lambda v: None if v is None else tuple(v)),
         "formula": _OPTIONAL_STR, "input_batch_axes": _AXES, "output_batch_axes": _AXES, "created": _BOOL,
+        **dict.fromkeys(("quant_params", "quant_bytes", "quant_state_bytes", "quant_unknown"), _COUNT),
+        "quant_dtype": _OPTIONAL_STR,
     },
     ParamGroup: {
         "name": _STR, "type": _STR, **dict.fromkeys(("params", "trainable_params", "param_bytes"), _COUNT),
@@ -411,20 +429,23 @@ def from_json(text: str) -> Summary:
     return from_dict(parse_json(text))
 
 
-# "created" is not a column: such a row's type says so ("Linear (created in forward)")
-CSV_COLUMNS = [f.name for f in dataclasses.fields(LayerRecord) if f.name not in _IF_TRUE]
+# "created" is not a column: such a row's type says so ("Linear (created in forward)"); the
+# quantized-weight columns come after these, only for a model with quantized weights
+CSV_COLUMNS = [f.name for f in dataclasses.fields(LayerRecord) if f.name not in _IF_TRUE and f.name not in _IF_NONZERO]
 
 
 def to_csv(s: Summary) -> str:
-    """One row per layer call with a header row; numbers unformatted, shapes as compact JSON."""
+    """One row per layer call with a header row; numbers unformatted, shapes as compact JSON.
+    A quantized model's rows end in the ``quant_*`` fields (see :class:`~netsummary.LayerRecord`)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    quant = list(_QUANT_LAYER) if s.quantized else []
+    writer.writerow(CSV_COLUMNS + quant)
     for r in s.layers:
         row = []
-        for name, value in _record_to_dict(r).items():
-            if name in _IF_TRUE:
-                continue
+        record = _record_to_dict(r)
+        for name in CSV_COLUMNS + quant:
+            value = record.get(name, getattr(r, name))
             if isinstance(value, (list, dict)) or (name in _SHAPE_FIELDS and value is not None):
                 value = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
             row.append("" if value is None else value)

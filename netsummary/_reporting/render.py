@@ -148,8 +148,31 @@ CREATED = " (created in forward)"  # the type suffix of a module the forward mad
 NO_FORWARD = "No forward was run (no input given, or the model defines no forward): shapes and MACs are not known"
 
 
+def quant_lines(s: Summary) -> list[tuple[str, str]]:
+    """(label, value) lines of a quantized model's totals (none for a model without quantized
+    weights): the quantized share of the logical parameters, and the layers of unknown layout."""
+    if not s.quantized:
+        return []
+    share = f" ({100 * s.quantized_params / s.total_params:.2f}%)" if s.total_params else ""
+    stored = f", stored as {', '.join(s.quant_dtypes)}" if s.quant_dtypes else ""
+    lines = [("Quantized params", f"{s.quantized_params:,} of {s.total_params:,}{share}{stored}")]
+    if s.quant_unknown:
+        n = len(s.quant_unknown)
+        lines.append((f"Params unknown ({n} quantized layer{'s' if n > 1 else ''} of unknown layout)",
+                      ", ".join(s.quant_unknown)))
+    return lines
+
+
+def param_text(params: int, unknown: int) -> str:
+    """A params cell: the count, or ``unknown`` / ``N + unknown`` where a quantized layer of an
+    unknown layout adds elements no count holds."""
+    if not unknown:
+        return f"{params:,}"
+    return "unknown" if not params else f"{params:,} + unknown"
+
+
 def _param_cell(r: LayerRecord, params: int, shared: int) -> str:
-    cell = f"{params:,}"
+    cell = param_text(params, r.quant_unknown if r.is_leaf else 0)
     if shared:
         if r.call_index > 1:
             cell += " (repeat)"
@@ -246,6 +269,7 @@ def render_classic(s: Summary) -> str:
     from .extras import extra_lines  # mixture of experts, PEFT adapters: only for such models
 
     out += extra_lines(s)
+    out += [f"{label}: {value}" for label, value in quant_lines(s)]
     shared = sum(sh for r, _, sh in classic_entries(s)[0] if not r.created)
     if shared:
         out.append(f"Shared params shown in several rows, counted once: {shared:,}")
@@ -260,6 +284,7 @@ def render_classic(s: Summary) -> str:
         f"Input size (MB): {s.input_bytes / MIB:0.2f}" if ran else "Input size (MB): --",
         f"Forward/backward pass size (MB): {2 * s.output_bytes / MIB:0.2f}" if ran else "Forward/backward pass size (MB): --",
         f"Params size (MB): {s.param_bytes / MIB:0.2f}",
+        *([f"Quantization state size (MB): {s.quant_state_bytes / MIB:0.2f}"] if s.quantized else []),
         f"Estimated Total Size (MB): {s.estimated_total_bytes / MIB:0.2f}" if ran else "Estimated Total Size (MB): --",
         rule,
     ]

@@ -29,7 +29,7 @@ from tabulate import tabulate
 
 from .._errors import InputSpecError, InputTypeError
 from .fold import find_runs, folded_away
-from .render import MAX_WIDTH, NO_FORWARD, fit_cells, format_tree, shown_shape
+from .render import MAX_WIDTH, NO_FORWARD, fit_cells, format_tree, param_text, quant_lines, shown_shape
 from .._safeio import markdown_cell
 from .._units import format_bytes
 
@@ -58,7 +58,9 @@ def _single(tree: Any) -> Any:
 
 
 def _params(r: LayerRecord, s: Summary, macs: dict) -> str:
-    cell = f"{r.params:,}"
+    cell = param_text(r.params, r.quant_unknown)
+    if r.quant_dtype:  # quantized weights: the logical count, marked with how they are stored
+        cell += f" ({r.quant_dtype})"
     if r.call_index > 1 and r.params:
         cell += " (repeat)"
     elif r.shared_params:
@@ -83,6 +85,13 @@ def _macs(r: LayerRecord, s: Summary, macs: dict) -> str:
     return f"{value:,}" + (" + ?" if unknown else "")  # "+ ?": an operator without a formula ran
 
 
+def _quantized(r: LayerRecord, s: Summary, macs: dict) -> str:
+    """``int4 packed: 1,024 B + 72 B state``: stored bytes of the quantized weights and of their state."""
+    if not (r.quant_bytes or r.quant_unknown):
+        return "--"
+    return f"{r.quant_dtype or 'unknown'}: {r.quant_bytes:,} B + {r.quant_state_bytes:,} B state"
+
+
 def _formula(r: LayerRecord, s: Summary, macs: dict) -> str:
     if r.formula is None:
         return "--"
@@ -103,6 +112,7 @@ COLUMNS: dict[str, Column] = {
     "output_bytes": Column("Output (bytes)", lambda r, s, m: f"{r.output_bytes:,}" if r.completed else "--"),
     "formula": Column("Params formula (elements)", _formula, align="left"),
     "param_bytes": Column("Params (bytes)", lambda r, s, m: f"{r.param_bytes:,}"),
+    "quantized": Column("Quantized (stored + state)", _quantized),
 }
 DEFAULT_COLUMNS = ("output_shape", "params", "macs")
 NO_FORWARD_COLUMNS = ("params", "trainable", "param_bytes")  # the default when no forward ran
@@ -225,6 +235,8 @@ def _folded_cells(r: LayerRecord, s: Summary, macs: dict, n: int, columns: Seque
             cell = _times(n, r.output_bytes)
         elif c == "param_bytes":
             cell = _times(n, r.param_bytes)
+        elif c == "quantized" and (r.quant_bytes or r.quant_unknown):
+            cell = f"{n} × ({_quantized(r, s, macs)})"
         elif c == "trainable" and 0 < r.trainable_params < r.params:
             cell = f"partial ({_times(n, r.trainable_params)})"
         elif c == "formula" and r.formula not in (None, "0", "uninitialized"):
@@ -296,6 +308,10 @@ def footer(s: Summary) -> list[tuple[str, str]]:
     from .extras import extra_rows  # mixture of experts, PEFT adapters: only for such models
 
     lines[3:3] = extra_rows(s)
+    if s.quantized:  # the quantized share of the logical count, and the quantization state's bytes
+        lines[3:3] = quant_lines(s)
+        lines.insert(lines.index(("Params size", format_bytes(s.param_bytes))) + 1,
+                     ("Quantization state size", format_bytes(s.quant_state_bytes)))
     if s.shared_params:
         lines.insert(3, ("Shared params shown in several rows, counted once", f"{s.shared_params:,}"))
     if s.total_macs is not None:
