@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ from ._errors import InputSpecError, InputTypeError
 from ._tracing.fakelog import quiet_fake_tensor_logs
 from ._reporting.failure import failed_inputs, forward_error
 from ._reporting.formats import render, resolve_format
+from ._tracing.distributed import check_all_ranks, check_process_groups, fsdp_free_view, gather_ranks, has_fsdp, is_fsdp_view, logical_stand_in
 from ._tracing.guard import ModelGuard
 from ._tracing.interrupts import deferred_interrupts, interruptible
 from ._tracing.inputs import ForwardInputs, build_inputs, check_batch_size, check_mode, make_inputs, resolve_device
@@ -43,6 +45,7 @@ def summary(
     macs: bool | None = None,
     formulas: bool | None = None,
     fold: bool = True,
+    all_ranks: bool = False,
     **kwargs: Any,
 ) -> Summary:
     """Summarize ``model``: per-call output shapes and parameters, exact totals, bytes.
@@ -109,6 +112,14 @@ def summary(
             row, ``layers.0–79 (LlamaDecoderLayer) × 80``, figures as ``80 × per block = total``,
             the first block's rows under it (see :mod:`netsummary._reporting.fold`); ``False`` shows every
             block. JSON, CSV and the classic table are never folded.
+        all_ranks: in a ``torch.distributed`` job, gather every rank's local parameter figures
+            (:attr:`Summary.ranks`) into the summary of every rank, and print them as one
+            per-rank table on rank 0. This is a **collective**
+            (``torch.distributed.all_gather_object`` on the default group): every rank must call
+            ``summary(..., all_ranks=True)``, as with any collective; it runs even when the
+            forward fails, before the :class:`ForwardError` is raised, so no rank is left waiting.
+            Without it nothing is communicated: the global totals are read from each tensor's
+            metadata, the same on every rank.
         **kwargs: passed to ``model.forward`` as keyword arguments.
 
     Returns:
@@ -120,9 +131,10 @@ def summary(
 
     Raises:
         InputSpecError: invalid ``input_size``, ``dtypes``, ``batch_size``, ``input_data`` or
-            ``mode``, ``columns=["macs", ...]`` with ``macs=False``, or a module graph with a
-            cycle (:class:`InputTypeError` for a wrong Python type); raised before any forward.
-        DeviceError: unknown device, CUDA unavailable, or the model lives on another device.
+            ``mode``, ``columns=["macs", ...]`` with ``macs=False``, ``all_ranks=True`` outside an
+            initialized ``torch.distributed`` job, or a module graph with a cycle (:class:`InputTypeError` for a wrong Python type); raised before any forward.
+        DeviceError: unknown device, CUDA unavailable, or the model lives on another device; a
+            forward over DTensor parameters whose process group is not initialized (or destroyed).
         ForwardError: the model's forward raised; chained to that exception, it names the module
             that failed and the inputs it received, and carries the partial summary.
     """
@@ -136,6 +148,7 @@ def summary(
         if flag is not None and not isinstance(flag, bool):
             raise InputTypeError(f"{name}: expected True, False or None (automatic), got {flag!r}", flag)
     mode = check_mode(mode)
+    all_ranks = check_all_ranks(all_ranks)
     shown_format = resolve_format(format, depth, columns)
     if formulas is None:
         formulas = columns is not None and "formula" in columns
@@ -155,6 +168,8 @@ def summary(
         elif dtypes is not None:
             raise InputSpecError("dtypes applies to input_size, and no input was given", dtypes)
         result = build_structure_summary(model, named, dev, mode, check_batch_size(batch_size), formulas)
+        if all_ranks:
+            result = _with_ranks(result)
         if verbose and print_fn is not None and _is_rank_zero():
             print_fn(render(result, shown_format, depth, columns, fold))
             object.__setattr__(result, "_printed", True)
@@ -164,6 +179,11 @@ def summary(
         model = shape_only_copy(model)
         named = list(model.named_modules())
         dev = torch.device("meta")
+    if dev.type != "meta":
+        check_process_groups(named)  # before any forward: the collectives need live groups
+    elif not lazy and has_fsdp(named):  # FSDP2 cannot all-gather meta parameters: a view without it
+        model = fsdp_free_view(model)
+        named = walk_modules(model)
     inputs = build_inputs(model, dev, input_size, input_data, dtypes, batch_size, kwargs)
     check_forward_kwargs(model, inputs.kwargs, given_by_name=isinstance(input_data, dict))
 
@@ -195,6 +215,8 @@ def summary(
 
     with GC_PAUSED.held():
         result = build_summary(model, named, tracer, inputs, dev, mode, error is None, bool(macs), formulas, axes)
+    if all_ranks:  # also when the forward failed: every rank takes part in the collective
+        result = _with_ranks(result)
     if error is not None:
         shown = "tree" if shown_format in ("json", "csv") else shown_format  # a report is for reading
         raise forward_error(error, failed, received, result, lambda p: render(p, shown, depth, columns, fold), lazy=lazy) from error
@@ -220,6 +242,15 @@ def _batch_axes(model: nn.Module, named: list, inputs: ForwardInputs, tracer: Tr
     except Exception:  # the shapes of the first run stand; the first axis of size rb is marked
         return BatchAxes(rb)
     return BatchAxes(rb, probe=[(c.module, c.inp, c.out) for c in probe.calls])
+
+
+def _with_ranks(result: Summary) -> Summary:
+    """``result`` with every rank's local figures (a collective; see ``all_ranks``)."""
+    if result.sharded:
+        local = (result.local_params, result.local_trainable_params, result.local_param_bytes)
+    else:  # nothing sharded: each rank holds every parameter
+        local = (result.total_params, result.trainable_params, result.param_bytes)
+    return dataclasses.replace(result, ranks=gather_ranks(local))
 
 
 def _defines_no_forward(model: nn.Module) -> bool:
@@ -262,7 +293,11 @@ def _forward_now(model: nn.Module, inputs: ForwardInputs, fake: bool) -> Any:
     # torch logs a meta kernel's failure with its traceback before raising it: netsummary reports it
     with quiet_fake_tensor_logs(), FakeTensorMode(allow_non_fake_inputs=True) as fake:
 
+        logical = is_fsdp_view(model)  # FSDP2 on meta: DTensors run as their all-gathered whole
+
         def to_fake(t: torch.Tensor) -> torch.Tensor:
+            if logical:
+                t = logical_stand_in(t)
             return fake.from_tensor(t if t.device.type == "meta" else t.to("meta"))
 
         stand_ins = {

@@ -8,6 +8,10 @@ so a bias-only fine-tune reports exactly its biases as trainable. Bytes are
 
 Parameters of an uninitialized lazy module (``torch.nn.parameter.is_lazy``) have no size yet and
 count 0; after a forward they are materialized and counted with their real sizes.
+
+Sharded parameters (DTensors, DeepSpeed ZeRO-3 partitions; see
+:mod:`netsummary._analysis.sharding`) count by their global (logical) size in every total, and
+:meth:`ParamStats.local` gives this rank's share of them, in the same single pass.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 from torch.nn.parameter import is_lazy
+
+from .sharding import Sharded, dtensor_class, shard_of
 
 
 class TensorCounts(NamedTuple):
@@ -45,6 +51,8 @@ class ParamStats:
         self._own: dict[int, list[int]] = {}  # module id -> ids of its direct parameters
         self._subtree: dict[int, frozenset[int]] = {}
         self.uninitialized: list[str] = []
+        self.sharded: dict[int, Sharded] = {}  # param id -> its shard, for sharded parameters only
+        dtensor = dtensor_class()
         buffers: dict[int, torch.Tensor] = {}
         for name, m in named:
             own = []
@@ -57,6 +65,10 @@ class ParamStats:
                 if is_lazy(p):
                     self.uninitialized.append(f"{name}.{pname}" if name else pname)
                     self._info[id(p)] = (0, p.requires_grad, 0)
+                elif (sharded := shard_of(p, dtensor, pname)) is not None:
+                    self._info[id(p)] = (sharded.numel, p.requires_grad, sharded.nbytes)
+                    self._shapes[id(p)] = sharded.shard.shape
+                    self.sharded[id(p)] = sharded
                 else:
                     self._info[id(p)] = (p.numel(), p.requires_grad, p.numel() * p.element_size())
                     self._shapes[id(p)] = tuple(p.shape)
@@ -117,3 +129,19 @@ class ParamStats:
     def count(self, ids) -> TensorCounts:
         """Counts of the given parameter ids."""
         return self._sum(ids)
+
+    def local(self, ids) -> TensorCounts:
+        """This rank's elements, trainable elements and bytes of the given parameter ids: a sharded
+        parameter's local shard, any other parameter whole."""
+        n = t = b = 0
+        sharded = self.sharded
+        for i in ids:
+            numel, trainable, nbytes = self._info[i]
+            s = sharded.get(i)
+            if s is not None:
+                numel, nbytes = s.local_numel, s.local_nbytes
+            n += numel
+            b += nbytes
+            if trainable:
+                t += numel
+        return TensorCounts(n, t, b)

@@ -18,6 +18,7 @@ from torch.nn.parameter import is_lazy
 from .._tracing.batch import BatchAxes, per_shown_batch
 from .count import ParamStats, TensorCounts
 from .formula import param_formula
+from .sharding import record_fields, summary_fields
 from .._tracing.inputs import ForwardInputs
 from .._tracing.structure import Described, describe
 from .._summary import LayerRecord, ParamGroup, Summary
@@ -115,6 +116,7 @@ def build_summary(
                 kernel_shape=_kernel_shape(c.module),
                 formula=param_formula(c.module).text if formulas and leaf else None,
                 created=c.created,
+                **({} if c.created else record_fields(stats, ids, c.module)),
             )
         )
     # the forward's inputs: positional arguments, then a dict of the keyword ones (names kept)
@@ -125,6 +127,7 @@ def build_summary(
         layers=tuple(layers),
         other_params=_other_params(model, stats, counted, called, formulas),
         **_totals(stats),
+        **summary_fields(stats),
         input_bytes=per_shown_batch(in_desc, in_axes, rb),
         output_bytes=output_bytes,
         input_shapes=in_desc.tree,
@@ -177,6 +180,7 @@ def build_structure_summary(
                 params=counts.numel, trainable_params=counts.trainable, param_bytes=counts.nbytes,
                 shared_params=shared, kernel_shape=_kernel_shape(m),
                 formula=param_formula(m).text if formulas and leaf else None,
+                **record_fields(stats, ids, m),
             )
         )
     every = {id(m) for _, m in named}  # every module has its row: own parameters are shown there
@@ -185,6 +189,7 @@ def build_structure_summary(
         layers=tuple(layers),
         other_params=_other_params(model, stats, counted, every, formulas),
         **_totals(stats),
+        **summary_fields(stats),
         input_bytes=0,
         output_bytes=0,
         input_shapes=[],

@@ -13,13 +13,21 @@ MACs), no pre-formatted strings::
       "batch_size": -1, "run_batch_size": 2, "device": "cpu", "mode": "eval",
       "complete": true, "uninitialized": [],
       "forward_ran": false (only when no forward was run: a parameter-only summary),
+      sharded models only (DTensor, ZeRO-3 parameters; see Summary.local_params):
+      "local_params": 404, "local_trainable_params": 404, "local_param_bytes": 1616,
+      "rank": 0 | null, "world_size": 2 | null, "mesh_shapes": [[2]],
+      "ranks": [{"rank": 0, "local_params": ..., "local_trainable_params": ...,
+                 "local_param_bytes": ...}, ...] (only with all_ranks=True),
       "layers": [{"index": 0, "name": "", "type": "...", "call_index": 1, "depth": 0,
                   "parent": null, "is_leaf": false, "input_shapes": <shape>,
                   "output_shapes": <shape>, "input_dtypes": [...], "output_dtypes": [...],
                   "output_bytes": ..., "params": ..., "trainable_params": ...,
                   "param_bytes": ..., "shared_params": ..., "completed": true,
                   "macs": ... | null, "unknown_ops": [...], "kernel_shape": [4, 4] | null,
-                  "formula": "..." | null, "created": true (only when true)}, ...],
+                  "formula": "..." | null, "created": true (only when true),
+                  sharded models only: "local_params": ..., "local_param_bytes": ...,
+                  "shards": [{"name": "weight", "shape": [32, 16], "local_shape": [16, 16],
+                              "placements": ["Shard(0)"], "mesh_shape": [2]}, ...]}, ...],
       "other_params": [{"name": "", "type": "...", "params": ..., "trainable_params": ...,
                         "param_bytes": ..., "called": true, "formula": ... | null}, ...]
     }
@@ -55,7 +63,7 @@ from typing import Any
 from .._errors import InputSpecError, InputTypeError
 from .._safeio import MAX_JSON_BYTES, escape
 from .._tracing.structure import ShapeTree
-from .._summary import LayerRecord, ParamGroup, Summary
+from .._summary import LayerRecord, ParamGroup, ParamShard, RankShare, Summary
 
 SCHEMA_VERSION = 1
 MAX_NESTING = 100  # levels of a loaded shape tree; a model's outputs nest a few levels
@@ -97,6 +105,10 @@ def decode_shape(data: Any) -> ShapeTree:
 
 _IF_TRUE = ("created",)  # written only when true: data without it reads as false (the default)
 _IF_FALSE = ("forward_ran",)  # written only when false: data without it reads as true (the default)
+# sharded models only: written only when set (None / empty otherwise, the defaults)
+_IF_SET = ("local_params", "local_trainable_params", "local_param_bytes", "rank", "world_size", "mesh_shapes",
+           "ranks", "shards")
+_NESTED = {"shards", "ranks"}  # tuples of records
 
 
 def _record_to_dict(obj: Any) -> dict[str, Any]:
@@ -105,7 +117,11 @@ def _record_to_dict(obj: Any) -> dict[str, Any]:
         value = getattr(obj, f.name)
         if f.name in _IF_TRUE and not value:
             continue
-        if f.name in _SHAPE_FIELDS:
+        if f.name in _IF_SET and (value is None or value == ()):
+            continue
+        if f.name in _NESTED:
+            value = [_record_to_dict(x) for x in value]
+        elif f.name in _SHAPE_FIELDS:
             value = encode_shape(value)
         elif isinstance(value, tuple):
             value = list(value)
@@ -122,7 +138,11 @@ def to_dict(s: Summary) -> dict[str, Any]:
         value = getattr(s, f.name)
         if f.name in _IF_FALSE and value:
             continue
-        if f.name == "layers" or f.name == "other_params":
+        if f.name in _IF_SET and (value is None or value == ()):
+            continue
+        if f.name == "mesh_shapes":
+            value = [list(m) for m in value]
+        elif f.name in ("layers", "other_params", "ranks"):
             value = [_record_to_dict(r) for r in value]
         elif f.name == "input_shapes":
             value = encode_shape(value)
@@ -159,12 +179,19 @@ def from_dict(data: dict[str, Any]) -> Summary:
     kwargs = _fields(Summary, data, "")
     layers: list[LayerRecord] = []
     for i, item in enumerate(kwargs.get("layers", ())):
-        record = LayerRecord(**_fields(LayerRecord, item, f"layers[{i}]."))
+        fields = _fields(LayerRecord, item, f"layers[{i}].")
+        if "shards" in fields:
+            fields["shards"] = tuple(ParamShard(**_fields(ParamShard, x, f"layers[{i}].shards[{j}]."))
+                                     for j, x in enumerate(fields["shards"]))
+        record = LayerRecord(**fields)
         _check_position(record, i, layers)
         layers.append(record)
     kwargs["layers"] = tuple(layers)
     kwargs["other_params"] = tuple(ParamGroup(**_fields(ParamGroup, item, f"other_params[{i}]."))
                                    for i, item in enumerate(kwargs.get("other_params", ())))
+    if "ranks" in kwargs:
+        kwargs["ranks"] = tuple(RankShare(**_fields(RankShare, item, f"ranks[{i}]."))
+                                for i, item in enumerate(kwargs["ranks"]))
     summary = Summary(**kwargs)
     if summary.trainable_params + summary.non_trainable_params != summary.total_params:
         raise InputSpecError(f"trainable_params {summary.trainable_params:,} + non_trainable_params "
@@ -212,6 +239,8 @@ _AXES = _Kind("a list of ints >= 0 or nulls", lambda v: isinstance(v, (list, tup
 _RECORDS = _Kind("a list of records (JSON objects)",
                  lambda v: isinstance(v, (list, tuple)) and all(isinstance(x, dict) for x in v))
 _SHAPE = _Kind("a shape tree", lambda v: True)  # checked by _shape()
+_DIMS = _Kind("a list of ints >= 0", lambda v: isinstance(v, (list, tuple)) and all(_is_int(d) and d >= 0 for d in v),
+              tuple)
 
 _SCHEMA: dict[type, dict[str, _Kind]] = {
     Summary: {
@@ -221,6 +250,12 @@ _SCHEMA: dict[type, dict[str, _Kind]] = {
         "input_shapes": _SHAPE, "input_dtypes": _STRINGS, "batch_size": _COUNT, "run_batch_size": _OPTIONAL_COUNT,
         "device": _STR, "mode": _STR, "complete": _BOOL, "uninitialized": _STRINGS, "total_macs": _OPTIONAL_COUNT,
         "unknown_ops": _STRINGS, "input_batch_axes": _AXES, "forward_ran": _BOOL,
+        **dict.fromkeys(("local_params", "local_trainable_params", "local_param_bytes", "rank", "world_size"),
+                        _OPTIONAL_COUNT),
+        "mesh_shapes": _Kind("a list of mesh shapes (lists of ints >= 1)", lambda v: isinstance(v, (list, tuple)) and all(
+            isinstance(m, (list, tuple)) and all(_is_int(d) and d >= 1 for d in m) for m in v),
+            lambda v: tuple(tuple(m) for m in v)),
+        "ranks": _RECORDS,
     },
     LayerRecord: {
         "index": _COUNT, "name": _STR, "type": _STR, "call_index": _COUNT, "depth": _COUNT,
@@ -231,7 +266,12 @@ _SCHEMA: dict[type, dict[str, _Kind]] = {
         "kernel_shape": _Kind("a list of ints or null", lambda v: v is None or (
             isinstance(v, (list, tuple)) and all(_is_int(x) for x in v)), lambda v: None if v is None else tuple(v)),
         "formula": _OPTIONAL_STR, "input_batch_axes": _AXES, "output_batch_axes": _AXES, "created": _BOOL,
+        "local_params": _OPTIONAL_COUNT, "local_param_bytes": _OPTIONAL_COUNT, "shards": _RECORDS,
     },
+    ParamShard: {
+        "name": _STR, "shape": _DIMS, "local_shape": _DIMS, "placements": _STRINGS, "mesh_shape": _DIMS,
+    },
+    RankShare: dict.fromkeys(("rank", "local_params", "local_trainable_params", "local_param_bytes"), _COUNT),
     ParamGroup: {
         "name": _STR, "type": _STR, **dict.fromkeys(("params", "trainable_params", "param_bytes"), _COUNT),
         "called": _BOOL, "formula": _OPTIONAL_STR,
@@ -392,20 +432,23 @@ def from_json(text: str) -> Summary:
     return from_dict(parse_json(text))
 
 
-# "created" is not a column: such a row's type says so ("Linear (created in forward)")
-CSV_COLUMNS = [f.name for f in dataclasses.fields(LayerRecord) if f.name not in _IF_TRUE]
+# "created" is not a column: such a row's type says so ("Linear (created in forward)"); the
+# sharding columns are added for a sharded model only (SHARD_CSV_COLUMNS)
+SHARD_CSV_COLUMNS = ["local_params", "local_param_bytes", "shards"]
+CSV_COLUMNS = [f.name for f in dataclasses.fields(LayerRecord) if f.name not in _IF_TRUE and f.name not in SHARD_CSV_COLUMNS]
 
 
 def to_csv(s: Summary) -> str:
     """One row per layer call with a header row; numbers unformatted, shapes as compact JSON."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    columns = CSV_COLUMNS + (SHARD_CSV_COLUMNS if s.sharded else [])
+    writer.writerow(columns)
     for r in s.layers:
         row = []
-        for name, value in _record_to_dict(r).items():
-            if name in _IF_TRUE:
-                continue
+        data = _record_to_dict(r)
+        for name in columns:
+            value = data.get(name, [] if name == "shards" else None)
             if isinstance(value, (list, dict)) or (name in _SHAPE_FIELDS and value is not None):
                 value = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
             row.append("" if value is None else value)
