@@ -184,6 +184,28 @@ def test_distribute_tensor_on_a_one_device_mesh():
 
 
 @needs_gloo
+def test_in_place_write_into_a_dtensor_parameter_is_undone():
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    class Doubling(nn.Module):
+        def __init__(self, mesh) -> None:
+            super().__init__()
+            self.weight = nn.Parameter(distribute_tensor(torch.ones(4, 3), mesh, [Shard(0)]))
+
+        def forward(self, x):
+            with torch.no_grad():
+                self.weight.mul_(2)  # a write into the DTensor (its local shard) during the forward
+            return x @ self.weight.to_local().t()
+
+    with one_rank_world() as mesh:
+        m = Doubling(mesh)
+        weight = m.weight
+        s = summary(m, (3,), verbose=0)
+        assert m.weight is weight and torch.equal(m.weight.to_local(), torch.ones(4, 3))
+        assert (s.total_params, s.local_params, s.layers[0].output_shapes) == (12, 12, (2, 4))
+
+
+@needs_gloo
 def test_destroyed_group_refused_before_the_forward_in_process():
     from torch.distributed.fsdp import fully_shard
     from torch.distributed.tensor import DTensor

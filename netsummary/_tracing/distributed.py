@@ -22,9 +22,11 @@
 Nothing here imports ``torch.distributed.fsdp`` or ``torch.distributed.tensor``: what the user's
 program has not imported, no model can use.
 
-Writes into DTensor parameters during the forward are not copied back by the write watch
-(:mod:`netsummary._tracing.watch` sees only plain tensors' storages): a forward that updates a
-sharded parameter in place keeps that update. Buffers are never sharded by FSDP2 and stay protected.
+A forward that writes into a DTensor parameter in place (``self.weight.mul_(2)`` under
+``no_grad``) has this rank's shard copied before the write and written back, as for any tensor
+(:func:`dtensor_locals` gives the write watch the local shards). Under FSDP2 the forward sees the
+all-gathered unsharded parameters, which FSDP frees when it reshards: a write into them never
+reaches the sharded parameters, with or without netsummary.
 """
 
 from __future__ import annotations
@@ -175,6 +177,16 @@ def logical_stand_in(t: torch.Tensor) -> torch.Tensor:
     if dtensor is not None and isinstance(t, dtensor):
         return torch.empty(t.shape, dtype=t.dtype, device="meta")
     return t
+
+
+def dtensor_locals(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The local shards (``to_local()``, sharing their storage) of the DTensors among ``tensors``,
+    for the write watch to protect."""
+    dtensor = dtensor_class()
+    if dtensor is None:
+        return []
+    with torch.no_grad():
+        return [t.to_local() for t in tensors if isinstance(t, dtensor)]
 
 
 def reshard_unsharded(snapshot: list[tuple[nn.Module, bool, dict, dict]]) -> None:

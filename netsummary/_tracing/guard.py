@@ -55,7 +55,7 @@ from torch import nn
 from torch._subclasses.fake_tensor import is_fake
 from torch.nn.parameter import is_lazy
 
-from .distributed import reshard_unsharded
+from .distributed import dtensor_locals, reshard_unsharded
 from .interrupts import uninterrupted
 from .watch import StateWatch
 
@@ -188,7 +188,7 @@ class ModelGuard:
         self._rng = _RNGState()
         self._grad_enabled = torch.is_grad_enabled()
         if self._watch_writes:
-            self._watch = StateWatch([alias for _, alias in self._aliases])
+            self._watch = StateWatch([alias for _, alias in self._aliases] + dtensor_locals(tensors))
             self._watch.__enter__()
             self._watching = True
         return self
