@@ -87,6 +87,14 @@ def main(out: Path) -> None:
     result["fsdp_train"] = _figures(s) | {"unchanged": _same(before, _params(model)),
                                           "same_output": torch.equal(out_before, out_after),
                                           "same_as_plain": torch.allclose(out_after, plain(x))}
+    model[2].unshard()  # the user unsharded one module: the forward reshards it, the summary unshards it again
+    unsharded = [type(p).__name__ for p in model[2].parameters()]
+    summary(model, (16,), verbose=0)
+    result["fsdp_train"]["kept_unsharded"] = unsharded == [type(p).__name__ for p in model[2].parameters()] == [
+        "Parameter", "Parameter"] and torch.equal(model[2].weight.detach(), plain[2].weight.detach())
+    with torch.no_grad():
+        result["fsdp_train"]["same_output_unsharded"] = torch.equal(model(x), out_before)
+    model[2].reshard()
     loss = model(x).sum()  # a training step after the summaries: FSDP's state is whole
     loss.backward()
     result["fsdp_train"]["grads"] = all(p.grad is not None for p in model.parameters())

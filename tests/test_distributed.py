@@ -93,6 +93,7 @@ def test_fsdp2_forward_runs_and_model_stays_sharded(ranks):
         train = result["fsdp_train"]
         assert train["same_output"] and train["same_as_plain"]  # FSDP's forward all-gathered the real weights
         assert train["grads"]  # a training step after the summaries works: FSDP's state is whole
+        assert train["kept_unsharded"] and train["same_output_unsharded"]  # a module the user unsharded stays so
         assert result["fsdp"]["macs"] == 16 * 32 + 32 * 8 + 8 * 3  # 792 per sample, the logical model's
     assert ranks[0]["meta"]["device"] == "meta"
     assert ranks[0]["meta"]["output_shapes"] == [[2, 3], [2, 32], [2, 32], [2, 8], [2, 8], [2, 3]]

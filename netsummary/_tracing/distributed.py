@@ -7,10 +7,11 @@
   (:func:`check_process_groups`), instead of torch's own error from inside the forward.
 - **FSDP2 left as it was.** FSDP2's pre-forward hooks all-gather a module's parameters and
   register the unsharded ones; the root module keeps them unsharded after its forward (a real
-  training step frees them in the backward). :func:`reshard_unsharded` calls the public
-  ``FSDPModule.reshard()`` of each FSDP module whose parameters were sharded when the summary
-  started and are not any more, so the model is sharded again exactly as before (the same
-  DTensor parameter objects registered, FSDP's own state consistent for the next step).
+  training step frees them in the backward), and every other module reshards after its own.
+  :func:`reshard_unsharded` calls the public ``FSDPModule.reshard()`` of each FSDP module whose
+  parameters were sharded when the summary started and are not any more (and ``unshard()`` of
+  one the user had unsharded that the forward resharded), so the model is in its sharding state
+  of before (the same parameter objects registered, FSDP's own state consistent for the next step).
 - **FSDP2 on meta** (the large-model recipe: build on ``meta``, ``fully_shard``, summarize):
   FSDP refuses to all-gather meta parameters, so the fake forward runs on
   :func:`fsdp_free_view`, a view of the module tree without FSDP's classes and hooks whose
@@ -190,20 +191,32 @@ def dtensor_locals(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
 
 
 def reshard_unsharded(snapshot: list[tuple[nn.Module, bool, dict, dict]]) -> None:
-    """Reshard each FSDP2 module whose managed parameters were DTensors (sharded) in ``snapshot``
-    (module, training, ``_parameters`` copy, ``_buffers`` copy) and are not any more."""
+    """Put each FSDP2 module back in the sharding state it had in ``snapshot`` (module, training,
+    ``_parameters`` copy, ``_buffers`` copy): ``reshard()`` where its managed parameters were
+    DTensors (sharded) and are not any more (FSDP2's root keeps them unsharded after the
+    forward), ``unshard()`` where they were unsharded (the user had called ``unshard()``) and the
+    forward resharded them. Both are FSDP2's public methods; ``unshard()`` all-gathers, as the
+    forward did, on every rank that runs the summary."""
     fsdp_cls = _fsdp_module_class()
     dtensor = dtensor_class()
     if fsdp_cls is None or dtensor is None:
         return
-    unsharded = {id(m) for m, _, params, _ in snapshot
-                 if any(isinstance(old, dtensor) and not isinstance(m._parameters.get(k), dtensor)
-                        for k, old in params.items())}
-    if not unsharded:
+    now_unsharded, now_sharded = set(), set()
+    for m, _, params, _ in snapshot:
+        for k, old in params.items():
+            was, now = isinstance(old, dtensor), isinstance(m._parameters.get(k), dtensor)
+            if was and not now:
+                now_unsharded.add(id(m))
+            elif now and not was and old is not None:
+                now_sharded.add(id(m))
+    if not (now_unsharded or now_sharded):
         return
     for m, _, _, _ in snapshot:
-        if isinstance(m, fsdp_cls) and _manages_any(m, unsharded, fsdp_cls):
-            m.reshard()
+        if isinstance(m, fsdp_cls):
+            if _manages_any(m, now_unsharded, fsdp_cls):
+                m.reshard()
+            elif _manages_any(m, now_sharded, fsdp_cls):
+                m.unshard()
 
 
 def _manages_any(root: nn.Module, ids: set[int], fsdp_cls: type) -> bool:
