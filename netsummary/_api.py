@@ -98,8 +98,9 @@ def summary(
         depth: the tree view's depth (0 = the root only; ``None`` = every level).
         columns: the tree view's columns, from ``input_shape``, ``output_shape``, ``params``,
             ``params_percent``, ``kernel_shape``, ``trainable``, ``macs``, ``output_bytes``,
-            ``formula``, ``param_bytes`` (default: output_shape, params, macs; without a forward:
-            params, trainable, param_bytes).
+            ``formula``, ``param_bytes``, ``local_params``, ``shard`` (default: output_shape, params,
+            macs; without a forward: params, trainable, param_bytes; a sharded model adds
+            local_params and shard after params).
         macs: count multiply-accumulates per operator during the forward. ``None`` (default)
             counts them when the printed format shows them (every format but ``"classic"``);
             ``True`` always. Counting runs a dispatch mode over every operator: the first time
