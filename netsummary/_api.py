@@ -17,7 +17,8 @@ from ._errors import InputSpecError, InputTypeError
 from ._tracing.fakelog import quiet_fake_tensor_logs
 from ._reporting.failure import failed_inputs, forward_error
 from ._reporting.formats import render, resolve_format
-from ._tracing.distributed import check_all_ranks, check_process_groups, fsdp_free_view, gather_ranks, has_fsdp, is_fsdp_view, logical_stand_in
+from ._tracing.distributed import (check_all_ranks, check_process_groups, fsdp_free_view, gather_ranks, has_fsdp,
+                                   is_fsdp_view, logical_stand_in)
 from ._tracing.guard import ModelGuard
 from ._tracing.interrupts import deferred_interrupts, interruptible
 from ._tracing.inputs import ForwardInputs, build_inputs, check_batch_size, check_mode, make_inputs, resolve_device
@@ -133,7 +134,8 @@ def summary(
     Raises:
         InputSpecError: invalid ``input_size``, ``dtypes``, ``batch_size``, ``input_data`` or
             ``mode``, ``columns=["macs", ...]`` with ``macs=False``, ``all_ranks=True`` outside an
-            initialized ``torch.distributed`` job, or a module graph with a cycle (:class:`InputTypeError` for a wrong Python type); raised before any forward.
+            initialized ``torch.distributed`` job, or a module graph with a cycle
+            (:class:`InputTypeError` for a wrong Python type); raised before any forward.
         DeviceError: unknown device, CUDA unavailable, or the model lives on another device; a
             forward over DTensor parameters whose process group is not initialized (or destroyed).
         ForwardError: the model's forward raised; chained to that exception, it names the module

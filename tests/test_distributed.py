@@ -242,6 +242,23 @@ def test_all_ranks_on_one_rank_of_an_unsharded_model():
     assert not s.sharded and s.local_params is None
 
 
+@needs_gloo
+def test_all_ranks_still_gathers_when_the_forward_fails():
+    from netsummary import ForwardError
+
+    class Broken(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(3, 2)
+
+        def forward(self, x):
+            raise RuntimeError("boom")
+
+    with one_rank_world(), pytest.raises(ForwardError, match="boom") as info:
+        summary(Broken(), (3,), all_ranks=True, verbose=0)  # the gather ran first: no rank left waiting
+    assert [(r.rank, r.local_params) for r in info.value.partial.ranks] == [(0, 8)]  # 3*2 + 2
+
+
 def _zero3(module: nn.Module, world: int = 2, rank: int = 0) -> nn.Module:
     """Partition ``module``'s parameters as DeepSpeed ZeRO-3 leaves them, by hand: the parameter
     empty (``numel() == 0``), its logical size in ``ds_numel`` / ``ds_shape``, this rank's

@@ -8,7 +8,8 @@ A parameter may hold only part of its values on this process:
   this rank holds is ``p.to_local()``, laid out by ``p.placements`` (``Shard(0)``,
   ``Replicate()``) over ``p.device_mesh``;
 - a **DeepSpeed ZeRO-3** partitioned parameter: ``p.numel()`` is 0 (or partial) while
-  ``p.ds_numel`` / ``p.ds_shape`` hold the logical size and ``p.ds_tensor`` this rank's partition.
+  ``p.ds_numel`` / ``p.ds_shape`` hold the logical size and ``p.ds_tensor`` this rank's partition
+  (its local figures are that partition as held, DeepSpeed's padding of the last one included).
 
 Every figure is read from the tensor's own metadata, in the one counting pass
 (:class:`~netsummary._analysis.count.ParamStats`), without any collective: the global totals are

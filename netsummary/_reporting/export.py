@@ -435,7 +435,8 @@ def from_json(text: str) -> Summary:
 # "created" is not a column: such a row's type says so ("Linear (created in forward)"); the
 # sharding columns are added for a sharded model only (SHARD_CSV_COLUMNS)
 SHARD_CSV_COLUMNS = ["local_params", "local_param_bytes", "shards"]
-CSV_COLUMNS = [f.name for f in dataclasses.fields(LayerRecord) if f.name not in _IF_TRUE and f.name not in SHARD_CSV_COLUMNS]
+CSV_COLUMNS = [f.name for f in dataclasses.fields(LayerRecord)
+               if f.name not in _IF_TRUE and f.name not in SHARD_CSV_COLUMNS]
 
 
 def to_csv(s: Summary) -> str:

@@ -73,8 +73,8 @@ def check_process_groups(named: list[tuple[str, nn.Module]]) -> None:
         if id(mesh) in seen:
             continue
         seen.add(id(mesh))
-        where = (f"parameter {qualified!r} is a DTensor ({', '.join(map(placement_text, p.placements))}) on a device mesh "
-                 f"of shape {tuple(mesh.shape)}")
+        placements = ", ".join(map(placement_text, p.placements))
+        where = f"parameter {qualified!r} is a DTensor ({placements}) on a device mesh of shape {tuple(mesh.shape)}"
         if not (dist.is_available() and dist.is_initialized()):
             raise DeviceError(
                 f"{where}, but torch.distributed is not initialized (never, or destroyed already): expected a "
@@ -154,7 +154,8 @@ def fsdp_free_view(model: nn.Module) -> nn.Module:
         new._buffers = dict(m._buffers)
         if hooks_of is not None:
             for attr in ("_forward_pre_hooks", "_forward_hooks"):
-                kept = OrderedDict((k, h) for k, h in getattr(m, attr).items() if getattr(h, "__self__", None) is not hooks_of)
+                kept = OrderedDict((k, h) for k, h in getattr(m, attr).items()
+                                   if getattr(h, "__self__", None) is not hooks_of)
                 object.__setattr__(new, attr, kept)
         new._modules = {k: None if c is None else view(c) for k, c in m._modules.items()}
         return new
@@ -199,10 +200,12 @@ def reshard_unsharded(snapshot: list[tuple[nn.Module, bool, dict, dict]]) -> Non
     forward did, on every rank that runs the summary."""
     fsdp_cls = _fsdp_module_class()
     dtensor = dtensor_class()
-    if fsdp_cls is None or dtensor is None:
+    if fsdp_cls is None or dtensor is None or not any(isinstance(m, fsdp_cls) for m, _, _, _ in snapshot):
         return
     now_unsharded, now_sharded = set(), set()
     for m, _, params, _ in snapshot:
+        if not isinstance(m._parameters, dict):  # TorchScript's read-only views: never FSDP's
+            continue
         for k, old in params.items():
             was, now = isinstance(old, dtensor), isinstance(m._parameters.get(k), dtensor)
             if was and not now:
