@@ -115,6 +115,23 @@ def main(out: Path) -> None:
     s = summary(tp, (16,), verbose=0, macs=True)
     result["tp"] = _figures(s) | {"unchanged": _same(before, _params(tp)), "tree": s.render("tree")}
 
+    # tensor parallel built on meta: the fake forward runs through the DTensors as they are
+    with torch.device("meta"):
+        tp_meta = mlp()
+    parallelize_module(tp_meta, mesh, {"0": ColwiseParallel(), "2": RowwiseParallel()})
+    s = summary(tp_meta, (16,), device="meta", verbose=0, macs=True)
+    result["tp_meta"] = _figures(s)
+
+    # 2-D: tensor parallel inside, FSDP2 over a data-parallel dimension of size 1
+    mesh2 = init_device_mesh("cpu", (1, dist.get_world_size()), mesh_dim_names=("dp", "tp"))
+    torch.manual_seed(0)
+    two = mlp()
+    parallelize_module(two, mesh2["tp"], {"0": ColwiseParallel(), "2": RowwiseParallel()})
+    fully_shard(two, mesh=mesh2["dp"])
+    before = _params(two)
+    s = summary(two, (16,), verbose=0, macs=True)
+    result["2d"] = _figures(s) | {"unchanged": _same(before, _params(two))}
+
     # the large-model recipe: built on meta, fully_shard, summarized on meta
     with torch.device("meta"):
         big = mlp()

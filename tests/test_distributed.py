@@ -129,6 +129,26 @@ def test_tensor_parallel_colwise_rowwise(ranks):
 
 @needs_gloo
 @pytest.mark.distributed
+@pytest.mark.parametrize("scenario", ["tp_meta", "2d"])
+def test_tensor_parallel_on_meta_and_with_fsdp2_over_it(ranks, scenario):
+    # the same Colwise / Rowwise layout as above (435 local on each rank, 835 global); "2d": FSDP2
+    # over a data-parallel mesh dimension of size 1 on top, so the mesh is (dp 1, tp 2)
+    for rank, result in enumerate(ranks):
+        got = result[scenario]
+        assert (got["total"], got["local"], got["rank"], got["macs"]) == (835, 435, rank, 792)
+        assert got["roundtrip"]
+    layers = {r["name"]: r for r in ranks[0][scenario]["layers"]}
+    if scenario == "2d":
+        assert ranks[0]["2d"]["unchanged"] and ranks[0]["2d"]["mesh_shapes"] == [[1, 2], [1]]
+        assert layers["2"]["shards"] == [["weight", [8, 32], [8, 16], ["Shard(0)", "Shard(1)"], [1, 2]],
+                                         ["bias", [8], [8], ["Shard(0)", "Replicate()"], [1, 2]]]
+        assert layers["4"]["shards"][0] == ["weight", [3, 8], [3, 8], ["Shard(0)"], [1]]  # FSDP alone, 1 rank
+    else:
+        assert layers["2"]["shards"][0] == ["weight", [8, 32], [8, 16], ["Shard(1)"], [2]]
+
+
+@needs_gloo
+@pytest.mark.distributed
 def test_all_ranks_gathers_every_rank_into_one_table(ranks):
     for result in ranks:  # all_gather_object: every rank gets every rank's figures
         assert result["all_ranks"]["ranks"] == [[0, 422, 422, 1688], [1, 413, 413, 1652]]
