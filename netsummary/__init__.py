@@ -17,7 +17,7 @@ if _typing.TYPE_CHECKING:
     from ._api import summary
     from ._commandline.budget import Violation, assert_within_budget, check_budget
     from ._errors import BudgetExceeded, DeviceError, ForwardError, InputSpecError, InputTypeError, NetsummaryError
-    from ._summary import LayerRecord, ParamGroup, Summary
+    from ._summary import LayerRecord, ParamGroup, ParamShard, RankShare, Summary
 
 __version__ = "0.1.0"
 
@@ -30,6 +30,8 @@ __all__ = [
     "LayerRecord",
     "NetsummaryError",
     "ParamGroup",
+    "ParamShard",
+    "RankShare",
     "Summary",
     "Violation",
     "__version__",
@@ -46,6 +48,7 @@ _LAZY = {
     "BudgetExceeded": "_errors", "DeviceError": "_errors", "ForwardError": "_errors",
     "InputSpecError": "_errors", "InputTypeError": "_errors", "NetsummaryError": "_errors",
     "LayerRecord": "_summary", "ParamGroup": "_summary", "Summary": "_summary",
+    "ParamShard": "_summary", "RankShare": "_summary",
 }
 
 

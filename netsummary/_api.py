@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -16,6 +17,8 @@ from ._errors import InputSpecError, InputTypeError
 from ._tracing.fakelog import quiet_fake_tensor_logs
 from ._reporting.failure import failed_inputs, forward_error
 from ._reporting.formats import render, resolve_format
+from ._tracing.distributed import (check_all_ranks, check_process_groups, fsdp_free_view, gather_ranks, has_fsdp,
+                                   is_fsdp_view, logical_stand_in)
 from ._tracing.guard import ModelGuard
 from ._tracing.interrupts import deferred_interrupts, interruptible
 from ._tracing.inputs import ForwardInputs, build_inputs, check_batch_size, check_mode, make_inputs, resolve_device
@@ -45,6 +48,7 @@ def summary(
     macs: bool | None = None,
     formulas: bool | None = None,
     fold: bool = True,
+    all_ranks: bool = False,
     **kwargs: Any,
 ) -> Summary:
     """Summarize ``model``: per-call output shapes and parameters, exact totals, bytes.
@@ -97,8 +101,9 @@ def summary(
         depth: the tree view's depth (0 = the root only; ``None`` = every level).
         columns: the tree view's columns, from ``input_shape``, ``output_shape``, ``params``,
             ``params_percent``, ``kernel_shape``, ``trainable``, ``macs``, ``output_bytes``,
-            ``formula``, ``param_bytes`` (default: output_shape, params, macs; without a forward:
-            params, trainable, param_bytes).
+            ``formula``, ``param_bytes``, ``local_params``, ``shard`` (default: output_shape, params,
+            macs; without a forward: params, trainable, param_bytes; a sharded model adds
+            local_params and shard after params).
         macs: count multiply-accumulates per operator during the forward. ``None`` (default)
             counts them when the printed format shows them (every format but ``"classic"``);
             ``True`` always. Counting runs a dispatch mode over every operator: the first time
@@ -111,6 +116,14 @@ def summary(
             row, ``layers.0–79 (LlamaDecoderLayer) × 80``, figures as ``80 × per block = total``,
             the first block's rows under it (see :mod:`netsummary._reporting.fold`); ``False`` shows every
             block. JSON, CSV and the classic table are never folded.
+        all_ranks: in a ``torch.distributed`` job, gather every rank's local parameter figures
+            (:attr:`Summary.ranks`) into the summary of every rank, and print them as one
+            per-rank table on rank 0. This is a **collective**
+            (``torch.distributed.all_gather_object`` on the default group): every rank must call
+            ``summary(..., all_ranks=True)``, as with any collective; it runs even when the
+            forward fails, before the :class:`ForwardError` is raised, so no rank is left waiting.
+            Without it nothing is communicated: the global totals are read from each tensor's
+            metadata, the same on every rank.
         **kwargs: passed to ``model.forward`` as keyword arguments.
 
     Returns:
@@ -125,10 +138,12 @@ def summary(
 
     Raises:
         InputSpecError: invalid ``input_size``, ``dtypes``, ``batch_size``, ``input_data`` or
-            ``mode``, ``columns=["macs", ...]`` with ``macs=False``, a module graph with a
-            cycle, or a PEFT model without adapters (:class:`InputTypeError` for a wrong Python
-            type); raised before any forward.
-        DeviceError: unknown device, CUDA unavailable, or the model lives on another device.
+            ``mode``, ``columns=["macs", ...]`` with ``macs=False``, ``all_ranks=True`` outside an
+            initialized ``torch.distributed`` job, a module graph with a cycle, or a PEFT model
+            without adapters (:class:`InputTypeError` for a wrong Python type); raised before any
+            forward.
+        DeviceError: unknown device, CUDA unavailable, or the model lives on another device; a
+            forward over DTensor parameters whose process group is not initialized (or destroyed).
         ForwardError: the model's forward raised; chained to that exception, it names the module
             that failed and the inputs it received, and carries the partial summary.
     """
@@ -142,6 +157,7 @@ def summary(
         if flag is not None and not isinstance(flag, bool):
             raise InputTypeError(f"{name}: expected True, False or None (automatic), got {flag!r}", flag)
     mode = check_mode(mode)
+    all_ranks = check_all_ranks(all_ranks)
     shown_format = resolve_format(format, depth, columns)
     if formulas is None:
         formulas = columns is not None and "formula" in columns
@@ -163,6 +179,8 @@ def summary(
             raise InputSpecError("dtypes applies to input_size, and no input was given", dtypes)
         result = build_structure_summary(model, named, dev, mode, check_batch_size(batch_size), formulas)
         result = with_extras(result, adapters, _experts.find_experts(named), None)
+        if all_ranks:
+            result = _with_ranks(result)
         if verbose and print_fn is not None and _is_rank_zero():
             print_fn(render(result, shown_format, depth, columns, fold))
             object.__setattr__(result, "_printed", True)
@@ -172,6 +190,11 @@ def summary(
         model = shape_only_copy(model)
         named = list(model.named_modules())
         dev = torch.device("meta")
+    if dev.type != "meta":
+        check_process_groups(named)  # before any forward: the collectives need live groups
+    elif not lazy and has_fsdp(named):  # FSDP2 cannot all-gather meta parameters: a view without it
+        model = fsdp_free_view(model)
+        named = walk_modules(model)
     groups = _experts.find_experts(named)  # routed experts (MoE): one pass over the modules
     stand_in = any(g.kind == "fused" for g in groups)  # grouped matmuls on fake tensors, see experts.py
     inputs = build_inputs(model, dev, input_size, input_data, dtypes, batch_size, kwargs)
@@ -206,6 +229,8 @@ def summary(
     with GC_PAUSED.held():
         result = build_summary(model, named, tracer, inputs, dev, mode, error is None, bool(macs), formulas, axes)
         result = with_extras(result, adapters, groups, tracer.calls)
+    if all_ranks:  # also when the forward failed: every rank takes part in the collective
+        result = _with_ranks(result)
     if error is not None:
         shown = "tree" if shown_format in ("json", "csv") else shown_format  # a report is for reading
         hint = _experts.routing_hint(error, groups, failed.module if failed is not None else None) if dev.type == "meta" else None
@@ -234,6 +259,15 @@ def _batch_axes(model: nn.Module, named: list, inputs: ForwardInputs, tracer: Tr
     except Exception:  # the shapes of the first run stand; the first axis of size rb is marked
         return BatchAxes(rb)
     return BatchAxes(rb, probe=[(c.module, c.inp, c.out) for c in probe.calls])
+
+
+def _with_ranks(result: Summary) -> Summary:
+    """``result`` with every rank's local figures (a collective; see ``all_ranks``)."""
+    if result.sharded:
+        local = (result.local_params, result.local_trainable_params, result.local_param_bytes)
+    else:  # nothing sharded: each rank holds every parameter
+        local = (result.total_params, result.trainable_params, result.param_bytes)
+    return dataclasses.replace(result, ranks=gather_ranks(local))
 
 
 def _defines_no_forward(model: nn.Module) -> bool:
@@ -276,7 +310,11 @@ def _forward_now(model: nn.Module, inputs: ForwardInputs, fake: bool, stand_in: 
     # torch logs a meta kernel's failure with its traceback before raising it: netsummary reports it
     with quiet_fake_tensor_logs(), FakeTensorMode(allow_non_fake_inputs=True) as fake:
 
+        logical = is_fsdp_view(model)  # FSDP2 on meta: DTensors run as their all-gathered whole
+
         def to_fake(t: torch.Tensor) -> torch.Tensor:
+            if logical:
+                t = logical_stand_in(t)
             return fake.from_tensor(t if t.device.type == "meta" else t.to("meta"))
 
         stand_ins = {

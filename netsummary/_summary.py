@@ -59,6 +59,11 @@ class LayerRecord:
             (``params`` is then a lower bound; the tables say "unknown").
         quant_dtype: how the quantized weights are stored, e.g. ``"int8"``, ``"int4 packed"``,
             ``"int4 packed, int8"`` for several; ``None`` without any.
+        local_params / local_param_bytes: in a summary of a sharded model (:attr:`Summary.sharded`),
+            the elements and bytes of ``params`` that this rank holds (a DTensor's ``to_local()``,
+            a ZeRO-3 parameter's partition); ``None`` otherwise. ``params`` stays the global count.
+        shards: the sharded parameters the module holds itself (a leaf's), one
+            :class:`ParamShard` each: global and local shape, placements, mesh shape.
     """
 
     index: int
@@ -90,6 +95,9 @@ class LayerRecord:
     quant_state_bytes: int = 0
     quant_unknown: int = 0
     quant_dtype: str | None = None
+    local_params: int | None = None
+    local_param_bytes: int | None = None
+    shards: tuple[ParamShard, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +205,18 @@ class Summary:
             know: its stored bytes are in ``param_bytes``, its logical elements in no count, so
             ``total_params`` is then a lower bound.
         quant_dtypes: how the quantized weights are stored (``("int4 packed", "int8")``).
+        local_params / local_trainable_params / local_param_bytes: for a model with sharded
+            parameters (DTensors of FSDP2 ``fully_shard``, tensor parallelism or
+            ``distribute_tensor``; DeepSpeed ZeRO-3 partitions), the elements, trainable
+            elements and bytes this rank holds: a DTensor's ``to_local()``, a ZeRO-3
+            parameter's ``ds_tensor``; unsharded parameters count whole. ``None`` when no
+            parameter is sharded. ``total_params`` / ``param_bytes`` stay the global (logical)
+            figures, the same on every rank and read without any collective.
+        rank / world_size: this process's rank and the job's size (``torch.distributed``) when
+            the model is sharded and a process group is initialized, else ``None``.
+        mesh_shapes: the shapes of the device meshes the DTensor parameters live on (``((2,),)``).
+        ranks: with ``summary(..., all_ranks=True)``, every rank's local figures
+            (:class:`RankShare`, in rank order), gathered with a collective; else ``()``.
     """
 
     model_type: str
@@ -222,6 +242,13 @@ class Summary:
     unknown_ops: tuple[str, ...] = ()
     input_batch_axes: tuple[int | None, ...] = ()
     forward_ran: bool = True
+    local_params: int | None = None
+    local_trainable_params: int | None = None
+    local_param_bytes: int | None = None
+    rank: int | None = None
+    world_size: int | None = None
+    mesh_shapes: tuple[tuple[int, ...], ...] = ()
+    ranks: tuple[RankShare, ...] = ()
     _printed: bool = field(default=False, compare=False, repr=False)  # summary() printed it
     # mixture of experts (see netsummary._analysis.experts); None for a model without routed experts
     expert_params: int | None = None
@@ -239,6 +266,11 @@ class Summary:
     def quantized(self) -> bool:
         """The model holds quantized weights (known or unknown layouts)."""
         return bool(self.quantized_bytes or self.quant_unknown)
+
+    @property
+    def sharded(self) -> bool:
+        """Some parameter is sharded (DTensor, ZeRO-3): the ``local_*`` figures are set."""
+        return self.local_params is not None
 
     @property
     def leaf_layers(self) -> tuple[LayerRecord, ...]:
@@ -322,3 +354,39 @@ class Summary:
         rows = len(self.leaf_layers)
         state = ("" if self.complete else ", partial") + ("" if self.forward_ran else ", no forward")
         return f"<Summary of {self.model_type}: {self.total_params:,} params, {rows} leaf rows{state}>"
+
+
+@dataclass(frozen=True, slots=True)
+class ParamShard:
+    """How one parameter is sharded: its global (logical) shape and the shard this rank holds.
+
+    Attributes:
+        name: the parameter's name in its module (``"weight"``).
+        shape: the global (logical) shape, as the unsharded model has it (``(32, 16)``).
+        local_shape: the shape of this rank's shard (``(16, 16)`` for ``Shard(0)`` over 2 ranks).
+        placements: one per mesh dimension, as their constructors read (``("Shard(0)",)``,
+            ``("Replicate()",)``); ``("ZeRO-3",)`` for a DeepSpeed partition.
+        mesh_shape: the device mesh's shape (``(2,)``); ``()`` for a ZeRO-3 partition.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    local_shape: tuple[int, ...]
+    placements: tuple[str, ...]
+    mesh_shape: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RankShare:
+    """One rank's share of a sharded model's parameters (``summary(..., all_ranks=True)``).
+
+    Attributes:
+        rank: the rank in the default process group.
+        local_params / local_trainable_params / local_param_bytes: elements, trainable elements
+            and bytes of the parameters this rank holds (see :attr:`Summary.local_params`).
+    """
+
+    rank: int
+    local_params: int
+    local_trainable_params: int
+    local_param_bytes: int

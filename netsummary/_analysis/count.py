@@ -8,6 +8,10 @@ so a bias-only fine-tune reports exactly its biases as trainable. Bytes are
 
 Parameters of an uninitialized lazy module (``torch.nn.parameter.is_lazy``) have no size yet and
 count 0; after a forward they are materialized and counted with their real sizes.
+
+Sharded parameters (DTensors, DeepSpeed ZeRO-3 partitions; see
+:mod:`netsummary._analysis.sharding`) count by their global (logical) size in every total, and
+:meth:`ParamStats.local` gives this rank's share of them, in the same single pass.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from torch import nn
 from torch.nn.parameter import is_lazy
 
 from .quantized import ModuleQuant, Probe
+from .sharding import Sharded, dtensor_class, shard_of
 
 
 class TensorCounts(NamedTuple):
@@ -61,6 +66,8 @@ class ParamStats:
         self.quant: dict = {}  # key -> QuantTensor of every quantized weight (and its layer's plain bias)
         self.quant_unknown: list[str] = []  # "name (Type)" of quantized layers of an unknown layout
         self.tensor_names: dict = {}  # quantized keys -> attribute name (for formulas)
+        self.sharded: dict[int, Sharded] = {}  # param id -> its shard, for sharded parameters only
+        dtensor = dtensor_class()
         buffers: dict[int, torch.Tensor] = {}
         probe = Probe()
         for name, m in named:
@@ -79,6 +86,10 @@ class ParamStats:
                 if is_lazy(p):
                     self.uninitialized.append(f"{name}.{pname}" if name else pname)
                     self._info[id(p)] = (0, p.requires_grad, 0)
+                elif (sharded := shard_of(p, dtensor, pname)) is not None:
+                    self._info[id(p)] = (sharded.numel, p.requires_grad, sharded.nbytes)
+                    self._shapes[id(p)] = sharded.shard.shape
+                    self.sharded[id(p)] = sharded
                 else:
                     self._info[id(p)] = (p.numel(), p.requires_grad, p.numel() * p.element_size())
                     self._shapes[id(p)] = tuple(p.shape)
@@ -191,3 +202,19 @@ class ParamStats:
     def count(self, ids) -> TensorCounts:
         """Counts of the given parameter ids."""
         return self._sum(ids)
+
+    def local(self, ids) -> TensorCounts:
+        """This rank's elements, trainable elements and bytes of the given parameter ids: a sharded
+        parameter's local shard, any other parameter whole."""
+        n = t = b = 0
+        sharded = self.sharded
+        for i in ids:
+            numel, trainable, nbytes = self._info[i]
+            s = sharded.get(i)
+            if s is not None:
+                numel, nbytes = s.local_numel, s.local_nbytes
+            n += numel
+            b += nbytes
+            if trainable:
+                t += numel
+        return TensorCounts(n, t, b)

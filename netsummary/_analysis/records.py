@@ -18,6 +18,7 @@ from torch.nn.parameter import is_lazy
 from .._tracing.batch import BatchAxes, per_shown_batch
 from .count import ParamStats, TensorCounts
 from .formula import param_formula
+from .sharding import record_fields, summary_fields
 from .._tracing.inputs import ForwardInputs
 from .._tracing.structure import Described, describe
 from .._summary import LayerRecord, ParamGroup, Summary
@@ -119,6 +120,7 @@ def build_summary(
                 formula=_formula(c.module, stats) if formulas and leaf else None,
                 created=c.created,
                 **quant_fields(counts),
+                **({} if c.created else record_fields(stats, ids, c.module)),
             )
         )
     # the forward's inputs: positional arguments, then a dict of the keyword ones (names kept)
@@ -129,6 +131,7 @@ def build_summary(
         layers=tuple(layers),
         other_params=_other_params(model, stats, counted, called, formulas),
         **_totals(stats),
+        **summary_fields(stats),
         input_bytes=per_shown_batch(in_desc, in_axes, rb),
         output_bytes=output_bytes,
         input_shapes=in_desc.tree,
@@ -182,6 +185,7 @@ def build_structure_summary(
                 shared_params=shared, kernel_shape=_kernel_shape(m),
                 formula=_formula(m, stats) if formulas and leaf else None,
                 **quant_fields(counts),
+                **record_fields(stats, ids, m),
             )
         )
     every = {id(m) for _, m in named}  # every module has its row: own parameters are shown there
@@ -190,6 +194,7 @@ def build_structure_summary(
         layers=tuple(layers),
         other_params=_other_params(model, stats, counted, every, formulas),
         **_totals(stats),
+        **summary_fields(stats),
         input_bytes=0,
         output_bytes=0,
         input_shapes=[],

@@ -20,6 +20,11 @@ MACs), no pre-formatted strings::
       "quantized_params": ..., "quantized_bytes": ..., "quant_state_bytes": ...,
       "quant_unknown": ["name (Type)", ...], "quant_dtypes": ["int4 packed", ...]
           (these five only for a model with quantized weights, see netsummary._analysis.quantized),
+      sharded models only (DTensor, ZeRO-3 parameters; see Summary.local_params):
+      "local_params": 404, "local_trainable_params": 404, "local_param_bytes": 1616,
+      "rank": 0 | null, "world_size": 2 | null, "mesh_shapes": [[2]],
+      "ranks": [{"rank": 0, "local_params": ..., "local_trainable_params": ...,
+                 "local_param_bytes": ...}, ...] (only with all_ranks=True),
       "layers": [{"index": 0, "name": "", "type": "...", "call_index": 1, "depth": 0,
                   "parent": null, "is_leaf": false, "input_shapes": <shape>,
                   "output_shapes": <shape>, "input_dtypes": [...], "output_dtypes": [...],
@@ -29,6 +34,9 @@ MACs), no pre-formatted strings::
                   "formula": "..." | null, "created": true (only when true),
                   "quant_params": ..., "quant_bytes": ..., "quant_state_bytes": ...,
                   "quant_unknown": ..., "quant_dtype": "int8" (only when set)}, ...],
+                  sharded models only: "local_params": ..., "local_param_bytes": ...,
+                  "shards": [{"name": "weight", "shape": [32, 16], "local_shape": [16, 16],
+                              "placements": ["Shard(0)"], "mesh_shape": [2]}, ...]}, ...],
       "other_params": [{"name": "", "type": "...", "params": ..., "trainable_params": ...,
                         "param_bytes": ..., "called": true, "formula": ... | null}, ...]
     }
@@ -64,7 +72,7 @@ from typing import Any
 from .._errors import InputSpecError, InputTypeError
 from .._safeio import MAX_JSON_BYTES, escape
 from .._tracing.structure import ShapeTree
-from .._summary import AdapterGroup, LayerRecord, ParamGroup, Summary
+from .._summary import AdapterGroup, LayerRecord, ParamGroup, ParamShard, RankShare, Summary
 
 SCHEMA_VERSION = 1
 MAX_NESTING = 100  # levels of a loaded shape tree; a model's outputs nest a few levels
@@ -111,9 +119,12 @@ _QUANT_LAYER = ("quant_params", "quant_bytes", "quant_state_bytes", "quant_unkno
 _QUANT_SUMMARY = ("quantized_params", "quantized_bytes", "quant_state_bytes", "quant_unknown", "quant_dtypes")
 _IF_NONZERO = frozenset(_QUANT_LAYER) | frozenset(_QUANT_SUMMARY)
 _IF_FALSE = ("forward_ran",)  # written only when false: data without it reads as true (the default)
-# written only when set, None and () left out (a mixture-of-experts model, a PEFT model): data
-# without them reads as unset
-_IF_SET = ("expert_params", "active_params", "active_params_method", "adapters")
+# written only when set, None and () left out (a mixture-of-experts model, a PEFT model, a
+# sharded model): data without them reads as unset (the defaults)
+_IF_SET = ("expert_params", "active_params", "active_params_method", "adapters",
+           "local_params", "local_trainable_params", "local_param_bytes", "rank", "world_size", "mesh_shapes",
+           "ranks", "shards")
+_NESTED = {"shards", "ranks"}  # tuples of records
 
 
 def _record_to_dict(obj: Any) -> dict[str, Any]:
@@ -122,7 +133,11 @@ def _record_to_dict(obj: Any) -> dict[str, Any]:
         value = getattr(obj, f.name)
         if (f.name in _IF_TRUE or f.name in _IF_NONZERO) and not value:
             continue
-        if f.name in _SHAPE_FIELDS:
+        if f.name in _IF_SET and (value is None or value == ()):
+            continue
+        if f.name in _NESTED:
+            value = [_record_to_dict(x) for x in value]
+        elif f.name in _SHAPE_FIELDS:
             value = encode_shape(value)
         elif isinstance(value, tuple):
             value = list(value)
@@ -139,9 +154,11 @@ def to_dict(s: Summary) -> dict[str, Any]:
         value = getattr(s, f.name)
         if (f.name in _IF_FALSE and value) or (f.name in _IF_NONZERO and not value):
             continue
-        if f.name in _IF_SET and not value and value != 0:
+        if f.name in _IF_SET and (value is None or value == ()):
             continue
-        if f.name == "layers" or f.name == "other_params" or f.name == "adapters":
+        if f.name == "mesh_shapes":
+            value = [list(m) for m in value]
+        elif f.name in ("layers", "other_params", "ranks", "adapters"):
             value = [_record_to_dict(r) for r in value]
         elif f.name == "input_shapes":
             value = encode_shape(value)
@@ -178,7 +195,11 @@ def from_dict(data: dict[str, Any]) -> Summary:
     kwargs = _fields(Summary, data, "")
     layers: list[LayerRecord] = []
     for i, item in enumerate(kwargs.get("layers", ())):
-        record = LayerRecord(**_fields(LayerRecord, item, f"layers[{i}]."))
+        fields = _fields(LayerRecord, item, f"layers[{i}].")
+        if "shards" in fields:
+            fields["shards"] = tuple(ParamShard(**_fields(ParamShard, x, f"layers[{i}].shards[{j}]."))
+                                     for j, x in enumerate(fields["shards"]))
+        record = LayerRecord(**fields)
         _check_position(record, i, layers)
         layers.append(record)
     kwargs["layers"] = tuple(layers)
@@ -189,6 +210,9 @@ def from_dict(data: dict[str, Any]) -> Summary:
                                    for i, item in enumerate(kwargs["adapters"]))
     if kwargs.get("active_params_method") not in (None, "measured", "top-k", "config"):
         raise _wrong("active_params_method", kwargs["active_params_method"], "'measured', 'top-k', 'config' or null")
+    if "ranks" in kwargs:
+        kwargs["ranks"] = tuple(RankShare(**_fields(RankShare, item, f"ranks[{i}]."))
+                                for i, item in enumerate(kwargs["ranks"]))
     summary = Summary(**kwargs)
     if summary.trainable_params + summary.non_trainable_params != summary.total_params:
         raise InputSpecError(f"trainable_params {summary.trainable_params:,} + non_trainable_params "
@@ -239,6 +263,8 @@ _AXES = _Kind("a list of ints >= 0 or nulls", lambda v: isinstance(v, (list, tup
 _RECORDS = _Kind("a list of records (JSON objects)",
                  lambda v: isinstance(v, (list, tuple)) and all(isinstance(x, dict) for x in v))
 _SHAPE = _Kind("a shape tree", lambda v: True)  # checked by _shape()
+_DIMS = _Kind("a list of ints >= 0", lambda v: isinstance(v, (list, tuple)) and all(_is_int(d) and d >= 0 for d in v),
+              tuple)
 
 _SCHEMA: dict[type, dict[str, _Kind]] = {
     Summary: {
@@ -248,6 +274,12 @@ _SCHEMA: dict[type, dict[str, _Kind]] = {
         "input_shapes": _SHAPE, "input_dtypes": _STRINGS, "batch_size": _COUNT, "run_batch_size": _OPTIONAL_COUNT,
         "device": _STR, "mode": _STR, "complete": _BOOL, "uninitialized": _STRINGS, "total_macs": _OPTIONAL_COUNT,
         "unknown_ops": _STRINGS, "input_batch_axes": _AXES, "forward_ran": _BOOL,
+        **dict.fromkeys(("local_params", "local_trainable_params", "local_param_bytes", "rank", "world_size"),
+                        _OPTIONAL_COUNT),
+        "mesh_shapes": _Kind("a list of mesh shapes (lists of ints >= 1)", lambda v: isinstance(v, (list, tuple)) and all(
+            isinstance(m, (list, tuple)) and all(_is_int(d) and d >= 1 for d in m) for m in v),
+            lambda v: tuple(tuple(m) for m in v)),
+        "ranks": _RECORDS,
         **dict.fromkeys(("quantized_params", "quantized_bytes", "quant_state_bytes"), _COUNT),
         "quant_unknown": _STRINGS, "quant_dtypes": _STRINGS,
         "expert_params": _OPTIONAL_COUNT, "active_params": _OPTIONAL_COUNT, "active_params_method": _OPTIONAL_STR,
@@ -268,7 +300,12 @@ _SCHEMA: dict[type, dict[str, _Kind]] = {
         "formula": _OPTIONAL_STR, "input_batch_axes": _AXES, "output_batch_axes": _AXES, "created": _BOOL,
         **dict.fromkeys(("quant_params", "quant_bytes", "quant_state_bytes", "quant_unknown"), _COUNT),
         "quant_dtype": _OPTIONAL_STR,
+        "local_params": _OPTIONAL_COUNT, "local_param_bytes": _OPTIONAL_COUNT, "shards": _RECORDS,
     },
+    ParamShard: {
+        "name": _STR, "shape": _DIMS, "local_shape": _DIMS, "placements": _STRINGS, "mesh_shape": _DIMS,
+    },
+    RankShare: dict.fromkeys(("rank", "local_params", "local_trainable_params", "local_param_bytes"), _COUNT),
     ParamGroup: {
         "name": _STR, "type": _STR, **dict.fromkeys(("params", "trainable_params", "param_bytes"), _COUNT),
         "called": _BOOL, "formula": _OPTIONAL_STR,
@@ -430,8 +467,11 @@ def from_json(text: str) -> Summary:
 
 
 # "created" is not a column: such a row's type says so ("Linear (created in forward)"); the
-# quantized-weight columns come after these, only for a model with quantized weights
-CSV_COLUMNS = [f.name for f in dataclasses.fields(LayerRecord) if f.name not in _IF_TRUE and f.name not in _IF_NONZERO]
+# quantized-weight and sharding columns come after these, only for a model with quantized
+# weights / sharded parameters
+SHARD_CSV_COLUMNS = ["local_params", "local_param_bytes", "shards"]
+CSV_COLUMNS = [f.name for f in dataclasses.fields(LayerRecord)
+               if f.name not in _IF_TRUE and f.name not in _IF_NONZERO and f.name not in SHARD_CSV_COLUMNS]
 
 
 def to_csv(s: Summary) -> str:
@@ -439,13 +479,14 @@ def to_csv(s: Summary) -> str:
     A quantized model's rows end in the ``quant_*`` fields (see :class:`~netsummary.LayerRecord`)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    quant = list(_QUANT_LAYER) if s.quantized else []
-    writer.writerow(CSV_COLUMNS + quant)
+    columns = CSV_COLUMNS + (list(_QUANT_LAYER) if s.quantized else []) + (SHARD_CSV_COLUMNS if s.sharded else [])
+    writer.writerow(columns)
     for r in s.layers:
         row = []
-        record = _record_to_dict(r)
-        for name in CSV_COLUMNS + quant:
-            value = record.get(name, getattr(r, name))
+        data = _record_to_dict(r)
+        for name in columns:  # a field left out of the dict is at its default
+            value = data.get(name, getattr(r, name))
+            value = list(value) if isinstance(value, tuple) else value
             if isinstance(value, (list, dict)) or (name in _SHAPE_FIELDS and value is not None):
                 value = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
             row.append("" if value is None else value)

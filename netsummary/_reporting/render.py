@@ -288,5 +288,9 @@ def render_classic(s: Summary) -> str:
         f"Estimated Total Size (MB): {s.estimated_total_bytes / MIB:0.2f}" if ran else "Estimated Total Size (MB): --",
         rule,
     ]
+    if s.ranks:  # asked for with all_ranks=True: after torchsummary's layout, which stays as it is
+        from .sharding import ranks_table
+
+        out.append(ranks_table(s))
     return "\n".join(out)
 

@@ -30,6 +30,7 @@ from tabulate import tabulate
 from .._errors import InputSpecError, InputTypeError
 from .fold import find_runs, folded_away
 from .render import MAX_WIDTH, NO_FORWARD, fit_cells, format_tree, param_text, quant_lines, shown_shape
+from .sharding import footer_lines, local_params_cell, ranks_table, shard_cell
 from .._safeio import markdown_cell
 from .._units import format_bytes
 
@@ -113,7 +114,10 @@ COLUMNS: dict[str, Column] = {
     "formula": Column("Params formula (elements)", _formula, align="left"),
     "param_bytes": Column("Params (bytes)", lambda r, s, m: f"{r.param_bytes:,}"),
     "quantized": Column("Quantized (stored + state)", _quantized),
+    "local_params": Column("Local params", lambda r, s, m: local_params_cell(r)),
+    "shard": Column("Shard (global → local)", lambda r, s, m: shard_cell(r), align="left"),
 }
+SHARD_COLUMNS = ("local_params", "shard")  # added after "params" by default for a sharded model
 DEFAULT_COLUMNS = ("output_shape", "params", "macs")
 NO_FORWARD_COLUMNS = ("params", "trainable", "param_bytes")  # the default when no forward ran
 
@@ -237,6 +241,8 @@ def _folded_cells(r: LayerRecord, s: Summary, macs: dict, n: int, columns: Seque
             cell = _times(n, r.param_bytes)
         elif c == "quantized" and (r.quant_bytes or r.quant_unknown):
             cell = f"{n} × ({_quantized(r, s, macs)})"
+        elif c == "local_params" and r.local_params is not None:
+            cell = _times(n, r.local_params)
         elif c == "trainable" and 0 < r.trainable_params < r.params:
             cell = f"partial ({_times(n, r.trainable_params)})"
         elif c == "formula" and r.formula not in (None, "0", "uninitialized"):
@@ -325,7 +331,7 @@ def footer(s: Summary) -> list[tuple[str, str]]:
         lines.append((f"Total MACs ({batch}; FLOPs = 2 × MACs)", f"{bound}{s.total_macs:,}"))
         if s.unknown_ops:
             lines.append(("MACs not counted (no formula) for", ", ".join(s.unknown_ops)))
-    return lines
+    return lines + footer_lines(s)
 
 
 _ELIDABLE = ("input_shape", "output_shape")  # columns whose structured cells may be elided
@@ -357,10 +363,14 @@ def render_table(s: Summary, tablefmt: str, depth: int | None = None, columns: S
     """
     depth = check_depth(depth)
     check_fold(fold)
+    defaulted = columns is None
     if columns is None and not s.forward_ran:
         columns = NO_FORWARD_COLUMNS
     elif columns is None:
         columns = tuple(c for c in DEFAULT_COLUMNS if c != "macs" or s.total_macs is not None)
+    if defaulted and s.sharded:
+        at = columns.index("params") + 1
+        columns = (*columns[:at], *SHARD_COLUMNS, *columns[at:])
     columns = check_columns(columns)
     if "macs" in columns and s.total_macs is None and s.forward_ran:  # no forward: "--", not run
         raise InputSpecError("columns: 'macs' needs MACs counted: summary(..., macs=True)", columns)
@@ -384,4 +394,6 @@ def render_table(s: Summary, tablefmt: str, depth: int | None = None, columns: S
     sep = "\n\n" if tablefmt != "html" else "\n"
     if not s.forward_ran:
         totals += "\n<p>" + NO_FORWARD + "</p>" if tablefmt == "html" else "\n\n" + NO_FORWARD
+    if s.ranks:
+        totals += sep + ranks_table(s, tablefmt)
     return body + sep + totals

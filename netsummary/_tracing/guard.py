@@ -14,6 +14,9 @@ on ``KeyboardInterrupt`` alike:
   place (``t_()``, ``resize_()``, ``set_()``) has the tensor bound to its original storage again;
 - the tensor objects under each module's existing ``_parameters`` / ``_buffers`` names, where
   the forward replaced one by another of the same shape (an update of its values, a conversion);
+- FSDP2's sharding: a module the forward left unsharded (FSDP2's root keeps its all-gathered
+  parameters after the forward) is resharded through ``FSDPModule.reshard()``
+  (:mod:`netsummary._tracing.distributed`);
 - every parameter's ``requires_grad``, its ``.grad`` object and values (a ``backward()`` inside
   the forward accumulates into ``.grad`` in place), and ``torch.is_grad_enabled()``;
 - the global generators the forward itself drew from (dropout in train mode; seen per device
@@ -52,6 +55,7 @@ from torch import nn
 from torch._subclasses.fake_tensor import is_fake
 from torch.nn.parameter import is_lazy
 
+from .distributed import dtensor_locals, reshard_unsharded
 from .interrupts import uninterrupted
 from .watch import StateWatch
 
@@ -184,7 +188,7 @@ class ModelGuard:
         self._rng = _RNGState()
         self._grad_enabled = torch.is_grad_enabled()
         if self._watch_writes:
-            self._watch = StateWatch([alias for _, alias in self._aliases])
+            self._watch = StateWatch([alias for _, alias in self._aliases] + dtensor_locals(tensors))
             self._watch.__enter__()
             self._watching = True
         return self
@@ -206,6 +210,7 @@ class ModelGuard:
                 self._watch.__exit__(None, None, None)
             drawn = self._watch.global_draws
         torch.set_grad_enabled(self._grad_enabled)
+        reshard_unsharded(self._modules)  # FSDP2 modules the forward left unsharded: sharded again
         for m, training, params, buffers in self._modules:
             if m.training is not training:
                 if isinstance(m, torch.jit.ScriptModule):

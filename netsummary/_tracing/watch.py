@@ -38,6 +38,8 @@ from typing import Any
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from .._analysis.sharding import dtensor_class
+
 Tensor = torch.Tensor
 
 # OpOverload -> None (neither writes nor draws: the hot path) or (positions and names of written
@@ -68,9 +70,10 @@ class StateWatch(TorchDispatchMode):
     """Copy-on-write protection of ``tensors`` and a record of global-generator draws.
 
     Args:
-        tensors: the tensors to protect (the model's unique parameters and buffers). Tensors
-            without a storage address (meta, fake, tensor subclasses) cannot be watched and are
-            skipped.
+        tensors: the tensors to protect (the model's unique parameters and buffers; a DTensor's
+            local shard). Tensors without a storage address (meta, fake, other tensor
+            subclasses) cannot be watched and are skipped; a write into a DTensor is matched by
+            its local shard's storage.
 
     After the ``with`` block, :meth:`restore` writes the saved values back and
     :attr:`global_draws` holds the device types (``"cpu"``, ``"cuda"``) whose global generator
@@ -140,7 +143,10 @@ class StateWatch(TorchDispatchMode):
             self.global_draws.add(_device_type(args, kwargs))
 
     def _before_write(self, value: Any) -> None:
+        dtensor = dtensor_class()
         for t in value if isinstance(value, (list, tuple)) else (value,):
+            if dtensor is not None and isinstance(t, dtensor):  # a DTensor writes into its local shard
+                t = t.to_local()
             if isinstance(t, Tensor):
                 if self._owners is None:
                     self._owners = _by_storage(self._tensors)
