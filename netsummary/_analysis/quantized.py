@@ -215,7 +215,7 @@ def _inner(t: torch.Tensor, prefix: str) -> list[tuple[str, torch.Tensor]] | Non
         out = []
         for n in names:
             x = getattr(t, n)
-            if x is None:
+            if not isinstance(x, torch.Tensor):  # None, or a non-tensor a subclass flattens (a DeviceMesh)
                 continue
             if hasattr(type(x), "__tensor_flatten__") and type(x) is not torch.Tensor:
                 got = _inner(x, f"{prefix}{n}.")
