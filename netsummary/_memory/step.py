@@ -403,10 +403,11 @@ class _Step:
         _, phase, module, op = live.events[peak_ev]
         if phase == "setup":
             phase = "forward"
-        saved_bytes = sum(recs[i][1] for i in self.saved
-                          if recs[i][2] <= self.forward_end and (recs[i][3] is None or recs[i][3] > self.forward_end))
+        end = self.forward_end  # saved tensors still held for the backward when the forward ended
+        held = {i: c for i, c in self.saved.items() if recs[i][3] is None or recs[i][3] > end}
+        saved_bytes = sum(recs[i][1] for i in held)
         per_call: dict[int, int] = {}
-        for i, c in self.saved.items():
+        for i, c in held.items():
             per_call[c] = per_call.get(c, 0) + recs[i][1]
         calls = self.tracer.calls
         layers = tuple(LayerMemory(c.name, type(c.module).__name__, c.call_index, per_call.get(k, 0), c.macs)
