@@ -216,7 +216,7 @@ def _check_estimate(estimate: Any, optimizer: Any, autocast: Any, shown_format: 
                     columns: Sequence[str] | None) -> tuple[str, Any, Any] | None:
     """Validate ``estimate``, ``optimizer`` and ``autocast`` before any forward runs."""
     from ._memory.optimizers import resolve_optimizer
-    from ._memory.step import check_autocast, check_kind
+    from ._memory.options import check_autocast, check_kind
 
     kind = check_kind(estimate)
     if kind == "train":
