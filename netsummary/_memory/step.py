@@ -265,6 +265,7 @@ class _Step:
             # backward
             where.phase = "backward"
             where.module = lambda: self.bw_module
+            live.last_op = ""
             macs = [0]
 
             def on_bw(op: str, n: int | None) -> None:
@@ -288,6 +289,7 @@ class _Step:
             # optimizer
             where.phase = "optimizer"
             where.module = lambda: ""
+            live.last_op = ""  # a failure report names this phase's operators only
             try:
                 opt.step()
             except Exception as err:  # noqa: BLE001
@@ -447,6 +449,8 @@ class _Step:
             module, mtype = "", ""
         op = self.live.last_op
         where = f"module {module!r}" + (f" ({mtype})" if mtype else "") if module or mtype else "the root"
+        if phase == "optimizer":
+            where = f"{resolve_optimizer(self.optimizer)[0].__name__}.step()"
         data_dependent = self.fake and any(type(e).__name__ in _DATA_DEPENDENT for e in _chain(err))
         if data_dependent:
             msg = (f"estimate: the {phase} reads tensor values (data-dependent code in {where}, operator {op}), which "
@@ -458,7 +462,8 @@ class _Step:
             msg = (f"estimate: the measured {'optimizer step' if phase == 'optimizer' else phase} failed in {where} "
                    f"{at}: {type(err).__name__}: {err}")
         if phase != "forward":
-            msg += "; the forward's figures are in err.partial"
+            ran = "forward's" if phase == "backward" else "forward's and backward's"
+            msg += f"; the {ran} figures are in err.partial"
         return MemoryEstimateError(msg, phase, module, op, partial)
 
 
