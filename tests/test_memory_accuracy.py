@@ -187,3 +187,23 @@ def test_cuda_peak_within_ten_percent_of_max_memory_allocated(case: str) -> None
     assert abs(est.peak.bytes / real - 1) <= 0.10, (est.peak.bytes, real)
     assert abs(fake.peak.bytes / est.peak.bytes - 1) <= 0.02, (fake.peak.bytes, est.peak.bytes)
     assert any("CUDA context" in n for n in est.notes)
+
+
+@pytest.mark.parametrize("foreach", [False, True], ids=["single-tensor", "foreach"])
+def test_optimizer_transients_as_they_run(foreach: bool) -> None:
+    """A passed optimizer's foreach flag is used: its step's copies (every parameter's at once
+    with foreach) are measured, and the peak matches a real step with that optimizer."""
+    torch.manual_seed(0)
+    model = _mlp()
+    opt = torch.optim.AdamW(model.parameters(), foreach=foreach)
+    est = estimate_memory(model, (256,), batch_size=16, optimizer=opt)
+    real = real_step_peak(model, _inputs(model, (256,), 16),
+                          optimizer=lambda p: torch.optim.AdamW(p, foreach=foreach))
+    assert abs(est.peak.bytes / real - 1) <= 0.10, (est.peak.bytes, real)
+    assert est.peak_phase == "optimizer"
+    temporaries = dict(est.peak_parts)["temporaries"]
+    biggest = 1024 * 1024 * 4  # the largest weight, float32
+    if foreach:  # _foreach_sqrt copies every exp_avg_sq at once (the rest is in place): all parameters
+        assert temporaries == est.parameters.bytes
+    else:  # one parameter at a time: sqrt and div of the largest one
+        assert 2 * biggest <= temporaries < 2 * biggest + 8192
