@@ -290,3 +290,25 @@ def test_failing_optimizer_step_leaves_grads_and_a_passed_optimizer_alone(unchan
         summary(model, (256,), batch_size=2, estimate="train", optimizer=opt, verbose=0)
     assert info.value.phase == "optimizer" and info.value.partial.gradients.bytes == PARAM_BYTES
     assert torch.equal(model[0].weight.grad, torch.full_like(model[0].weight, 3.0)) and not opt.state
+
+
+def test_device_meta_measures_a_real_model_on_fake_tensors(unchanged) -> None:
+    model = mlp()
+    real = summary(model, (256,), batch_size=8, estimate="train", verbose=0).memory
+    with unchanged(model):
+        fake = summary(model, (256,), batch_size=8, estimate="train", device="meta", verbose=0).memory
+    assert fake.method == "measured on fake tensors" and fake.peak.bytes == real.peak.bytes
+
+
+class OutOfMemory(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+
+    def forward(self, x):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+
+def test_out_of_memory_suggests_a_fake_run() -> None:
+    with pytest.raises(MemoryEstimateError, match=r"out of memory.*pass device='meta' to measure it on fake tensors"):
+        estimate_memory(OutOfMemory(), (4,), batch_size=2)

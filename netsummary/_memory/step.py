@@ -433,6 +433,9 @@ class _Step:
                 f"(the module whose backward ran last; last operator {op or '(none)'})")
             msg = (f"estimate: the measured {'optimizer step' if phase == 'optimizer' else phase} failed in {where} "
                    f"{at}: {type(err).__name__}: {err}")
+        if isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower():
+            msg += ("; the real run needs one more copy of the weights besides the step itself: pass device='meta' "
+                    "to measure it on fake tensors, which use no memory")
         if phase != "forward":
             ran = "forward's" if phase == "backward" else "forward's and backward's"
             msg += f"; the {ran} figures are in err.partial"
