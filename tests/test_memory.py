@@ -319,3 +319,17 @@ def test_estimate_needs_a_forward() -> None:
         summary(mlp(), estimate="train", verbose=0)
     with pytest.raises(InputSpecError, match=r"but ModuleList defines no forward"):
         summary(nn.ModuleList([nn.Linear(2, 2)]), (2,), estimate="inference", verbose=0)
+
+
+def test_meta_model_says_which_optimizer_implementation_ran() -> None:
+    with torch.device("meta"):
+        model = nn.Sequential(nn.Linear(256, 512), nn.ReLU(), nn.Linear(512, 10))
+    single = estimate_memory(model, (256,), batch_size=8)
+    assert any("single-tensor implementation" in n for n in single.notes)
+    foreach = estimate_memory(model, (256,), batch_size=8,
+                              optimizer=torch.optim.AdamW(model.parameters(), foreach=True))
+    assert not any("single-tensor" in n for n in foreach.notes)
+    # foreach's sqrt copies every exp_avg_sq at once (all the parameters' bytes); single-tensor holds
+    # sqrt and div of one parameter at a time, the largest 512 * 256 * 4 = 524,288 bytes
+    assert dict(foreach.peak_parts)["temporaries"] == PARAM_BYTES
+    assert dict(single.peak_parts)["temporaries"] == 2 * 524_288

@@ -383,6 +383,11 @@ class _Step:
             notes.append(f"lower bound: {ops} allocate(s) workspace memory inside the kernel, which the estimate does not "
                          f"see" + ("; fake tensors do not model its size either (a real run, device='cpu', sees more)"
                                    if self.fake else ""))
+        if self.train and self.dev.type == "meta" and not any(op.startswith("aten._foreach") for op in live.ops):
+            notes.append("the optimizer ran its single-tensor implementation (torch's default off CUDA); on CUDA "
+                         "torch defaults to foreach, whose step holds one more copy of some state at once (about "
+                         "the trainable parameters' size for Adam): pass optimizer=<an instance with foreach=True> "
+                         "to measure that")
         notes.extend(unseen_overheads(self.dev))
         if self.autocast is not None:
             notes.append(f"autocast {str(self.autocast).removeprefix('torch.')}: the casted weight copies it keeps "
