@@ -73,17 +73,27 @@ def build_fresh(build):
 LLAMA_70B = textwrap.dedent("""
     import resource, sys, time, torch
     sys.path.insert(0, ".")
+
+    def peak_rss_gib():
+        # VmHWM: this process's own high-water mark (ru_maxrss would include the parent's, inherited
+        # across fork and exec)
+        try:
+            with open("/proc/self/status") as f:
+                return next(int(l.split()[1]) for l in f if l.startswith("VmHWM")) / 2**20
+        except (OSError, StopIteration):
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
     from transformers import LlamaConfig, LlamaForCausalLM
     cfg = LlamaConfig(vocab_size=128256, hidden_size=8192, intermediate_size=28672, num_hidden_layers=80,
                       num_attention_heads=64, num_key_value_heads=8, max_position_embeddings=8192, use_cache=False)
     with torch.device("meta"):
         model = LlamaForCausalLM(cfg)
     from netsummary._memory.step import estimate_memory
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    before = peak_rss_gib()
     t = time.perf_counter()
     est = estimate_memory(model, (2048,), batch_size=1, dtypes=[torch.long])
     took = time.perf_counter() - t
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    rss = peak_rss_gib()
     params = sum(p.numel() for p in model.parameters())
     print(f"Llama-70B-shaped on meta ({params / 1e9:.1f}B params, batch 1 x 2,048 tokens, float32, AdamW): "
           f"breakdown in {took:.1f} s (target < 10 s), peak RSS {rss:.2f} GiB (target < 1 GiB), of which "
