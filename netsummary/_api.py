@@ -49,6 +49,9 @@ def summary(
     formulas: bool | None = None,
     fold: bool = True,
     all_ranks: bool = False,
+    estimate: str | None = None,
+    optimizer: Any = "adamw",
+    autocast: torch.dtype | None = None,
     **kwargs: Any,
 ) -> Summary:
     """Summarize ``model``: per-call output shapes and parameters, exact totals, bytes.
@@ -124,6 +127,33 @@ def summary(
             forward fails, before the :class:`ForwardError` is raised, so no rank is left waiting.
             Without it nothing is communicated: the global totals are read from each tensor's
             metadata, the same on every rank.
+        estimate: ``None`` (default: nothing more runs, the output is unchanged), ``"train"`` or
+            ``"inference"``: measure the memory of one training step (forward, backward,
+            ``optimizer.step()``) or one forward under ``torch.no_grad()`` by running it once on
+            stand-ins of the model's tensors (see :mod:`netsummary._memory.step`): real clones on
+            the model's device (the run needs one more copy of the weights), fake tensors for a
+            model on ``"meta"`` or with ``device="meta"`` (no memory at all). The result is ``Summary.memory``, a
+            :class:`~netsummary._memory.estimate.MemoryEstimate` in bytes per category
+            (parameters, buffers, inputs, gradients, optimizer state, saved activations, the
+            peak with its phase, module and operator), each with its method (``"counted"``,
+            ``"measured on real tensors"``, ``"measured on fake tensors"``, ``"formula"``); the
+            printed table is followed by the memory section (also ``format="memory"``,
+            ``s.render("memory")``), the tree view gets the ``activations`` column (saved
+            bytes per call, innermost attribution) and JSON a ``memory`` object. The batch is
+            ``batch_size`` (1 with ``batch_size=-1``, which the section notes); the training
+            step is a steady-state one (optimizer state live from the start, gradients
+            ``None``, loss = the sum of the output's floating tensors). Overheads the step
+            cannot see (CUDA context, allocator rounding, fragmentation, kernel workspaces) are
+            named in ``notes``; a peak that misses a kernel's workspace (fused RNNs) says it is
+            a lower bound.
+        optimizer: for ``estimate="train"``: ``"sgd"``, ``"sgd-momentum"``, ``"adam"``,
+            ``"adamw"`` (default), ``"adagrad"``, ``"rmsprop"``, a ``torch.optim.Optimizer``
+            subclass, or an instance (its class and param groups' settings are used on the
+            stand-ins; its own state is never touched). The state counted is what that
+            optimizer allocates in a real (or fake) ``step()``, ``foreach`` copies included.
+        autocast: ``None`` or a floating dtype (``torch.bfloat16``): the measured forward runs
+            under ``torch.autocast`` on the model's device type; the weight copies autocast
+            keeps for the backward are counted.
         **kwargs: passed to ``model.forward`` as keyword arguments.
 
     Returns:
@@ -146,6 +176,13 @@ def summary(
             forward over DTensor parameters whose process group is not initialized (or destroyed).
         ForwardError: the model's forward raised; chained to that exception, it names the module
             that failed and the inputs it received, and carries the partial summary.
+        MemoryEstimateError: the measured step of ``estimate=`` failed (``.phase`` forward,
+            backward or optimizer; ``.module_name``; ``.op``; ``.partial`` holds what was measured,
+            the forward's figures for a failed backward); on fake tensors, code that reads tensor
+            values gets a message saying so that suggests a real run on ``"cpu"``. An unknown
+            ``estimate``, ``optimizer`` or ``autocast``, or ``estimate`` without an input or for
+            a model without a forward, is an :class:`InputSpecError` / :class:`InputTypeError`
+            raised before any forward.
     """
     if not isinstance(model, nn.Module):
         raise InputTypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}", model)
@@ -159,6 +196,7 @@ def summary(
     mode = check_mode(mode)
     all_ranks = check_all_ranks(all_ranks)
     shown_format = resolve_format(format, depth, columns)
+    memory_args = _check_estimate(estimate, optimizer, autocast, shown_format, columns)
     if formulas is None:
         formulas = columns is not None and "formula" in columns
     if macs is None:
@@ -177,12 +215,16 @@ def summary(
             build_inputs(model, dev, input_size, input_data, dtypes, batch_size, kwargs)
         elif dtypes is not None:
             raise InputSpecError("dtypes applies to input_size, and no input was given", dtypes)
+        if estimate is not None:
+            why = "no input was given (pass input_size or input_data)" if not given else (
+                f"{type(model).__name__} defines no forward")
+            raise InputSpecError(f"estimate={estimate!r} measures one forward of the model, but {why}", estimate)
         result = build_structure_summary(model, named, dev, mode, check_batch_size(batch_size), formulas)
         result = with_extras(result, adapters, _experts.find_experts(named), None)
         if all_ranks:
             result = _with_ranks(result)
         if verbose and print_fn is not None and _is_rank_zero():
-            print_fn(render(result, shown_format, depth, columns, fold))
+            print_fn(_shown(result, shown_format, depth, columns, fold))
             object.__setattr__(result, "_printed", True)
         return result
     lazy = has_lazy(named)
@@ -236,10 +278,60 @@ def summary(
         hint = _experts.routing_hint(error, groups, failed.module if failed is not None else None) if dev.type == "meta" else None
         raise forward_error(error, failed, received, result, lambda p: render(p, shown, depth, columns, fold), lazy=lazy,
                             hint=hint) from error
+    if estimate is not None:
+        result = _with_memory(result, model, named, dev, inputs, memory_args)
     if verbose and print_fn is not None and _is_rank_zero():
-        print_fn(render(result, shown_format, depth, columns, fold))
+        print_fn(_shown(result, shown_format, depth, columns, fold))
         object.__setattr__(result, "_printed", True)
     return result
+
+
+def _check_estimate(estimate: Any, optimizer: Any, autocast: Any, shown_format: str,
+                    columns: Sequence[str] | None) -> tuple[str, Any, Any] | None:
+    """Validate ``estimate``, ``optimizer`` and ``autocast`` before any forward runs."""
+    from ._memory.optimizers import resolve_optimizer
+    from ._memory.options import check_autocast, check_kind
+
+    kind = check_kind(estimate)
+    if kind == "train":
+        resolve_optimizer(optimizer)
+    autocast = check_autocast(autocast)
+    if kind is None:
+        if shown_format == "memory":
+            raise InputSpecError("format='memory' shows the memory estimate: pass estimate='train' or 'inference'",
+                                 shown_format)
+        if columns is not None and "activations" in columns:
+            raise InputSpecError("columns: 'activations' needs a measured step: pass estimate='train'", columns)
+        return None
+    return kind, optimizer, autocast
+
+
+def _with_memory(result: Summary, model: nn.Module, named: list, dev: torch.device, inputs: ForwardInputs,
+                 memory_args: tuple[str, Any, Any]) -> Summary:
+    """``result`` with the measured memory of one step (see :mod:`netsummary._memory.step`)."""
+    import dataclasses
+
+    from ._memory.step import measure
+
+    kind, optimizer, autocast = memory_args
+    notes: tuple[str, ...] = ()
+    if inputs.batch_size == -1 and inputs.run_batch is not None:  # one sample shown: measure a batch of 1
+        args, _ = make_inputs(model, list(inputs.sizes), list(inputs.dtypes), 1, dev)
+        inputs = ForwardInputs(args, inputs.kwargs, 1, 1, inputs.sizes, inputs.dtypes)
+        notes = ("batch_size=-1: measured with a batch of 1; pass batch_size= for the batch you train with",)
+    est = measure(model, named, inputs, dev, kind, optimizer, autocast)
+    if notes:
+        est = dataclasses.replace(est, notes=notes + est.notes)
+    return dataclasses.replace(result, memory=est)
+
+
+def _shown(result: Summary, shown_format: str, depth: int | None, columns: Any, fold: bool) -> str:
+    """What ``summary()`` prints: the format asked for, and the memory section after the classic
+    table or the tree view when an estimate was made."""
+    text = render(result, shown_format, depth, columns, fold)
+    if result.memory is not None and shown_format in ("classic", "tree"):
+        text += "\n\n" + render(result, "memory")
+    return text
 
 
 def _batch_axes(model: nn.Module, named: list, inputs: ForwardInputs, tracer: Tracer, dev: torch.device,

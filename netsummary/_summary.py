@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ._reporting.render import render_classic
+
+if TYPE_CHECKING:
+    from ._memory.estimate import MemoryEstimate
 from ._tracing.structure import ShapeTree
 
 
@@ -217,6 +221,9 @@ class Summary:
         mesh_shapes: the shapes of the device meshes the DTensor parameters live on (``((2,),)``).
         ranks: with ``summary(..., all_ranks=True)``, every rank's local figures
             (:class:`RankShare`, in rank order), gathered with a collective; else ``()``.
+        memory: the measured memory of one training step or inference forward
+            (:class:`~netsummary._memory.estimate.MemoryEstimate`) when ``summary()`` was given
+            ``estimate=``; else ``None``.
     """
 
     model_type: str
@@ -249,6 +256,7 @@ class Summary:
     world_size: int | None = None
     mesh_shapes: tuple[tuple[int, ...], ...] = ()
     ranks: tuple[RankShare, ...] = ()
+    memory: MemoryEstimate | None = None
     _printed: bool = field(default=False, compare=False, repr=False)  # summary() printed it
     # mixture of experts (see netsummary._analysis.experts); None for a model without routed experts
     expert_params: int | None = None
@@ -295,7 +303,8 @@ class Summary:
     def render(self, format: str | None = None, *, depth: int | None = None, columns: Sequence[str] | None = None,
                fold: bool = True) -> str:
         """The summary as text in ``format``: ``"classic"`` (default), ``"tree"``, ``"markdown"``,
-        ``"html"``, ``"json"`` or ``"csv"``; ``depth`` / ``columns`` shape the tree formats
+        ``"html"``, ``"json"``, ``"csv"`` or ``"memory"`` (the memory section of a summary made
+        with ``estimate=``); ``depth`` / ``columns`` shape the tree formats
         (passing either alone means ``"tree"``). In the tree formats a run of identical sibling
         blocks is one row (``layers.0–79 (Block) × 80``) unless ``fold=False``; JSON, CSV and
         the classic table always hold every layer.

@@ -25,6 +25,8 @@ MACs), no pre-formatted strings::
       "rank": 0 | null, "world_size": 2 | null, "mesh_shapes": [[2]],
       "ranks": [{"rank": 0, "local_params": ..., "local_trainable_params": ...,
                  "local_param_bytes": ...}, ...] (only with all_ranks=True),
+      "memory": {...} (only with summary(..., estimate=...): every category's bytes and method,
+                 see netsummary._reporting.memory.memory_to_dict),
       "layers": [{"index": 0, "name": "", "type": "...", "call_index": 1, "depth": 0,
                   "parent": null, "is_leaf": false, "input_shapes": <shape>,
                   "output_shapes": <shape>, "input_dtypes": [...], "output_dtypes": [...],
@@ -156,7 +158,13 @@ def to_dict(s: Summary) -> dict[str, Any]:
             continue
         if f.name in _IF_SET and (value is None or value == ()):
             continue
-        if f.name == "mesh_shapes":
+        if f.name == "memory":  # written only when estimated
+            if value is None:
+                continue
+            from .memory import memory_to_dict
+
+            value = memory_to_dict(value)
+        elif f.name == "mesh_shapes":
             value = [list(m) for m in value]
         elif f.name in ("layers", "other_params", "ranks", "adapters"):
             value = [_record_to_dict(r) for r in value]
@@ -224,6 +232,12 @@ def from_dict(data: dict[str, Any]) -> Summary:
     return summary
 
 
+def _memory_from_dict(data: dict[str, Any]) -> Any:
+    from .memory import memory_from_dict
+
+    return memory_from_dict(data, "memory.")
+
+
 class _Kind:
     """What one field holds: a check and the words for what was expected."""
 
@@ -284,6 +298,8 @@ _SCHEMA: dict[type, dict[str, _Kind]] = {
         "quant_unknown": _STRINGS, "quant_dtypes": _STRINGS,
         "expert_params": _OPTIONAL_COUNT, "active_params": _OPTIONAL_COUNT, "active_params_method": _OPTIONAL_STR,
         "adapters": _RECORDS,
+        "memory": _Kind("a memory estimate (a JSON object) or null", lambda v: v is None or isinstance(v, dict),
+                        lambda v: None if v is None else _memory_from_dict(v)),
     },
     AdapterGroup: {
         "name": _STR, **dict.fromkeys(("params", "trainable_params", "param_bytes"), _COUNT), "active": _BOOL,

@@ -116,8 +116,32 @@ COLUMNS: dict[str, Column] = {
     "quantized": Column("Quantized (stored + state)", _quantized),
     "local_params": Column("Local params", lambda r, s, m: local_params_cell(r)),
     "shard": Column("Shard (global → local)", lambda r, s, m: shard_cell(r), align="left"),
+    "activations": Column("Saved activations (bytes)", lambda r, s, m: _activations(r, s)),
 }
 SHARD_COLUMNS = ("local_params", "shard")  # added after "params" by default for a sharded model
+
+
+_activations_cache: tuple = (None, {})  # (the summary, its subtree figures), replaced as one object
+
+
+def subtree_activations(s: Summary) -> dict[int, int]:
+    """Each call's saved-activation bytes (``s.memory``'s per-call figures, matched by qualified
+    name and call index) including the calls inside it."""
+    global _activations_cache
+    cached = _activations_cache  # one read: another thread may replace it meanwhile
+    if cached[0] is s:
+        return cached[1]
+    own = {(m.name, m.call_index): m.saved_bytes for m in s.memory.layers} if s.memory is not None else {}
+    total = {r.index: own.get((r.name, r.call_index), 0) for r in s.layers}
+    for r in reversed(s.layers):
+        if r.parent is not None:
+            total[r.parent] += total[r.index]
+    _activations_cache = (s, total)
+    return total
+
+
+def _activations(r: LayerRecord, s: Summary) -> str:
+    return "--" if s.memory is None else f"{subtree_activations(s)[r.index]:,}"
 DEFAULT_COLUMNS = ("output_shape", "params", "macs")
 NO_FORWARD_COLUMNS = ("params", "trainable", "param_bytes")  # the default when no forward ran
 
@@ -243,6 +267,8 @@ def _folded_cells(r: LayerRecord, s: Summary, macs: dict, n: int, columns: Seque
             cell = f"{n} × ({_quantized(r, s, macs)})"
         elif c == "local_params" and r.local_params is not None:
             cell = _times(n, r.local_params)
+        elif c == "activations" and s.memory is not None:
+            cell = _times(n, subtree_activations(s)[r.index])
         elif c == "trainable" and 0 < r.trainable_params < r.params:
             cell = f"partial ({_times(n, r.trainable_params)})"
         elif c == "formula" and r.formula not in (None, "0", "uninitialized"):
@@ -374,6 +400,8 @@ def render_table(s: Summary, tablefmt: str, depth: int | None = None, columns: S
     columns = check_columns(columns)
     if "macs" in columns and s.total_macs is None and s.forward_ran:  # no forward: "--", not run
         raise InputSpecError("columns: 'macs' needs MACs counted: summary(..., macs=True)", columns)
+    if "activations" in columns and s.memory is None:
+        raise InputSpecError("columns: 'activations' needs a measured step: summary(..., estimate='train')", columns)
     if "formula" in columns and any(r.formula is None for r in s.leaf_layers if r.call_index == 1):
         raise InputSpecError("columns: 'formula' needs formulas recorded: summary(..., formulas=True)", columns)
     headers = ["Layer (type)", *(COLUMNS[c].title for c in columns)]

@@ -1,0 +1,2 @@
+"""Memory of one training step or inference run, measured (see :mod:`.estimate` for the data,
+:mod:`.step` for the run, :mod:`.optimizers` for the optimizer names)."""
