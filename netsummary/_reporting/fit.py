@@ -1,0 +1,59 @@
+"""Text of the memory verdict, the KV cache and the per-rank figures (the data: :mod:`netsummary._memory`).
+
+Sizes in binary units (``GiB`` = 2**30 bytes) with two decimals, as the tree view writes them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .._units import format_bytes
+
+if TYPE_CHECKING:
+    from .._memory.kvcache import KVCache
+    from .._memory.sharding import ShardedMemory
+    from .._memory.verdict import FitVerdict
+
+
+def render_fit(fit: FitVerdict) -> str:
+    """``Fits in 24.00 GiB: yes, 20.12 GiB headroom ...``, then the largest batch and context and
+    the overheads, one line each."""
+    answer = (f"yes, {format_bytes(fit.margin_bytes)} headroom" if fit.fits
+              else f"no, {format_bytes(-fit.margin_bytes)} short")
+    lines = [f"Fits in {fit.capacity.label}: {answer} (peak {format_bytes(fit.peak_bytes)} + overheads "
+             f"{format_bytes(fit.overhead_bytes)} = {format_bytes(fit.need_bytes)})"]
+    if fit.largest_batch is not None:
+        (b1, _), (b2, _) = fit.batches[:2]
+        lines.append(f"  largest batch that fits: ~{fit.largest_batch:,} (from batches {b1:,} and {b2:,}: "
+                     f"{format_bytes(fit.fixed_bytes or 0)} fixed + {format_bytes(fit.per_sample_bytes or 0)} "
+                     "per sample)")
+    elif len(fit.batches) >= 2:
+        lines.append("  largest batch that fits: not derived (the peak did not grow with the batch between "
+                     f"batches {fit.batches[0][0]:,} and {fit.batches[1][0]:,})")
+    if fit.largest_context is not None:
+        cap = "" if fit.context_limit is None else f"; the model's max_position_embeddings is {fit.context_limit:,}"
+        lines.append(f"  largest context that fits at batch {fit.batch_size:,}: ~{fit.largest_context:,} tokens"
+                     f"{cap} ({fit.context_note})")
+    lines.append("  overheads the estimate cannot see:")
+    width = max(len(o.name) for o in fit.overheads)
+    for o in fit.overheads:
+        lines.append(f"    {o.name:<{width}}  {format_bytes(o.bytes):>10}  {o.note}")
+    return "\n".join(lines)
+
+
+def render_kv(kv: KVCache) -> str:
+    """``KV cache (2,048 tokens, batch 1): 44.00 MiB  formula: 22 layers × 2 × ...``."""
+    return (f"KV cache ({kv.context:,} tokens, batch {kv.batch:,}): {format_bytes(kv.bytes)}  "
+            f"formula: {kv.formula}")
+
+
+def render_sharded(sh: ShardedMemory) -> str:
+    """The per-rank table: one line per category, bytes and how each is obtained."""
+    title = (f"Per rank, {sh.strategy} on {sh.world_size} rank{'s' * (sh.world_size != 1)} "
+             f"(batch {sh.rank_batch:,} per rank of {sh.batch_size:,})")
+    rows = [(name, item.bytes, item.note) for name, item in sh.items]
+    width = max(len(n) for n, _, _ in rows)
+    lines = [title]
+    for name, n, note in rows:
+        lines.append(f"  {name:<{width}}  {format_bytes(n):>12}  {note}")
+    return "\n".join(lines)
