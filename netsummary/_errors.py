@@ -7,6 +7,8 @@ The hierarchy::
     │   └── InputTypeError(TypeError)    ... because a value has the wrong Python type
     ├── DeviceError(ValueError)          unknown device, CUDA missing, model lives on another device
     ├── ForwardError(RuntimeError)       the model's own forward raised; chained to the user's error
+    ├── MemoryEstimateError(RuntimeError) the measured step of ``estimate=`` failed (forward, backward
+    │                                    or optimizer step); chained to the error, partial figures kept
     ├── CheckpointError(ValueError)      a checkpoint file is missing, not a checkpoint, or not weights-only
     ├── MissingDependencyError(ImportError)  an optional package (safetensors) is needed and missing
     ├── TargetError(ValueError)          a command-line target ``file.py:NAME`` / ``pkg.mod:NAME`` cannot
@@ -66,6 +68,27 @@ class ForwardError(NetsummaryError, RuntimeError):
         super().__init__(message)
         self.module_name = module_name
         self.module_type = module_type
+        self.partial = partial
+
+
+class MemoryEstimateError(NetsummaryError, RuntimeError):
+    """The step run to measure memory (``summary(..., estimate=...)``) failed. Chained
+    (``__cause__``) to the error raised inside it.
+
+    Attributes:
+        phase: ``"forward"``, ``"backward"`` or ``"optimizer"``.
+        module_name: qualified name of the module running when it failed (forward: the innermost
+            call; backward: the module whose backward ran last), ``""`` for the root or none.
+        op: the last operator dispatched (``"aten.nonzero"``), ``""`` if none.
+        partial: a :class:`~netsummary._memory.estimate.MemoryEstimate` (``complete=False``) of
+            what was measured before the failure: the forward's figures for a failed backward.
+    """
+
+    def __init__(self, message: str, phase: str, module_name: str, op: str, partial: Any = None) -> None:
+        super().__init__(message)
+        self.phase = phase
+        self.module_name = module_name
+        self.op = op
         self.partial = partial
 
 

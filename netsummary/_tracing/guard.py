@@ -145,6 +145,13 @@ class ModelGuard:
         self._watch_writes = watch_writes
         self._watch: StateWatch | None = None
         self._watching = False
+        self._draws: set[str] = set()
+
+    def add_draws(self, device_types: set[str]) -> None:
+        """Device types whose global generator was drawn from while the guard was open, as seen by
+        another observer than the write watch (the memory step's own dispatch mode): their
+        generators are restored too."""
+        self._draws.update(device_types)
 
     def __enter__(self) -> ModelGuard:
         modules = self._module_list if self._module_list is not None else list(self.model.modules())
@@ -199,12 +206,12 @@ class ModelGuard:
 
     def _restore(self) -> None:
         """Put the state back; idempotent, so that an interrupted restore can run again."""
-        drawn: set[str] = set()
+        drawn: set[str] = set(self._draws)
         if self._watch is not None:
             if self._watching:
                 self._watching = False
                 self._watch.__exit__(None, None, None)
-            drawn = self._watch.global_draws
+            drawn |= self._watch.global_draws
         torch.set_grad_enabled(self._grad_enabled)
         for m, training, params, buffers in self._modules:
             if m.training is not training:
