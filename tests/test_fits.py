@@ -43,7 +43,7 @@ def test_largest_batch_from_two_measurements_is_not_proportional():
     assert fit.largest_batch == 91
     b = fit.largest_batch
     assert (2 * GIB + b * 100 * MIB) * (1 + FRAGMENTATION) <= 12 * GIB < (2 * GIB + (b + 1) * 100 * MIB) * 1.1
-    assert "largest batch that fits: ~91 (from batches 16 and 8: 2.00 GiB fixed + 100.00 MiB per sample)" in str(fit)
+    assert "largest batch that fits: 91 (from batches 16 and 8: 2.00 GiB fixed + 100.00 MiB per sample)" in str(fit)
     nothing = fit_verdict(peaks[16], parse_fits("2GiB"), batches=((16, peaks[16]), (8, peaks[8])))
     assert nothing.largest_batch == 0
 
@@ -53,7 +53,8 @@ def test_largest_context_solves_the_given_growth():
     fit = fit_verdict(GIB + 2 * 512 * MIB, parse_fits("8GiB"), batches=((2, GIB + 2 * 512 * MIB),), context=512,
                       context_bytes=lambda t, b: GIB + b * t * MIB, context_limit=4096, context_note="by hand")
     assert fit.largest_context == 3211
-    assert "largest context that fits at batch 2: ~3,211 tokens; the model's max_position_embeddings is 4,096" in str(fit)
+    assert ("largest context that fits at batch 2: ~3,211 tokens (the model's max_position_embeddings: 4,096)\n"
+            "    by hand") in str(fit)
 
 
 @pytest.mark.parametrize("fits, error, match", [

@@ -403,6 +403,7 @@ class _Step:
         _, phase, module, op = live.events[peak_ev]
         if phase == "setup":
             phase = "forward"
+        live_curve = _live_curve(live, extra, recs)  # (memfit) for the fits= verdict from two batches
         saved_bytes = sum(recs[i][1] for i in self.saved
                           if recs[i][2] <= self.forward_end and (recs[i][3] is None or recs[i][3] > self.forward_end))
         per_call: dict[int, int] = {}
@@ -450,6 +451,7 @@ class _Step:
             forward_macs=fwd_macs, backward_macs=self.backward_macs if train else None,
             trainable_params=sum(p.numel() for p in self.trainable),
             layers=layers, lower_bound=lower, notes=tuple(notes), complete=complete,
+            live_curve=live_curve,
         )
 
     def _error(self, phase: str, err: BaseException, partial: MemoryEstimate) -> MemoryEstimateError:
@@ -512,3 +514,22 @@ def _unseen(dev: torch.device) -> list[str]:
                 "2 MiB / 20 MiB) and fragmentation (see torch.cuda.memory_reserved()), cuBLAS/cuDNN workspaces"]
     return ["not included: the allocator's own overhead and fragmentation (malloc arenas), and workspaces kernels "
             "allocate and free inside themselves (oneDNN, cuDNN)"]
+
+
+
+def _live_curve(live: LiveStorages, extra: list[int], recs: list) -> tuple:
+    """``(live bytes, gradient bytes live, phase)`` after every allocation, the optimizer state counted
+    from the start as for the peak (added for the fits= verdict: the same step at two batch sizes
+    gives each event's fixed part and per-sample slope, and the peak at any batch is their largest)."""
+    grads = [0] * (len(live.events) + 1)
+    for r in recs:
+        if r[4] == "gradients":
+            grads[r[2]] += r[1]
+            if r[3] is not None:
+                grads[r[3]] -= r[1]
+    out, g = [], 0
+    for i, ev in enumerate(live.events):
+        g += grads[i]
+        if ev[3] != "free":  # a peak follows an allocation; frees at teardown come in no fixed order
+            out.append((ev[0] + extra[i], g, "forward" if ev[1] == "setup" else ev[1]))
+    return tuple(out)

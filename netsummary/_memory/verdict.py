@@ -22,9 +22,13 @@ with its stated size, to the capacity:
   context is live); for a plain size, not counted — a CUDA process's context (driver, kernels;
   typically 0.3–1 GiB) lies outside torch's allocator, so give the device to have it read.
 
-Largest batch: the peak is measured at two batch sizes, ``peak(b) = fixed + per_sample × b``
-(fixed: parameters, gradients, optimizer state; per sample: activations), solved for the largest
-``b`` whose peak plus overheads fits. Largest context (``transformers`` decoders): the per-sample
+Largest batch: the step is measured at two batch sizes, and every moment of it (the live bytes
+after each allocation) is fitted as ``live(b) = fixed + per_sample × b`` (fixed: parameters,
+gradients, optimizer state; per sample: activations, inputs). The peak at batch ``b`` is the
+largest of these lines, so the moment that holds the peak may change with the batch (at a small
+batch the optimizer step's temporaries, at a large one the backward's activations); this is
+exact for a model whose every tensor grows affinely with the batch, and it is solved for the
+largest ``b`` whose peak plus overheads fits. Largest context (``transformers`` decoders): the per-sample
 part is taken to grow linearly with tokens (true for SDPA and flash attention; eager attention's
 ``tokens × tokens`` scores grow with the square, so the figure is then an upper bound), the KV
 cache by its exact formula (:mod:`.kvcache`).
@@ -100,8 +104,8 @@ class FitVerdict:
         capacity: what it must fit in.
         overheads: what is added to the peak, by name (see the module docstring).
         batch_size: the batch the peak is for.
-        fixed_bytes / per_sample_bytes: the two-point fit ``peak(b) = fixed + per_sample × b``
-            (``None`` without a second measurement).
+        fixed_bytes / per_sample_bytes: the two-point fit ``live(b) = fixed + per_sample × b``
+            of the moment that sets the largest batch (``None`` without a second measurement).
         batches: the measured ``(batch, peak)`` pairs the fit comes from.
         largest_batch: the largest batch whose peak plus overheads fits (0: not even one
             sample; ``None``: not derivable, i.e. one measurement or a peak not growing with the batch).
@@ -109,6 +113,9 @@ class FitVerdict:
             peak is for, the largest that fits at this batch (``None``: not a decoder, or no
             context known), and the model's ``max_position_embeddings`` (``None`` if unset).
         context_note: how the context figure was derived.
+        limit_phase: the phase (``"forward"``, ``"backward"``, ``"optimizer"``) of the moment
+            that sets the largest batch (``""`` when fitted through the two peaks only).
+        fit_note: how the batch fit was made (every moment of the step, or the two peaks).
     """
 
     peak_bytes: int
@@ -123,6 +130,8 @@ class FitVerdict:
     largest_context: int | None = None
     context_limit: int | None = None
     context_note: str = ""
+    limit_phase: str = ""
+    fit_note: str = ""
 
     @property
     def overhead_bytes(self) -> int:
@@ -229,47 +238,89 @@ def overheads(capacity: Capacity, peak: int, fragmentation: float = FRAGMENTATIO
     return frag, work, ctx
 
 
+def lines_from(batches: tuple[tuple[int, int], ...], curves: tuple[tuple, tuple] | None = None
+               ) -> tuple[list[tuple[float, float, str]], str]:
+    """The fit ``live(b) = fixed + per_sample × b`` of every moment of the step, from two measured
+    batches: ``(fixed, per_sample, phase)`` per allocation when the two runs' ``curves`` (the
+    estimates' ``live_curve``, or the per-rank curves) line up one to one, else one line through
+    the two peaks; and a note saying which. The peak at batch ``b`` is the largest line at ``b``.
+    """
+    (b1, p1), (b2, p2) = batches[0], batches[1]
+    if curves is not None and curves[0] and len(curves[0]) == len(curves[1]):
+        lines = []
+        for (l1, _, phase), (l2, _, _) in zip(*curves):
+            slope = (l1 - l2) / (b1 - b2)
+            lines.append((l1 - slope * b1, slope, phase))
+        return lines, "every moment of the step fitted"
+    slope = (p1 - p2) / (b1 - b2)
+    note = "the two runs allocated differently: fitted through the two peaks" if curves is not None else ""
+    return [(p1 - slope * b1, slope, "")], note
+
+
 def fit_verdict(
     peak: int,
     capacity: Capacity,
     batches: tuple[tuple[int, int], ...] = (),
     batch_size: int | None = None,
     fragmentation: float = FRAGMENTATION,
+    curves: tuple[tuple, tuple] | None = None,
     context: int | None = None,
     context_bytes: Any = None,
     context_limit: int | None = None,
     context_note: str = "",
 ) -> FitVerdict:
     """Hold ``peak`` (bytes) to ``capacity``; derive the largest batch from two measured
-    ``(batch, peak)`` pairs in ``batches`` and, when ``context_bytes`` is given, the largest
-    context: ``context_bytes(tokens, batch) -> peak`` at the verdict's batch.
+    ``(batch, peak)`` pairs in ``batches`` (and their allocation ``curves``, see
+    :func:`lines_from`) and, when ``context_bytes`` is given, the largest context:
+    ``context_bytes(tokens, batch) -> peak`` at the verdict's batch.
 
     ``batch_size`` defaults to the first measured batch. The largest batch is the largest ``b``
-    with ``(fixed + per_sample × b) × (1 + fragmentation) + other overheads <= capacity``.
+    with ``max over moments (fixed + per_sample × b) × (1 + fragmentation) + other overheads <=
+    capacity``; ``fixed_bytes`` / ``per_sample_bytes`` are those of the moment that sets it.
     """
     if batch_size is None:
         batch_size = batches[0][0] if batches else 1
     extra = overheads(capacity, peak, fragmentation)
-    fixed = slope = largest = None
     others = sum(o.bytes for o in extra[1:])
-    if len(batches) >= 2:
-        (b1, p1), (b2, p2) = batches[0], batches[1]
-        if b1 != b2:
-            slope_f = (p1 - p2) / (b1 - b2)
-            fixed_f = p1 - slope_f * b1
-            fixed, slope = round(fixed_f), round(slope_f)
-            if slope_f > 0:
-                usable = (capacity.bytes - others) / (1 + fragmentation)
-                largest = max(0, math.floor((usable - fixed_f) / slope_f))
+    usable = (capacity.bytes - others) / (1 + fragmentation)
+    fixed = slope = largest = None
+    phase = how = ""
+    if len(batches) >= 2 and batches[0][0] != batches[1][0]:
+        lines, how = lines_from(batches, curves)
+        largest, (fixed_f, slope_f, phase) = _largest_batch(lines, usable)
+        fixed, slope = round(fixed_f), round(slope_f)
     largest_context = None
     if context_bytes is not None:
-        largest_context = _largest_context(context_bytes, batch_size, capacity.bytes - others, fragmentation,
-                                           context_limit)
+        largest_context = _largest_context(context_bytes, batch_size, capacity.bytes - others, fragmentation)
     return FitVerdict(peak, capacity, extra, batch_size, fixed, slope, tuple(batches), largest, context,
-                      largest_context, context_limit, context_note)
+                      largest_context, context_limit, context_note, phase, how)
 
 
-def _largest_context(peak_at: Any, batch: int, usable: int, fragmentation: float, limit: int | None) -> int:
+def _largest_batch(lines: list[tuple[float, float, str]], usable: float) -> tuple[int | None, tuple[float, float, str]]:
+    """The largest ``b >= 0`` with every line ``fixed + per_sample × b <= usable`` (``None``: no
+    line grows, no limit), and the line that sets it (the highest one at ``b + 1``)."""
+
+    def top(b: int) -> tuple[float, float, str]:
+        return max(lines, key=lambda ln: ln[0] + ln[1] * b)
+
+    def ok(b: int) -> bool:
+        f, s, _ = top(b)
+        return f + s * b <= usable
+
+    if all(s <= 0 for _, s, _ in lines):
+        return None, top(1)
+    if not ok(1):
+        return 0, top(1)
+    lo, hi = 1, 2
+    while ok(hi):
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+    return lo, top(lo + 1)
+
+
+def _largest_context(peak_at: Any, batch: int, usable: int, fragmentation: float) -> int:
     """The largest token count ``t >= 0`` with ``peak_at(t, batch) × (1 + fragmentation) <= usable``
     (``peak_at`` grows with ``t``), by doubling then bisection; capped at 2**40 tokens."""
 

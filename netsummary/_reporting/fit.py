@@ -24,16 +24,18 @@ def render_fit(fit: FitVerdict) -> str:
              f"{format_bytes(fit.overhead_bytes)} = {format_bytes(fit.need_bytes)})"]
     if fit.largest_batch is not None:
         (b1, _), (b2, _) = fit.batches[:2]
-        lines.append(f"  largest batch that fits: ~{fit.largest_batch:,} (from batches {b1:,} and {b2:,}: "
+        at = f"; set in the {fit.limit_phase}" if fit.limit_phase else ""
+        lines.append(f"  largest batch that fits: {fit.largest_batch:,} (from batches {b1:,} and {b2:,}: "
                      f"{format_bytes(fit.fixed_bytes or 0)} fixed + {format_bytes(fit.per_sample_bytes or 0)} "
-                     "per sample)")
+                     f"per sample{at})")
     elif len(fit.batches) >= 2:
         lines.append("  largest batch that fits: not derived (the peak did not grow with the batch between "
                      f"batches {fit.batches[0][0]:,} and {fit.batches[1][0]:,})")
     if fit.largest_context is not None:
-        cap = "" if fit.context_limit is None else f"; the model's max_position_embeddings is {fit.context_limit:,}"
-        lines.append(f"  largest context that fits at batch {fit.batch_size:,}: ~{fit.largest_context:,} tokens"
-                     f"{cap} ({fit.context_note})")
+        cap = "" if fit.context_limit is None else f" (the model's max_position_embeddings: {fit.context_limit:,})"
+        lines.append(f"  largest context that fits at batch {fit.batch_size:,}: ~{fit.largest_context:,} tokens{cap}")
+        if fit.context_note:
+            lines.append(f"    {fit.context_note}")
     lines.append("  overheads the estimate cannot see:")
     width = max(len(o.name) for o in fit.overheads)
     for o in fit.overheads:
@@ -42,9 +44,8 @@ def render_fit(fit: FitVerdict) -> str:
 
 
 def render_kv(kv: KVCache) -> str:
-    """``KV cache (2,048 tokens, batch 1): 44.00 MiB  formula: 22 layers × 2 × ...``."""
-    return (f"KV cache ({kv.context:,} tokens, batch {kv.batch:,}): {format_bytes(kv.bytes)}  "
-            f"formula: {kv.formula}")
+    """``KV cache (2,048 tokens, batch 1): 44.00 MiB  formula``, then the arithmetic on its own line."""
+    return f"KV cache ({kv.context:,} tokens, batch {kv.batch:,}): {format_bytes(kv.bytes)}  formula\n  {kv.formula}"
 
 
 def render_sharded(sh: ShardedMemory) -> str:
