@@ -16,7 +16,9 @@ import typing as _typing
 if _typing.TYPE_CHECKING:
     from ._api import summary
     from ._commandline.budget import Violation, assert_within_budget, check_budget
-    from ._errors import BudgetExceeded, DeviceError, ForwardError, InputSpecError, InputTypeError, NetsummaryError
+    from ._errors import (BudgetExceeded, DeviceError, ForwardError, InputSpecError, InputTypeError,
+                          MemoryEstimateError, NetsummaryError)
+    from ._memory.estimate import LayerMemory, MemoryEstimate, MemoryItem
     from ._summary import LayerRecord, ParamGroup, Summary
 
 __version__ = "0.1.0"
@@ -27,7 +29,11 @@ __all__ = [
     "ForwardError",
     "InputSpecError",
     "InputTypeError",
+    "LayerMemory",
     "LayerRecord",
+    "MemoryEstimate",
+    "MemoryEstimateError",
+    "MemoryItem",
     "NetsummaryError",
     "ParamGroup",
     "Summary",
@@ -45,6 +51,8 @@ _LAZY = {
     "check_budget": "_commandline.budget",
     "BudgetExceeded": "_errors", "DeviceError": "_errors", "ForwardError": "_errors",
     "InputSpecError": "_errors", "InputTypeError": "_errors", "NetsummaryError": "_errors",
+    "MemoryEstimateError": "_errors",
+    "LayerMemory": "_memory.estimate", "MemoryEstimate": "_memory.estimate", "MemoryItem": "_memory.estimate",
     "LayerRecord": "_summary", "ParamGroup": "_summary", "Summary": "_summary",
 }
 

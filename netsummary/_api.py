@@ -43,6 +43,9 @@ def summary(
     macs: bool | None = None,
     formulas: bool | None = None,
     fold: bool = True,
+    estimate: str | None = None,
+    optimizer: Any = "adamw",
+    autocast: torch.dtype | None = None,
     **kwargs: Any,
 ) -> Summary:
     """Summarize ``model``: per-call output shapes and parameters, exact totals, bytes.
@@ -137,6 +140,7 @@ def summary(
             raise InputTypeError(f"{name}: expected True, False or None (automatic), got {flag!r}", flag)
     mode = check_mode(mode)
     shown_format = resolve_format(format, depth, columns)
+    memory_args = _check_estimate(estimate, optimizer, autocast, shown_format, columns)
     if formulas is None:
         formulas = columns is not None and "formula" in columns
     if macs is None:
@@ -155,8 +159,10 @@ def summary(
         elif dtypes is not None:
             raise InputSpecError("dtypes applies to input_size, and no input was given", dtypes)
         result = build_structure_summary(model, named, dev, mode, check_batch_size(batch_size), formulas)
+        if estimate is not None:
+            result = _with_memory(result, model, named, dev, None, memory_args)
         if verbose and print_fn is not None and _is_rank_zero():
-            print_fn(render(result, shown_format, depth, columns, fold))
+            print_fn(_shown(result, shown_format, depth, columns, fold))
             object.__setattr__(result, "_printed", True)
         return result
     lazy = has_lazy(named)
@@ -198,10 +204,62 @@ def summary(
     if error is not None:
         shown = "tree" if shown_format in ("json", "csv") else shown_format  # a report is for reading
         raise forward_error(error, failed, received, result, lambda p: render(p, shown, depth, columns, fold), lazy=lazy) from error
+    if estimate is not None:
+        result = _with_memory(result, model, named, dev, inputs, memory_args)
     if verbose and print_fn is not None and _is_rank_zero():
-        print_fn(render(result, shown_format, depth, columns, fold))
+        print_fn(_shown(result, shown_format, depth, columns, fold))
         object.__setattr__(result, "_printed", True)
     return result
+
+
+def _check_estimate(estimate: Any, optimizer: Any, autocast: Any, shown_format: str,
+                    columns: Sequence[str] | None) -> tuple[str, Any, Any] | None:
+    """Validate ``estimate``, ``optimizer`` and ``autocast`` before any forward runs."""
+    from ._memory.optimizers import resolve_optimizer
+    from ._memory.options import check_autocast, check_kind
+
+    kind = check_kind(estimate)
+    if kind == "train":
+        resolve_optimizer(optimizer)
+    autocast = check_autocast(autocast)
+    if kind is None:
+        if shown_format == "memory":
+            raise InputSpecError("format='memory' shows the memory estimate: pass estimate='train' or 'inference'",
+                                 shown_format)
+        if columns is not None and "activations" in columns:
+            raise InputSpecError("columns: 'activations' needs a measured step: pass estimate='train'", columns)
+        return None
+    return kind, optimizer, autocast
+
+
+def _with_memory(result: Summary, model: nn.Module, named: list, dev: torch.device, inputs: ForwardInputs | None,
+                 memory_args: tuple[str, Any, Any]) -> Summary:
+    """``result`` with the measured memory of one step (see :mod:`netsummary._memory.step`)."""
+    import dataclasses
+
+    from ._memory.step import measure
+
+    kind, optimizer, autocast = memory_args
+    if inputs is None:  # no forward to measure: a parameter-only summary
+        return result
+    notes: tuple[str, ...] = ()
+    if inputs.batch_size == -1 and inputs.run_batch is not None:  # one sample shown: measure a batch of 1
+        args, _ = make_inputs(model, list(inputs.sizes), list(inputs.dtypes), 1, dev)
+        inputs = ForwardInputs(args, inputs.kwargs, 1, 1, inputs.sizes, inputs.dtypes)
+        notes = ("batch_size=-1: measured with a batch of 1; pass batch_size= for the batch you train with",)
+    est = measure(model, named, inputs, dev, kind, optimizer, autocast)
+    if notes:
+        est = dataclasses.replace(est, notes=notes + est.notes)
+    return dataclasses.replace(result, memory=est)
+
+
+def _shown(result: Summary, shown_format: str, depth: int | None, columns: Any, fold: bool) -> str:
+    """What ``summary()`` prints: the format asked for, and the memory section after the classic
+    table or the tree view when an estimate was made."""
+    text = render(result, shown_format, depth, columns, fold)
+    if result.memory is not None and shown_format in ("classic", "tree"):
+        text += "\n\n" + render(result, "memory")
+    return text
 
 
 def _batch_axes(model: nn.Module, named: list, inputs: ForwardInputs, tracer: Tracer, dev: torch.device) -> BatchAxes:

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ._reporting.render import render_classic
+
+if TYPE_CHECKING:
+    from ._memory.estimate import MemoryEstimate
 from ._tracing.structure import ShapeTree
 
 
@@ -140,6 +144,9 @@ class Summary:
             ``call_index`` 1, shapes ``None``, ``macs`` ``None``), every module's own parameters
             count as shown on its row (``ParamGroup.called`` true), ``total_macs`` is ``None`` and
             ``input_bytes`` / ``output_bytes`` are 0: unknown, and rendered as ``--``.
+        memory: the measured memory of one training step or inference forward
+            (:class:`~netsummary._memory.estimate.MemoryEstimate`) when ``summary()`` was given
+            ``estimate=``; else ``None``.
     """
 
     model_type: str
@@ -165,6 +172,7 @@ class Summary:
     unknown_ops: tuple[str, ...] = ()
     input_batch_axes: tuple[int | None, ...] = ()
     forward_ran: bool = True
+    memory: MemoryEstimate | None = None
     _printed: bool = field(default=False, compare=False, repr=False)  # summary() printed it
 
     @property
@@ -189,7 +197,8 @@ class Summary:
     def render(self, format: str | None = None, *, depth: int | None = None, columns: Sequence[str] | None = None,
                fold: bool = True) -> str:
         """The summary as text in ``format``: ``"classic"`` (default), ``"tree"``, ``"markdown"``,
-        ``"html"``, ``"json"`` or ``"csv"``; ``depth`` / ``columns`` shape the tree formats
+        ``"html"``, ``"json"``, ``"csv"`` or ``"memory"`` (the memory section of a summary made
+        with ``estimate=``); ``depth`` / ``columns`` shape the tree formats
         (passing either alone means ``"tree"``). In the tree formats a run of identical sibling
         blocks is one row (``layers.0–79 (Block) × 80``) unless ``fold=False``; JSON, CSV and
         the classic table always hold every layer.

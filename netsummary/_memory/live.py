@@ -59,6 +59,12 @@ class LiveStorages(TorchDispatchMode):
         last_op: the operator that ran last (named in a failure report).
     """
 
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # torch wraps __torch_dispatch__ in _disable_dynamo otherwise (a cost on every operator);
+        # the step runs eager modules, so there is nothing to skip (as MacCounter does)
+        return False
+
     def __init__(self, where: Where | None = None) -> None:
         super().__init__()
         self.where = where or Where()

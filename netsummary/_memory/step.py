@@ -49,9 +49,10 @@ from .._tracing.interrupts import deferred_interrupts
 from .._tracing.model import eager_module, walk_modules
 from .._tracing.switches import GC_PAUSED, MHA_FASTPATH_OFF
 from .._tracing.trace import Tracer
-from .estimate import COUNTED, KINDS, MEASURED_FAKE, MEASURED_REAL, LayerMemory, MemoryEstimate, MemoryItem
+from .estimate import COUNTED, MEASURED_FAKE, MEASURED_REAL, LayerMemory, MemoryEstimate, MemoryItem
 from .live import LiveStorages, Where
 from .optimizers import build_optimizer, resolve_optimizer
+from .options import check_autocast, check_kind
 
 Tensor = torch.Tensor
 
@@ -62,28 +63,6 @@ WORKSPACE_OPS = frozenset({"aten.mkldnn_rnn_layer", "aten.mkldnn_rnn_layer_backw
 
 _DATA_DEPENDENT = ("DataDependentOutputException", "DynamicOutputShapeException", "GuardOnDataDependentSymNode",
                    "UnsupportedOperatorException", "DataDependentOutputError")
-
-
-def check_kind(kind: Any) -> str | None:
-    """``estimate=``'s value: ``"train"``, ``"inference"`` or ``None``.
-
-    Raises:
-        InputSpecError: any other value.
-    """
-    if kind is None or (isinstance(kind, str) and kind in KINDS):
-        return kind
-    raise InputSpecError(f"estimate: expected 'train', 'inference' or None, got {kind!r}", kind)
-
-
-def check_autocast(dtype: Any) -> torch.dtype | None:
-    """``autocast=``'s value: ``None`` or a floating ``torch.dtype`` (``torch.bfloat16``).
-
-    Raises:
-        InputTypeError: not a floating torch.dtype.
-    """
-    if dtype is None or (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
-        return dtype
-    raise InputTypeError(f"autocast: expected None or a floating torch.dtype such as torch.bfloat16, got {dtype!r}", dtype)
 
 
 def estimate_memory(model: nn.Module, input_size: Any = None, batch_size: int | None = None, *, input_data: Any = None,
@@ -404,10 +383,11 @@ class _Step:
         if phase == "setup":
             phase = "forward"
         live_curve = _live_curve(live, extra, recs)  # (memfit) for the fits= verdict from two batches
-        saved_bytes = sum(recs[i][1] for i in self.saved
-                          if recs[i][2] <= self.forward_end and (recs[i][3] is None or recs[i][3] > self.forward_end))
+        end = self.forward_end  # saved tensors still held for the backward when the forward ended
+        held = {i: c for i, c in self.saved.items() if recs[i][3] is None or recs[i][3] > end}
+        saved_bytes = sum(recs[i][1] for i in held)
         per_call: dict[int, int] = {}
-        for i, c in self.saved.items():
+        for i, c in held.items():
             per_call[c] = per_call.get(c, 0) + recs[i][1]
         calls = self.tracer.calls
         layers = tuple(LayerMemory(c.name, type(c.module).__name__, c.call_index, per_call.get(k, 0), c.macs)

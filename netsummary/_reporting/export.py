@@ -13,6 +13,8 @@ MACs), no pre-formatted strings::
       "batch_size": -1, "run_batch_size": 2, "device": "cpu", "mode": "eval",
       "complete": true, "uninitialized": [],
       "forward_ran": false (only when no forward was run: a parameter-only summary),
+      "memory": {...} (only with summary(..., estimate=...): every category's bytes and method,
+                 see netsummary._reporting.memory.memory_to_dict),
       "layers": [{"index": 0, "name": "", "type": "...", "call_index": 1, "depth": 0,
                   "parent": null, "is_leaf": false, "input_shapes": <shape>,
                   "output_shapes": <shape>, "input_dtypes": [...], "output_dtypes": [...],
@@ -122,6 +124,12 @@ def to_dict(s: Summary) -> dict[str, Any]:
         value = getattr(s, f.name)
         if f.name in _IF_FALSE and value:
             continue
+        if f.name == "memory":  # written only when estimated
+            if value is None:
+                continue
+            from .memory import memory_to_dict
+
+            value = memory_to_dict(value)
         if f.name == "layers" or f.name == "other_params":
             value = [_record_to_dict(r) for r in value]
         elif f.name == "input_shapes":
@@ -173,6 +181,12 @@ def from_dict(data: dict[str, Any]) -> Summary:
     return summary
 
 
+def _memory_from_dict(data: dict[str, Any]) -> Any:
+    from .memory import memory_from_dict
+
+    return memory_from_dict(data, "memory.")
+
+
 class _Kind:
     """What one field holds: a check and the words for what was expected."""
 
@@ -221,6 +235,8 @@ _SCHEMA: dict[type, dict[str, _Kind]] = {
         "input_shapes": _SHAPE, "input_dtypes": _STRINGS, "batch_size": _COUNT, "run_batch_size": _OPTIONAL_COUNT,
         "device": _STR, "mode": _STR, "complete": _BOOL, "uninitialized": _STRINGS, "total_macs": _OPTIONAL_COUNT,
         "unknown_ops": _STRINGS, "input_batch_axes": _AXES, "forward_ran": _BOOL,
+        "memory": _Kind("a memory estimate (a JSON object) or null", lambda v: v is None or isinstance(v, dict),
+                        lambda v: None if v is None else _memory_from_dict(v)),
     },
     LayerRecord: {
         "index": _COUNT, "name": _STR, "type": _STR, "call_index": _COUNT, "depth": _COUNT,

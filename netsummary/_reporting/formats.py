@@ -3,7 +3,7 @@
 ``classic`` is torchsummary's table; ``tree``, ``markdown`` and ``html`` are the tree view in a
 tabulate format (``simple``, ``github``, ``html``), where repeated blocks fold into one row unless
 ``fold=False``; ``json`` and ``csv`` come from :mod:`netsummary._reporting.export` and always hold every
-layer (``depth``, ``columns`` and ``fold`` do not apply; neither is the classic table folded).
+layer; ``memory`` is the memory section of a summary made with ``estimate=`` (``depth``, ``columns`` and ``fold`` do not apply; neither is the classic table folded).
 A new format is one entry in :data:`FORMATS`.
 """
 
@@ -30,6 +30,20 @@ FORMATS: dict[str, Renderer] = {
     "json": lambda s, depth, columns, fold=True: to_json(s),
     "csv": lambda s, depth, columns, fold=True: to_csv(s),
 }
+#: Sections that render one part of a summary, accepted wherever a format is.
+SECTIONS: dict[str, Renderer] = {
+    "memory": lambda s, depth, columns, fold=True: _memory(s),
+}
+
+
+def _memory(s: Summary) -> str:
+    """The memory section of a summary made with ``estimate=``."""
+    if s.memory is None:
+        raise InputSpecError("format 'memory': this summary has no memory estimate; make it with "
+                             "summary(..., estimate='train') or estimate='inference'", "memory")
+    from .memory import render_memory
+
+    return render_memory(s.memory)
 
 
 def resolve_format(format: Any, depth: Any, columns: Any) -> str:
@@ -44,9 +58,10 @@ def resolve_format(format: Any, depth: Any, columns: Any) -> str:
         check_columns(columns)
     if format is None:
         return "tree" if depth is not None or columns is not None else "classic"
-    if not isinstance(format, str) or format not in FORMATS:
-        raise InputSpecError(f"format: unknown format {format!r}; valid formats are {', '.join(FORMATS)}", format)
-    if format == "classic" and (depth is not None or columns is not None):
+    if not isinstance(format, str) or (format not in FORMATS and format not in SECTIONS):
+        raise InputSpecError(f"format: unknown format {format!r}; valid formats are {', '.join([*FORMATS, *SECTIONS])}",
+                             format)
+    if format in ("classic", "memory") and (depth is not None or columns is not None):
         raise InputSpecError("depth and columns apply to the tree formats (tree, markdown, html), not to "
                              "format='classic', whose columns are torchsummary's", format)
     return format
@@ -57,4 +72,4 @@ def render(s: Summary, format: str | None = None, depth: int | None = None, colu
     """Render ``s`` in ``format`` (see :data:`FORMATS`); ``fold=False`` shows every repeated
     block of the tree formats."""
     name = resolve_format(format, depth, columns)
-    return FORMATS[name](s, depth, columns, check_fold(fold))
+    return {**FORMATS, **SECTIONS}[name](s, depth, columns, check_fold(fold))

@@ -103,7 +103,29 @@ COLUMNS: dict[str, Column] = {
     "output_bytes": Column("Output (bytes)", lambda r, s, m: f"{r.output_bytes:,}" if r.completed else "--"),
     "formula": Column("Params formula (elements)", _formula, align="left"),
     "param_bytes": Column("Params (bytes)", lambda r, s, m: f"{r.param_bytes:,}"),
+    "activations": Column("Saved activations (bytes)", lambda r, s, m: _activations(r, s)),
 }
+
+
+_ACTIVATIONS: list = [None, {}]  # (the summary, its subtree activations): one table at a time
+
+
+def subtree_activations(s: Summary) -> dict[int, int]:
+    """Each call's saved-activation bytes (``s.memory``'s per-call figures, matched by qualified
+    name and call index) including the calls inside it."""
+    if _ACTIVATIONS[0] is s:
+        return _ACTIVATIONS[1]
+    own = {(m.name, m.call_index): m.saved_bytes for m in s.memory.layers} if s.memory is not None else {}
+    total = {r.index: own.get((r.name, r.call_index), 0) for r in s.layers}
+    for r in reversed(s.layers):
+        if r.parent is not None:
+            total[r.parent] += total[r.index]
+    _ACTIVATIONS[:] = [s, total]
+    return total
+
+
+def _activations(r: LayerRecord, s: Summary) -> str:
+    return "--" if s.memory is None else f"{subtree_activations(s)[r.index]:,}"
 DEFAULT_COLUMNS = ("output_shape", "params", "macs")
 NO_FORWARD_COLUMNS = ("params", "trainable", "param_bytes")  # the default when no forward ran
 
@@ -225,6 +247,8 @@ def _folded_cells(r: LayerRecord, s: Summary, macs: dict, n: int, columns: Seque
             cell = _times(n, r.output_bytes)
         elif c == "param_bytes":
             cell = _times(n, r.param_bytes)
+        elif c == "activations" and s.memory is not None:
+            cell = _times(n, subtree_activations(s)[r.index])
         elif c == "trainable" and 0 < r.trainable_params < r.params:
             cell = f"partial ({_times(n, r.trainable_params)})"
         elif c == "formula" and r.formula not in (None, "0", "uninitialized"):
@@ -345,6 +369,8 @@ def render_table(s: Summary, tablefmt: str, depth: int | None = None, columns: S
     columns = check_columns(columns)
     if "macs" in columns and s.total_macs is None and s.forward_ran:  # no forward: "--", not run
         raise InputSpecError("columns: 'macs' needs MACs counted: summary(..., macs=True)", columns)
+    if "activations" in columns and s.memory is None:
+        raise InputSpecError("columns: 'activations' needs a measured step: summary(..., estimate='train')", columns)
     if "formula" in columns and any(r.formula is None for r in s.leaf_layers if r.call_index == 1):
         raise InputSpecError("columns: 'formula' needs formulas recorded: summary(..., formulas=True)", columns)
     headers = ["Layer (type)", *(COLUMNS[c].title for c in columns)]
