@@ -46,6 +46,10 @@ def summary(
     estimate: str | None = None,
     optimizer: Any = "adamw",
     autocast: torch.dtype | None = None,
+    fits: Any = None,
+    context: int | None = None,
+    world_size: int | None = None,
+    strategy: str | None = None,
     **kwargs: Any,
 ) -> Summary:
     """Summarize ``model``: per-call output shapes and parameters, exact totals, bytes.
@@ -112,6 +116,19 @@ def summary(
             row, ``layers.0–79 (LlamaDecoderLayer) × 80``, figures as ``80 × per block = total``,
             the first block's rows under it (see :mod:`netsummary._reporting.fold`); ``False`` shows every
             block. JSON, CSV and the classic table are never folded.
+        fits: with ``estimate=``, hold the measured peak to a size (``"24GiB"``: GiB = 2**30 bytes;
+            ``"80GB"``: GB = 10**9 bytes; an int of bytes) or a CUDA device (``"cuda:0"``: its free
+            memory, ``torch.cuda.mem_get_info``): yes/no, the headroom or shortfall, the named
+            overheads the estimate cannot see, the largest batch that fits (the step measured at
+            a second batch) and, for transformers decoders, the largest context
+            (:mod:`netsummary._memory.verdict`). ``"cpu"`` is refused: give its size.
+        context: tokens per sequence for a transformers decoder's KV cache and verdict
+            (:mod:`netsummary._memory.kvcache`); default: the measured sequence length.
+        world_size / strategy: per-rank figures of data-parallel training on ``world_size``
+            ranks with ``strategy`` ``"ddp"`` (default), ``"zero2"`` or ``"fsdp"`` (ZeRO-3), the
+            batch split across ranks (:mod:`netsummary._memory.sharding`). The results are on
+            ``s.memory.plan`` (:class:`~netsummary._memory.plan.MemoryPlan`) and printed after
+            the memory section.
         **kwargs: passed to ``model.forward`` as keyword arguments.
 
     Returns:
@@ -124,7 +141,10 @@ def summary(
     Raises:
         InputSpecError: invalid ``input_size``, ``dtypes``, ``batch_size``, ``input_data`` or
             ``mode``, ``columns=["macs", ...]`` with ``macs=False``, or a module graph with a
-            cycle (:class:`InputTypeError` for a wrong Python type); raised before any forward.
+            cycle (:class:`InputTypeError` for a wrong Python type); a ``fits`` that is neither a
+            size nor a CUDA device, ``context`` on a model that is not a transformers decoder, a
+            world size below 1, an unknown strategy, any of these without ``estimate``; raised
+            before any forward.
         DeviceError: unknown device, CUDA unavailable, or the model lives on another device.
         ForwardError: the model's forward raised; chained to that exception, it names the module
             that failed and the inputs it received, and carries the partial summary.
@@ -141,6 +161,7 @@ def summary(
     mode = check_mode(mode)
     shown_format = resolve_format(format, depth, columns)
     memory_args = _check_estimate(estimate, optimizer, autocast, shown_format, columns)
+    plan_args = _check_plan(model, estimate, fits, context, world_size, strategy)
     if formulas is None:
         formulas = columns is not None and "formula" in columns
     if macs is None:
@@ -160,7 +181,7 @@ def summary(
             raise InputSpecError("dtypes applies to input_size, and no input was given", dtypes)
         result = build_structure_summary(model, named, dev, mode, check_batch_size(batch_size), formulas)
         if estimate is not None:
-            result = _with_memory(result, model, named, dev, None, memory_args)
+            result = _with_memory(result, model, named, dev, None, memory_args, plan_args)
         if verbose and print_fn is not None and _is_rank_zero():
             print_fn(_shown(result, shown_format, depth, columns, fold))
             object.__setattr__(result, "_printed", True)
@@ -205,7 +226,7 @@ def summary(
         shown = "tree" if shown_format in ("json", "csv") else shown_format  # a report is for reading
         raise forward_error(error, failed, received, result, lambda p: render(p, shown, depth, columns, fold), lazy=lazy) from error
     if estimate is not None:
-        result = _with_memory(result, model, named, dev, inputs, memory_args)
+        result = _with_memory(result, model, named, dev, inputs, memory_args, plan_args)
     if verbose and print_fn is not None and _is_rank_zero():
         print_fn(_shown(result, shown_format, depth, columns, fold))
         object.__setattr__(result, "_printed", True)
@@ -232,8 +253,18 @@ def _check_estimate(estimate: Any, optimizer: Any, autocast: Any, shown_format: 
     return kind, optimizer, autocast
 
 
+def _check_plan(model: nn.Module, estimate: Any, fits: Any, context: Any, world_size: Any, strategy: Any) -> Any:
+    """Validate ``fits``, ``context``, ``world_size`` and ``strategy`` before any forward runs
+    (:func:`netsummary._memory.plan.check_plan`); ``None`` when none is given."""
+    if fits is None and context is None and world_size is None and strategy is None:
+        return None
+    from ._memory.plan import check_plan
+
+    return check_plan(model, estimate, fits, context, world_size, strategy)
+
+
 def _with_memory(result: Summary, model: nn.Module, named: list, dev: torch.device, inputs: ForwardInputs | None,
-                 memory_args: tuple[str, Any, Any]) -> Summary:
+                 memory_args: tuple[str, Any, Any], plan_args: Any = None) -> Summary:
     """``result`` with the measured memory of one step (see :mod:`netsummary._memory.step`)."""
     import dataclasses
 
@@ -250,6 +281,13 @@ def _with_memory(result: Summary, model: nn.Module, named: list, dev: torch.devi
     est = measure(model, named, inputs, dev, kind, optimizer, autocast)
     if notes:
         est = dataclasses.replace(est, notes=notes + est.notes)
+    if plan_args is not None:  # fits= / context= / world_size=: the same step measured at other batches
+        from ._memory.plan import forward_tokens, inputs_at, plan_memory
+
+        def remeasure(b: int) -> Any:
+            return measure(model, named, inputs_at(model, inputs, est.batch_size, b, dev), dev, kind, optimizer, autocast)
+
+        est = dataclasses.replace(est, plan=plan_memory(model, est, remeasure, plan_args, forward_tokens(model, inputs)))
     return dataclasses.replace(result, memory=est)
 
 

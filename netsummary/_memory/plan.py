@@ -142,8 +142,7 @@ def plan_memory(model: Any, est: MemoryEstimate, remeasure: Callable[[int], Memo
         curve = _rank_curve(at(rank_batch), sharded)
         if curve:  # the most live at any moment, per rank (the moment may differ from the single device's)
             sharded = dataclasses.replace(sharded, peak=MemoryItem(
-                max(c[0] for c in curve), FORMULA, "the most live at any moment of the step at the per-rank batch, "
-                "with the sharded categories, buckets and transient"))
+                max(c[0] for c in curve), FORMULA, "most live at any moment of the step, per rank"))
 
     fit = None
     if args.capacity is not None:
@@ -154,6 +153,7 @@ def plan_memory(model: Any, est: MemoryEstimate, remeasure: Callable[[int], Memo
         pairs = tuple((e.batch_size, max(c[0] for c in cv) if cv else e.peak.bytes) for e, cv in zip(runs_ab, curves))
         peak = pairs[0][1]
         context_bytes = note = None
+        peak_note = ""
         if kv is not None and tokens:
             lines, _ = lines_from(pairs, curves)
             add_kv = not train and not kv_in_run
@@ -165,11 +165,12 @@ def plan_memory(model: Any, est: MemoryEstimate, remeasure: Callable[[int], Memo
             note = (f"per-sample bytes scaled linearly from the measured {tokens:,} tokens"
                     + ("; KV cache by formula" if add_kv else "")
                     + " (eager attention's scores grow with tokens squared)")
-            if args.context is not None:
+            if args.context is not None and args.context != tokens:
                 peak = math.ceil(context_bytes(args.context, rank_batch))
+                peak_note = f"derived at {args.context:,} tokens from the measured {tokens:,}"
         limit = getattr(decoder_config(model), "max_position_embeddings", None) if context_bytes else None
         fit = fit_verdict(peak, args.capacity, pairs, rank_batch, curves=curves, context=(args.context or tokens) if kv else None,
-                          context_bytes=context_bytes, context_limit=limit, context_note=note or "")
+                          context_bytes=context_bytes, context_limit=limit, context_note=note or "", peak_note=peak_note)
     measured = tuple((b, e.peak.bytes) for b, e in runs.items())
     return MemoryPlan(fit, kv if not train else None, sharded, measured)
 
@@ -264,6 +265,47 @@ def measured_tokens(model: Any, input_size: Any, input_data: Any) -> int | None:
     if isinstance(input_data, dict) and isinstance(input_data.get("input_ids"), torch.Tensor):
         return int(input_data["input_ids"].shape[-1])
     for t in pytree.tree_leaves(input_data):
+        if isinstance(t, torch.Tensor) and not t.is_floating_point() and t.dim() >= 2:
+            return int(t.shape[-1])
+    return None
+
+
+def inputs_at(model: Any, inputs: Any, measured: int, batch: int, dev: Any) -> Any:
+    """The :class:`~netsummary._tracing.inputs.ForwardInputs` of the same step at ``batch``:
+    generated again for ``input_size``; real ``input_data`` cut to its first ``batch`` samples
+    (or its samples repeated) along the first axis of every tensor whose first axis is the
+    ``measured`` batch."""
+    import torch
+    from torch.utils import _pytree as pytree
+
+    from .._tracing.inputs import ForwardInputs, make_inputs
+
+    if inputs.sizes:
+        args, _ = make_inputs(model, list(inputs.sizes), list(inputs.dtypes), batch, dev)
+        return ForwardInputs(args, inputs.kwargs, batch, batch, inputs.sizes, inputs.dtypes)
+
+    def resize(t: torch.Tensor) -> torch.Tensor:
+        if t.dim() == 0 or t.shape[0] != measured:
+            return t
+        reps = -(-batch // measured)
+        return (t if reps == 1 else torch.cat([t] * reps))[:batch]
+
+    args, kwargs = pytree.tree_map_only(torch.Tensor, resize, (inputs.args, inputs.kwargs))
+    return ForwardInputs(args, kwargs, inputs.batch_size, None, inputs.sizes, inputs.dtypes)
+
+
+def forward_tokens(model: Any, inputs: Any) -> int | None:
+    """The sequence length of a decoder's measured forward: the last axis of ``input_ids`` (or
+    of the first integer tensor of two or more axes); ``None`` for any other model."""
+    import torch
+    from torch.utils import _pytree as pytree
+
+    if not _is_decoder(model):
+        return None
+    ids = inputs.kwargs.get("input_ids")
+    if isinstance(ids, torch.Tensor):
+        return int(ids.shape[-1])
+    for t in pytree.tree_leaves((inputs.args, inputs.kwargs)):
         if isinstance(t, torch.Tensor) and not t.is_floating_point() and t.dim() >= 2:
             return int(t.shape[-1])
     return None

@@ -188,15 +188,13 @@ def shard_memory(
     note = ""
     if strategy == "fsdp":
         gathered_n = 2 * unit_p + (unit_g if train else 0)
-        note = (f"largest unit {name or '(root)'}: 2 × {format_bytes(unit_p)} full parameters (running + "
-                "prefetched)" + (f" + {format_bytes(unit_g)} full gradients before reduce-scatter" if train else ""))
+        note = (f"largest unit {name or '(root)'}: 2 × {format_bytes(unit_p)} params (running + prefetched)"
+                + (f" + {format_bytes(unit_g)} grads" if train else ""))
     gathered = MemoryItem(gathered_n, FORMULA, note)
-    acts = MemoryItem(rest, FORMULA, f"measured at the per-rank batch {rank_batch:,}: activations, inputs, "
-                      "temporaries live at the peak")
+    acts = MemoryItem(rest, FORMULA, f"measured at batch {rank_batch:,}: activations, inputs, temporaries at the peak")
     peak_n = (share(p_live, shard_p) + buffers + share(g_live, shard_go) + share(o_live, shard_go) + buckets_n
               + gathered_n + rest)
-    peak = MemoryItem(peak_n, FORMULA, "parts live at the measured peak, sharded, + buckets + transient + "
-                      "activations")
+    peak = MemoryItem(peak_n, FORMULA, "parts live at the measured peak, sharded, + buckets, transient, activations")
     return ShardedMemory(strategy, n, batch_size, rank_batch, params, bufs, grads, buckets, optim, gathered, acts,
                          peak, name)
 

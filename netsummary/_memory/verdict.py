@@ -116,6 +116,8 @@ class FitVerdict:
         limit_phase: the phase (``"forward"``, ``"backward"``, ``"optimizer"``) of the moment
             that sets the largest batch (``""`` when fitted through the two peaks only).
         fit_note: how the batch fit was made (every moment of the step, or the two peaks).
+        peak_note: how ``peak_bytes`` was derived when it is not a measured peak (``"derived at
+            2,048 tokens from the measured 16"``).
     """
 
     peak_bytes: int
@@ -132,6 +134,7 @@ class FitVerdict:
     context_note: str = ""
     limit_phase: str = ""
     fit_note: str = ""
+    peak_note: str = ""
 
     @property
     def overhead_bytes(self) -> int:
@@ -268,6 +271,7 @@ def fit_verdict(
     context_bytes: Any = None,
     context_limit: int | None = None,
     context_note: str = "",
+    peak_note: str = "",
 ) -> FitVerdict:
     """Hold ``peak`` (bytes) to ``capacity``; derive the largest batch from two measured
     ``(batch, peak)`` pairs in ``batches`` (and their allocation ``curves``, see
@@ -293,7 +297,7 @@ def fit_verdict(
     if context_bytes is not None:
         largest_context = _largest_context(context_bytes, batch_size, capacity.bytes - others, fragmentation)
     return FitVerdict(peak, capacity, extra, batch_size, fixed, slope, tuple(batches), largest, context,
-                      largest_context, context_limit, context_note, phase, how)
+                      largest_context, context_limit, context_note, phase, how, peak_note)
 
 
 def _largest_batch(lines: list[tuple[float, float, str]], usable: float) -> tuple[int | None, tuple[float, float, str]]:

@@ -5,12 +5,14 @@ Sizes in binary units (``GiB`` = 2**30 bytes) with two decimals, as the tree vie
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import dataclasses
+from typing import TYPE_CHECKING, Any
 
 from .._units import format_bytes
 
 if TYPE_CHECKING:
     from .._memory.kvcache import KVCache
+    from .._memory.plan import MemoryPlan
     from .._memory.sharding import ShardedMemory
     from .._memory.verdict import FitVerdict
 
@@ -22,6 +24,8 @@ def render_fit(fit: FitVerdict) -> str:
               else f"no, {format_bytes(-fit.margin_bytes)} short")
     lines = [f"Fits in {fit.capacity.label}: {answer} (peak {format_bytes(fit.peak_bytes)} + overheads "
              f"{format_bytes(fit.overhead_bytes)} = {format_bytes(fit.need_bytes)})"]
+    if fit.peak_note:
+        lines.append(f"  peak {fit.peak_note}")
     if fit.largest_batch is not None:
         (b1, _), (b2, _) = fit.batches[:2]
         at = f"; set in the {fit.limit_phase}" if fit.limit_phase else ""
@@ -58,3 +62,34 @@ def render_sharded(sh: ShardedMemory) -> str:
     for name, n, note in rows:
         lines.append(f"  {name:<{width}}  {format_bytes(n):>12}  {note}")
     return "\n".join(lines)
+
+
+def plan_to_dict(plan: MemoryPlan) -> dict[str, Any]:
+    """The plan as plain data, every size an int of bytes with its method: ``{"fits": {...},
+    "kv_cache": {...}, "per_rank": {...}}`` (a key only where the plan has it). Written for readers
+    and CI; a loaded summary does not carry it back (it depends on the device's state when made)."""
+    out: dict[str, Any] = {}
+    if plan.fit is not None:
+        fit = plan.fit
+        out["fits"] = {
+            "fits": fit.fits, "method": "formula", "capacity_bytes": fit.capacity.bytes,
+            "device": fit.capacity.device, "device_total_bytes": fit.capacity.total_bytes,
+            "peak_bytes": fit.peak_bytes, "overheads": [dataclasses.asdict(o) for o in fit.overheads],
+            "need_bytes": fit.need_bytes, "margin_bytes": fit.margin_bytes, "batch_size": fit.batch_size,
+            "measured_batches": [list(b) for b in fit.batches], "largest_batch": fit.largest_batch,
+            "fixed_bytes": fit.fixed_bytes, "per_sample_bytes": fit.per_sample_bytes,
+            "limit_phase": fit.limit_phase, "context": fit.context, "largest_context": fit.largest_context,
+            "context_limit": fit.context_limit, "context_note": fit.context_note,
+        }
+    if plan.kv_cache is not None:
+        kv = plan.kv_cache
+        out["kv_cache"] = {"bytes": kv.bytes, "method": kv.method, "note": kv.formula, "context": kv.context,
+                           "batch": kv.batch, "dtype_bytes": kv.dtype_bytes,
+                           "bytes_per_token": kv.bytes_per_token, "layers": [list(x) for x in kv.layers]}
+    if plan.sharded is not None:
+        sh = plan.sharded
+        out["per_rank"] = {"strategy": sh.strategy, "world_size": sh.world_size, "batch_size": sh.batch_size,
+                           "rank_batch": sh.rank_batch, "unit": sh.unit,
+                           **{name: dataclasses.asdict(item) for name, item in sh.items}}
+    out["measured"] = [list(m) for m in plan.measured]
+    return out
