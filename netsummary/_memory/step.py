@@ -20,8 +20,8 @@ region, so what it does not keep is not counted, and its recomputation is measur
 >>> from torch import nn
 >>> m = nn.Sequential(nn.Linear(256, 512), nn.ReLU(), nn.Linear(512, 10))
 >>> est = estimate_memory(m, (256,), batch_size=8, optimizer="sgd")
->>> est.parameters.bytes            # (256*512 + 512 + 512*10 + 10) * 4 bytes
-548904
+>>> est.parameters.bytes            # (256*512 + 512 + 512*10 + 10) = 136,714 float32 * 4 bytes
+546856
 >>> est.gradients.bytes == est.parameters.bytes, est.optimizer_state.bytes   # plain SGD keeps nothing
 (True, 0)
 """
@@ -39,6 +39,7 @@ from torch.nn.modules import module as _module_globals
 from torch.nn.utils.stateless import _reparametrize_module
 from torch.utils import _pytree as pytree
 from torch.utils import flop_counter as _tfc
+from torch.utils.weak import WeakIdKeyDictionary
 
 from .._analysis.flops import MacCounter
 from .._errors import InputSpecError, InputTypeError, MemoryEstimateError
@@ -328,6 +329,7 @@ class _Step:
             return hook
 
         thread = threading.get_ident()
+        hooked = WeakIdKeyDictionary()  # tensors already hooked (identity, never ==)
 
         def post_hook(module: nn.Module, a: Any, output: Any) -> None:
             if threading.get_ident() != thread:
@@ -337,7 +339,9 @@ class _Step:
                 return
             for t in pytree.tree_leaves(output):
                 if isinstance(t, Tensor) and t.requires_grad:
-                    t.register_hook(entered_backward(name))
+                    if t not in hooked:  # a tensor several nested calls return: the innermost's name
+                        hooked[t] = True
+                        t.register_hook(entered_backward(name))
                     break
 
         autocast = torch.autocast(run_device, dtype=self.autocast) if self.autocast is not None else contextlib.nullcontext()
@@ -451,8 +455,10 @@ class _Step:
                    f"fake tensors do not have; expected code whose shapes follow from the input shapes alone. Measure "
                    f"it on real tensors instead: build the model on 'cpu' and pass device='cpu'")
         else:
+            at = f"at operator {op or '(none)'}" if phase != "backward" else (
+                f"(the module whose backward ran last; last operator {op or '(none)'})")
             msg = (f"estimate: the measured {'optimizer step' if phase == 'optimizer' else phase} failed in {where} "
-                   f"at operator {op or '(none)'}: {type(err).__name__}: {err}")
+                   f"{at}: {type(err).__name__}: {err}")
         if phase != "forward":
             msg += "; the forward's figures are in err.partial"
         return MemoryEstimateError(msg, phase, module, op, partial)
