@@ -128,7 +128,9 @@ def summary(
             ranks with ``strategy`` ``"ddp"`` (default), ``"zero2"`` or ``"fsdp"`` (ZeRO-3), the
             batch split across ranks (:mod:`netsummary._memory.sharding`). The results are on
             ``s.memory.plan`` (:class:`~netsummary._memory.plan.MemoryPlan`) and printed after
-            the memory section.
+            the memory section. Without ``estimate``, a ``forward`` that names one of these four
+            as a parameter (``forward(x, context=None)``) receives it, as before; with
+            ``estimate``, pass such a forward argument in ``input_data`` (a dict).
         **kwargs: passed to ``model.forward`` as keyword arguments.
 
     Returns:
@@ -161,6 +163,9 @@ def summary(
     mode = check_mode(mode)
     shown_format = resolve_format(format, depth, columns)
     memory_args = _check_estimate(estimate, optimizer, autocast, shown_format, columns)
+    if estimate is None:  # a forward that names one of these keywords gets it, as before they existed
+        fits, context, world_size, strategy = _forward_keywords(model, kwargs, fits=fits, context=context,
+                                                                world_size=world_size, strategy=strategy)
     plan_args = _check_plan(model, estimate, fits, context, world_size, strategy)
     if formulas is None:
         formulas = columns is not None and "formula" in columns
@@ -251,6 +256,27 @@ def _check_estimate(estimate: Any, optimizer: Any, autocast: Any, shown_format: 
             raise InputSpecError("columns: 'activations' needs a measured step: pass estimate='train'", columns)
         return None
     return kind, optimizer, autocast
+
+
+def _forward_keywords(model: nn.Module, kwargs: dict[str, Any], **given: Any) -> tuple:
+    """Without ``estimate``, hand each of ``given`` that the model's ``forward`` names as a
+    parameter (``forward(x, context=None)``) to the forward, as any unknown keyword is; return the
+    values left for the memory plan (``None`` where handed on)."""
+    import inspect
+
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        params = {}
+    out = []
+    for name, value in given.items():
+        named = name in params and params[name].kind not in (inspect.Parameter.VAR_KEYWORD,
+                                                               inspect.Parameter.VAR_POSITIONAL)
+        if value is not None and named:
+            kwargs[name] = value
+            value = None
+        out.append(value)
+    return tuple(out)
 
 
 def _check_plan(model: nn.Module, estimate: Any, fits: Any, context: Any, world_size: Any, strategy: Any) -> Any:

@@ -116,3 +116,59 @@ def test_bad_keywords(keywords, match):
     with pytest.raises(InputSpecError, match=match):
         check_plan(model, estimate, **keywords)
     assert_unchanged(before, model)
+
+
+# -- through summary() --------------------------------------------------------------------------------
+
+def test_summary_puts_the_plan_on_s_memory_and_prints_it():
+    from netsummary import summary
+
+    model = _mlp()
+    before = snapshot(model)
+    printed = []
+    s = summary(model, (64,), batch_size=16, estimate="train", fits="8MiB", world_size=2, strategy="zero2",
+                print_fn=printed.append)
+    plan = s.memory.plan
+    assert plan.sharded.strategy == "zero2" and plan.sharded.rank_batch == 8
+    assert plan.fit.batch_size == 8 and plan.fit.fits
+    # the per-rank activations are those measured at batch 8 (an independent run of the same step)
+    rank = estimate_memory(model, (64,), 8, optimizer="adamw")
+    parts = dict(rank.peak_parts)
+    assert plan.sharded.activations.bytes == rank.peak.bytes - sum(
+        parts[k] for k in ("parameters", "buffers", "gradients", "optimizer_state"))
+    [text] = printed
+    assert "Per rank, zero2 on 2 ranks (batch 8 per rank of 16)" in text and "Fits in 8.00 MiB: yes" in text
+    assert s.to_dict()["memory"]["plan"]["per_rank"]["strategy"] == "zero2"
+    assert_unchanged(before, model)
+
+
+def test_summary_refuses_bad_plan_keywords_before_any_forward():
+    from netsummary import summary
+
+    calls = []
+    model = _mlp()
+    model.register_forward_hook(lambda *a: calls.append(1))
+    before = snapshot(model)
+    with pytest.raises(InputSpecError, match=r"fits: got 'cpu'; cpu memory has no fixed budget"):
+        summary(model, (64,), estimate="train", fits="cpu", verbose=0)
+    with pytest.raises(InputSpecError, match="fits: needs estimate='train' or estimate='inference'"):
+        summary(model, (64,), fits="8GiB", verbose=0)
+    assert calls == []
+    assert_unchanged(before, model)
+
+
+def test_a_forward_taking_context_still_gets_it_without_an_estimate():
+    from netsummary import summary
+
+    class CrossAttention(nn.Module):  # forward(x, context): a common name for the attended sequence
+        def __init__(self):
+            super().__init__()
+            self.q = nn.Linear(8, 8)
+
+        def forward(self, x, context=None):
+            return self.q(x) + context.mean()
+
+    s = summary(CrossAttention(), (8,), context=torch.ones(3), verbose=0)
+    assert s.total_params == 72  # 8 * 8 + 8; the forward ran with the context it was given
+    with pytest.raises(InputSpecError, match="context and the KV cache apply to transformers decoder models"):
+        summary(CrossAttention(), (8,), estimate="inference", context=128, verbose=0)
