@@ -116,6 +116,33 @@ def summary(
             row, ``layers.0–79 (LlamaDecoderLayer) × 80``, figures as ``80 × per block = total``,
             the first block's rows under it (see :mod:`netsummary._reporting.fold`); ``False`` shows every
             block. JSON, CSV and the classic table are never folded.
+        estimate: ``None`` (default: nothing more runs, the output is unchanged), ``"train"`` or
+            ``"inference"``: measure the memory of one training step (forward, backward,
+            ``optimizer.step()``) or one forward under ``torch.no_grad()`` by running it once on
+            stand-ins of the model's tensors (see :mod:`netsummary._memory.step`): real clones on
+            the model's device (the run needs one more copy of the weights), fake tensors on
+            ``"meta"`` (no memory at all). The result is ``Summary.memory``, a
+            :class:`~netsummary._memory.estimate.MemoryEstimate` in bytes per category
+            (parameters, buffers, inputs, gradients, optimizer state, saved activations, the
+            peak with its phase, module and operator), each with its method (``"counted"``,
+            ``"measured on real tensors"``, ``"measured on fake tensors"``, ``"formula"``); the
+            printed table is followed by the memory section (also ``format="memory"``,
+            ``s.render("memory")``), the tree view gets the ``activations`` column (saved
+            bytes per call, innermost attribution) and JSON a ``memory`` object. The batch is
+            ``batch_size`` (1 with ``batch_size=-1``, which the section notes); the training
+            step is a steady-state one (optimizer state live from the start, gradients
+            ``None``, loss = the sum of the output's floating tensors). Overheads the step
+            cannot see (CUDA context, allocator rounding, fragmentation, kernel workspaces) are
+            named in ``notes``; a peak that misses a kernel's workspace (fused RNNs) says it is
+            a lower bound.
+        optimizer: for ``estimate="train"``: ``"sgd"``, ``"sgd-momentum"``, ``"adam"``,
+            ``"adamw"`` (default), ``"adagrad"``, ``"rmsprop"``, a ``torch.optim.Optimizer``
+            subclass, or an instance (its class and param groups' settings are used on the
+            stand-ins; its own state is never touched). The state counted is what that
+            optimizer allocates in a real (or fake) ``step()``, ``foreach`` copies included.
+        autocast: ``None`` or a floating dtype (``torch.bfloat16``): the measured forward runs
+            under ``torch.autocast`` on the model's device type; the weight copies autocast
+            keeps for the backward are counted.
         fits: with ``estimate=``, hold the measured peak to a size (``"24GiB"``: GiB = 2**30 bytes;
             ``"80GB"``: GB = 10**9 bytes; an int of bytes) or a CUDA device (``"cuda:0"``: its free
             memory, ``torch.cuda.mem_get_info``): yes/no, the headroom or shortfall, the named
@@ -150,6 +177,12 @@ def summary(
         DeviceError: unknown device, CUDA unavailable, or the model lives on another device.
         ForwardError: the model's forward raised; chained to that exception, it names the module
             that failed and the inputs it received, and carries the partial summary.
+        MemoryEstimateError: the measured step of ``estimate=`` failed (``.phase`` forward,
+            backward or optimizer; ``.module_name``; ``.op``; ``.partial`` holds what was measured,
+            the forward's figures for a failed backward); on fake tensors, code that reads tensor
+            values gets a message saying so that suggests a real run on ``"cpu"``. An unknown
+            ``estimate``, ``optimizer`` or ``autocast`` is an :class:`InputSpecError` /
+            :class:`InputTypeError` raised before any forward.
     """
     if not isinstance(model, nn.Module):
         raise InputTypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}", model)

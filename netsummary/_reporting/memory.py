@@ -51,7 +51,7 @@ def render_memory(est: MemoryEstimate) -> str:
             continue
         rows.append([_LABELS[key], format_bytes(item.bytes), item.note, item.method])
     peak_label = "Peak during the step" if train else "Peak during the forward"
-    where = f"in {est.peak_phase}"
+    where = "in optimizer.step()" if est.peak_phase == "optimizer" else f"in {est.peak_phase}"
     if est.peak_module:
         where += f", {'after' if est.peak_phase == 'backward' else 'in'} {est.peak_module}"
     if est.peak_op:
