@@ -46,6 +46,7 @@ def test_largest_batch_from_two_measurements_is_not_proportional():
     assert "largest batch that fits: 91 (from batches 16 and 8: 2.00 GiB fixed + 100.00 MiB per sample)" in str(fit)
     nothing = fit_verdict(peaks[16], parse_fits("2GiB"), batches=((16, peaks[16]), (8, peaks[8])))
     assert nothing.largest_batch == 0
+    assert "largest batch that fits: none, not even 1 (from batches 16 and 8" in str(nothing)
 
 
 def test_largest_context_solves_the_given_growth():

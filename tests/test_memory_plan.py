@@ -55,16 +55,26 @@ def test_largest_batch_holds_when_measured_again():
 
 def test_sharded_activations_are_measured_at_the_per_rank_batch():
     model = _mlp()
-    est, plan = _plan(model, (64,), 8, world_size=4, strategy="fsdp")
-    rank = estimate_memory(model, (64,), 2, optimizer="adamw")  # ⌈8 / 4⌉ = 2 per rank
+    est, plan = _plan(model, (64,), 8, world_size=4, strategy="ddp")
+    rank = estimate_memory(model, (64,), 2, optimizer="adamw")  # ⌈8 / 4⌉ = 2 per rank, measured on its own
     parts = dict(rank.peak_parts)
-    rest = rank.peak.bytes - sum(parts[k] for k in ("parameters", "buffers", "gradients", "optimizer_state"))
     sh = plan.sharded
-    assert (sh.rank_batch, sh.activations.bytes) == (2, rest)
-    assert sh.parameters.bytes == math.ceil(est.parameters.bytes / 4)
-    # the largest unit: Linear(256, 256) = (256 * 256 + 256) * 4 B = 263,168 B, all trainable
-    assert sh.unit == "2" and sh.all_gathered.bytes == 3 * 263_168
+    # DDP adds a constant (its buckets = the gradients) to every moment: the per-rank peak is the
+    # rank run's peak + the gradients, and what is live besides the model's state is the same
+    assert sh.rank_batch == 2 and sh.peak.bytes == rank.peak.bytes + est.gradients.bytes
+    assert sh.activations.bytes == rank.peak.bytes - sum(
+        parts[k] for k in ("parameters", "buffers", "gradients", "optimizer_state"))
     assert plan.fit is None and plan.kv_cache is None
+
+
+def test_fsdp_transient_is_the_largest_unit_and_the_next():
+    model = _mlp()
+    est, plan = _plan(model, (64,), 8, world_size=4, strategy="fsdp")
+    sh = plan.sharded
+    assert sh.parameters.bytes == math.ceil(est.parameters.bytes / 4)
+    # units: 0 = Linear(64, 256): (64*256 + 256) * 4 = 66,560 B; 2 = Linear(256, 256): 263,168 B;
+    # 4 = Linear(256, 10): 10,280 B. Transient: 263,168 (largest) + 66,560 (prefetched) + 263,168 (its grads)
+    assert sh.unit == "2" and sh.all_gathered.bytes == 263_168 + 66_560 + 263_168
 
 
 def test_sharded_fit_is_per_rank():

@@ -43,7 +43,9 @@ def test_shards_round_up_and_peak_uses_the_parts_live_at_the_peak():
 def test_inference_has_no_gradients_buckets_or_unit_gradients():
     sh = shard_memory(**{**FIGURES, "gradients": 0, "optimizer_state": 0}, world_size=2, strategy="fsdp", train=False)
     assert sh.all_gathered.bytes == 2 * 60 * MIB  # two units' parameters, no gradients
-    assert shard_memory(**FIGURES, world_size=2, strategy="ddp", train=False).ddp_buckets.bytes == 0
+    ddp = shard_memory(**FIGURES, world_size=2, strategy="ddp", train=False)
+    assert ddp.ddp_buckets.bytes == 0
+    assert [name for name, _ in ddp.items] == ["parameters", "buffers", "activations", "peak"]
 
 
 def test_fsdp_units_are_the_blocks_and_add_up_to_the_model():
@@ -71,3 +73,11 @@ def test_fsdp_units_are_the_blocks_and_add_up_to_the_model():
 def test_bad_sharding_input(world, strategy, error, match):
     with pytest.raises(error, match=match):
         check_sharding(world, strategy)
+
+
+def test_fsdp_prefetches_the_second_largest_unit():
+    # the root unit (embeddings + head, 60 MiB) is the largest; the blocks are 20 MiB: 60 + 20 + 50 grads
+    sh = shard_memory(**{**FIGURES, "unit": ("", 60 * MIB, 50 * MIB)}, prefetched=20 * MIB, world_size=4,
+                      strategy="fsdp")
+    assert sh.all_gathered.bytes == 130 * MIB
+    assert sh.all_gathered.note == "largest unit (root): 60.00 MiB params + 20.00 MiB prefetched + 50.00 MiB grads"

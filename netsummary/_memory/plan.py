@@ -136,13 +136,21 @@ def plan_memory(model: Any, est: MemoryEstimate, remeasure: Callable[[int], Memo
 
     sharded = None
     if args.world_size is not None:
-        units = fsdp_units(model) if args.strategy == "fsdp" else []
-        unit = max(units, key=lambda u: u[1]) if units else ("", 0, 0)
-        sharded = _shard(est, at(rank_batch), args, unit, train)
-        curve = _rank_curve(at(rank_batch), sharded)
+        units = sorted(fsdp_units(model) if args.strategy == "fsdp" else [], key=lambda u: -u[1])
+        unit = units[0] if units else ("", 0, 0)
+        prefetched = units[1][1] if len(units) > 1 else 0
+        e = at(rank_batch)
+        sharded = _shard(est, e, args, unit, train, prefetched)
+        curve = _rank_curve(e, sharded)
         if curve:  # the most live at any moment, per rank (the moment may differ from the single device's)
-            sharded = dataclasses.replace(sharded, peak=MemoryItem(
-                max(c[0] for c in curve), FORMULA, "most live at any moment of the step, per rank"))
+            i = max(range(len(curve)), key=lambda k: curve[k][0])
+            live, grads, phase = e.live_curve[i]
+            rest = max(0, live - e.parameters.bytes - e.buffers.bytes - e.optimizer_state.bytes - grads)
+            sharded = dataclasses.replace(
+                sharded,
+                activations=MemoryItem(rest, FORMULA, f"measured at batch {rank_batch:,}: activations, inputs, "
+                                       f"temporaries at the peak ({phase})"),
+                peak=MemoryItem(curve[i][0], FORMULA, f"most live at any moment of the step, per rank ({phase})"))
 
     fit = None
     if args.capacity is not None:
@@ -213,12 +221,12 @@ def _rest(e: MemoryEstimate) -> int:
 
 
 def _shard(est: MemoryEstimate, at_rank: MemoryEstimate, args: PlanArgs, unit: tuple[str, int, int],
-           train: bool) -> ShardedMemory:
+           train: bool, prefetched: int | None = None) -> ShardedMemory:
     parts = _parts(at_rank)
     return shard_memory(parameters=est.parameters.bytes, gradients=est.gradients.bytes,
                       optimizer_state=est.optimizer_state.bytes, buffers=parts.get("buffers", est.buffers.bytes),
                       rest=_rest(at_rank), world_size=args.world_size or 1, strategy=args.strategy or "ddp",
-                      batch_size=est.batch_size, rank_batch=at_rank.batch_size, unit=unit,
+                      batch_size=est.batch_size, rank_batch=at_rank.batch_size, unit=unit, prefetched=prefetched,
                       live={k: parts[k] for k in ("parameters", "gradients", "optimizer_state") if k in parts},
                       train=train)
 

@@ -17,9 +17,9 @@ strategy       parameters    gradients     optim. state  also per rank
   "the total gradients size"), so the buckets count G.
 * ZeRO-2 (DeepSpeed ``stage=2``, FSDP ``SHARD_GRAD_OP``) shards gradients and optimizer state.
 * ZeRO-3 / FSDP (``fully_shard``, ``FULL_SHARD``) shards parameters too and all-gathers one unit
-  at a time. The transient counted is the largest unit's full parameters twice (the unit
-  running and the next one, which FSDP prefetches) plus, in training, its full gradients before
-  the reduce-scatter. Units are the blocks of the model's topmost ``nn.ModuleList`` /
+  at a time. The transient counted is the largest unit's full parameters, the second largest
+  unit's (the next unit, which FSDP prefetches while one runs) and, in training, the largest
+  unit's full gradients before the reduce-scatter. Units are the blocks of the model's topmost ``nn.ModuleList`` /
   ``nn.Sequential`` containers (the usual wrap policy: one unit per transformer block); the
   parameters outside them form the root unit. See :func:`fsdp_units`.
 * Shards are even splits rounded up (ZeRO partitions a flattened buffer padded to a multiple of
@@ -111,15 +111,18 @@ class ShardedMemory:
     activations: MemoryItem
     peak: MemoryItem
     unit: str = ""
+    train: bool = True
 
     @property
     def items(self) -> tuple[tuple[str, MemoryItem], ...]:
         """``(category, item)`` in display order; the DDP buckets and the all-gathered unit only
-        where the strategy has them."""
-        rows = [("parameters", self.parameters), ("buffers", self.buffers), ("gradients", self.gradients)]
-        if self.strategy == "ddp":
-            rows.append(("ddp_buckets", self.ddp_buckets))
-        rows.append(("optimizer_state", self.optimizer_state))
+        where the strategy has them, gradients and optimizer state only in training."""
+        rows = [("parameters", self.parameters), ("buffers", self.buffers)]
+        if self.train:  # inference has no gradients, buckets or optimizer state
+            rows.append(("gradients", self.gradients))
+            if self.strategy == "ddp":
+                rows.append(("ddp_buckets", self.ddp_buckets))
+            rows.append(("optimizer_state", self.optimizer_state))
         if self.strategy == "fsdp":
             rows.append(("all_gathered", self.all_gathered))
         rows += [("activations", self.activations), ("peak", self.peak)]
@@ -147,6 +150,7 @@ def shard_memory(
     batch_size: int,
     rank_batch: int,
     unit: tuple[str, int, int] = ("", 0, 0),
+    prefetched: int | None = None,
     live: dict[str, int] | None = None,
     train: bool = True,
 ) -> ShardedMemory:
@@ -156,6 +160,8 @@ def shard_memory(
         parameters / gradients / optimizer_state / buffers: the whole model's, on one device.
         rest: everything else live at the peak of a step at ``rank_batch`` (measured).
         unit: the largest FSDP unit, ``(name, parameter bytes, trainable parameter bytes)``.
+        prefetched: the parameter bytes of the unit FSDP gathers ahead while ``unit`` runs: the
+            second largest unit (default: ``unit``'s own, for a model of alike blocks).
         live: the parameters / gradients / optimizer state live at the measured peak (the
             estimate's ``peak_parts``), when the peak came before all gradients existed;
             default: all of them.
@@ -187,8 +193,9 @@ def shard_memory(
     gathered_n = 0
     note = ""
     if strategy == "fsdp":
-        gathered_n = 2 * unit_p + (unit_g if train else 0)
-        note = (f"largest unit {name or '(root)'}: 2 × {format_bytes(unit_p)} params (running + prefetched)"
+        ahead = unit_p if prefetched is None else prefetched
+        gathered_n = unit_p + ahead + (unit_g if train else 0)
+        note = (f"largest unit {name or '(root)'}: {format_bytes(unit_p)} params + {format_bytes(ahead)} prefetched"
                 + (f" + {format_bytes(unit_g)} grads" if train else ""))
     gathered = MemoryItem(gathered_n, FORMULA, note)
     acts = MemoryItem(rest, FORMULA, f"measured at batch {rank_batch:,}: activations, inputs, temporaries at the peak")
@@ -196,7 +203,7 @@ def shard_memory(
               + gathered_n + rest)
     peak = MemoryItem(peak_n, FORMULA, "parts live at the measured peak, sharded, + buckets, transient, activations")
     return ShardedMemory(strategy, n, batch_size, rank_batch, params, bufs, grads, buckets, optim, gathered, acts,
-                         peak, name)
+                         peak, name, train)
 
 
 def fsdp_units(model: Any) -> list[tuple[str, int, int]]:

@@ -29,7 +29,8 @@ def render_fit(fit: FitVerdict) -> str:
     if fit.largest_batch is not None:
         (b1, _), (b2, _) = fit.batches[:2]
         at = f"; set in the {fit.limit_phase}" if fit.limit_phase else ""
-        lines.append(f"  largest batch that fits: {fit.largest_batch:,} (from batches {b1:,} and {b2:,}: "
+        shown = f"{fit.largest_batch:,}" if fit.largest_batch else "none, not even 1"
+        lines.append(f"  largest batch that fits: {shown} (from batches {b1:,} and {b2:,}: "
                      f"{format_bytes(fit.fixed_bytes or 0)} fixed + {format_bytes(fit.per_sample_bytes or 0)} "
                      f"per sample{at})")
     elif len(fit.batches) >= 2:
@@ -37,7 +38,8 @@ def render_fit(fit: FitVerdict) -> str:
                      f"batches {fit.batches[0][0]:,} and {fit.batches[1][0]:,})")
     if fit.largest_context is not None:
         cap = "" if fit.context_limit is None else f" (the model's max_position_embeddings: {fit.context_limit:,})"
-        lines.append(f"  largest context that fits at batch {fit.batch_size:,}: ~{fit.largest_context:,} tokens{cap}")
+        shown = f"~{fit.largest_context:,} tokens" if fit.largest_context else "none, not even 1 token"
+        lines.append(f"  largest context that fits at batch {fit.batch_size:,}: {shown}{cap}")
         if fit.context_note:
             lines.append(f"    {fit.context_note}")
     lines.append("  overheads the estimate cannot see:")
