@@ -19,7 +19,6 @@ import textwrap
 import time
 
 import torch
-from torch import nn
 
 sys.path.insert(0, ".")
 sys.path.insert(0, "tests")

@@ -120,8 +120,8 @@ def summary(
             ``"inference"``: measure the memory of one training step (forward, backward,
             ``optimizer.step()``) or one forward under ``torch.no_grad()`` by running it once on
             stand-ins of the model's tensors (see :mod:`netsummary._memory.step`): real clones on
-            the model's device (the run needs one more copy of the weights), fake tensors on
-            ``"meta"`` (no memory at all). The result is ``Summary.memory``, a
+            the model's device (the run needs one more copy of the weights), fake tensors for a
+            model on ``"meta"`` or with ``device="meta"`` (no memory at all). The result is ``Summary.memory``, a
             :class:`~netsummary._memory.estimate.MemoryEstimate` in bytes per category
             (parameters, buffers, inputs, gradients, optimizer state, saved activations, the
             peak with its phase, module and operator), each with its method (``"counted"``,

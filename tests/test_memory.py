@@ -240,10 +240,10 @@ class DataDependent(nn.Module):
         return y[y > 0].sum()  # the output's shape depends on the values
 
 
-def test_data_dependent_code_on_fake_tensors() -> None:
+def test_data_dependent_code_on_fake_tensors(unchanged) -> None:
     with torch.device("meta"):
         model = DataDependent()
-    with pytest.raises(MemoryEstimateError, match=(r"the forward reads tensor values \(data-dependent code in module "
+    with unchanged(model), pytest.raises(MemoryEstimateError, match=(r"the forward reads tensor values \(data-dependent code in module "
                                                   r"'' \(DataDependent\), operator aten.index\).*device='cpu'")) as info:
         estimate_memory(model, (8,), batch_size=4)
     assert info.value.phase == "forward"
@@ -273,3 +273,42 @@ def test_model_grads_and_rng_unchanged_on_success(unchanged) -> None:
     assert s.memory.complete and torch.equal(torch.get_rng_state(), rng)
     assert torch.equal(model.lin.weight.grad, torch.ones_like(model.lin.weight))
     assert int(model.bn.num_batches_tracked) == 0 and not model.training
+
+
+class Exploding(torch.optim.SGD):
+    def step(self, closure=None):
+        raise ValueError("lr schedule exploded")
+
+
+def test_failing_optimizer_step_leaves_grads_and_a_passed_optimizer_alone(unchanged) -> None:
+    model = mlp()
+    model[0].weight.grad = torch.full_like(model[0].weight, 3.0)
+    opt = Exploding(model.parameters(), lr=0.1, momentum=0.9)
+    with unchanged(model), pytest.raises(MemoryEstimateError, match=(
+            r"the measured optimizer step failed in Exploding\.step\(\) at operator \(none\): ValueError: lr schedule "
+            r"exploded; the forward's and backward's figures are in err.partial")) as info:
+        summary(model, (256,), batch_size=2, estimate="train", optimizer=opt, verbose=0)
+    assert info.value.phase == "optimizer" and info.value.partial.gradients.bytes == PARAM_BYTES
+    assert torch.equal(model[0].weight.grad, torch.full_like(model[0].weight, 3.0)) and not opt.state
+
+
+def test_device_meta_measures_a_real_model_on_fake_tensors(unchanged) -> None:
+    model = mlp()
+    real = summary(model, (256,), batch_size=8, estimate="train", verbose=0).memory
+    with unchanged(model):
+        fake = summary(model, (256,), batch_size=8, estimate="train", device="meta", verbose=0).memory
+    assert fake.method == "measured on fake tensors" and fake.peak.bytes == real.peak.bytes
+
+
+class OutOfMemory(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+
+    def forward(self, x):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+
+def test_out_of_memory_suggests_a_fake_run() -> None:
+    with pytest.raises(MemoryEstimateError, match=r"out of memory.*pass device='meta' to measure it on fake tensors"):
+        estimate_memory(OutOfMemory(), (4,), batch_size=2)

@@ -123,7 +123,8 @@ class LiveStorages(TorchDispatchMode):
         kwargs = kwargs or {}
         name = func.__name__.split(".")[0]
         op = f"{func.namespace}.{name}"
-        self.last_op = op
+        if func.namespace != "profiler":  # record_function markers (optimizer.step's) name no work
+            self.last_op = op
         self.ops.add(op)
         if _SEEDED in func.tags and kwargs.get("generator") is None:
             for a in (*args, *kwargs.values()):

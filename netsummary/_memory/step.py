@@ -38,10 +38,8 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.nn.modules import module as _module_globals
 from torch.nn.utils.stateless import _reparametrize_module
 from torch.utils import _pytree as pytree
-from torch.utils import flop_counter as _tfc
 from torch.utils.weak import WeakIdKeyDictionary
 
-from .._analysis.flops import MacCounter
 from .._errors import InputSpecError, InputTypeError, MemoryEstimateError
 from .._tracing.fakelog import quiet_fake_tensor_logs
 from .._tracing.guard import ModelGuard
@@ -52,19 +50,12 @@ from .._tracing.switches import GC_PAUSED, MHA_FASTPATH_OFF
 from .._tracing.trace import Tracer
 from .estimate import COUNTED, MEASURED_FAKE, MEASURED_REAL, LayerMemory, MemoryEstimate, MemoryItem
 from .live import LiveStorages, Where
+from .backward import BackwardMacCounter, loss_of
+from .caveats import WORKSPACE_OPS, reads_values, unseen_overheads
 from .optimizers import build_optimizer, resolve_optimizer
 from .options import check_autocast, check_kind
 
 Tensor = torch.Tensor
-
-#: Operators that allocate a workspace whose size their fake (meta) kernel does not reproduce:
-#: a fake run that meets one gives a lower bound.
-WORKSPACE_OPS = frozenset({"aten.mkldnn_rnn_layer", "aten.mkldnn_rnn_layer_backward", "aten._cudnn_rnn",
-                           "aten._cudnn_rnn_backward", "aten.miopen_rnn", "aten.miopen_rnn_backward"})
-
-_DATA_DEPENDENT = ("DataDependentOutputException", "DynamicOutputShapeException", "GuardOnDataDependentSymNode",
-                   "UnsupportedOperatorException", "DataDependentOutputError")
-
 
 def estimate_memory(model: nn.Module, input_size: Any = None, batch_size: int | None = None, *, input_data: Any = None,
                     dtypes: Any = None, device: Any = None, kind: str = "train", optimizer: Any = "adamw",
@@ -136,25 +127,6 @@ def _floating_dtype(params: list[Tensor], buffers: list[Tensor]) -> str:
 
 def _bytes(tensors: list[Tensor]) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
-
-
-class _BackwardMacs(MacCounter):
-    """A :class:`MacCounter` that also knows torch's backward formulas (``convolution_backward``,
-    the attention backwards; FLOPs // 2) and the CPU flash-attention backward (4 products of the
-    forward's sizes: ``sdpa_backward_flop_count`` / 2). A linear layer's backward reaches dispatch
-    as ``mm`` and is counted by the forward formulas."""
-
-    def __init__(self, on_op: Any) -> None:
-        super().__init__(on_op)
-        for target, fn in _tfc.flop_registry.items():
-            name = getattr(target, "_qualified_op_name", None)
-            if isinstance(name, str) and "backward" in name:
-                self._formulas[name] = (lambda a, k, o, _fn=fn: _fn(*a, out_val=o, **k) // 2, False)
-
-        def cpu_flash_backward(args: tuple, kwargs: dict, out: Any) -> int:
-            return _tfc.sdpa_backward_flop_count(args[0].shape, args[1].shape, args[2].shape, args[3].shape) // 2
-
-        self._formulas["aten::_scaled_dot_product_flash_attention_for_cpu_backward"] = (cpu_flash_backward, False)
 
 
 class _Step:
@@ -265,6 +237,7 @@ class _Step:
             # backward
             where.phase = "backward"
             where.module = lambda: self.bw_module
+            live.last_op = ""
             macs = [0]
 
             def on_bw(op: str, n: int | None) -> None:
@@ -274,9 +247,9 @@ class _Step:
                     macs[0] += n
 
             try:
-                loss = _loss(out)
+                loss = loss_of(out)
                 del out
-                with _BackwardMacs(on_bw):
+                with BackwardMacCounter(on_bw):
                     loss.backward()
                 del loss
             except Exception as err:  # noqa: BLE001
@@ -288,6 +261,7 @@ class _Step:
             # optimizer
             where.phase = "optimizer"
             where.module = lambda: ""
+            live.last_op = ""  # a failure report names this phase's operators only
             try:
                 opt.step()
             except Exception as err:  # noqa: BLE001
@@ -407,7 +381,7 @@ class _Step:
             notes.append(f"lower bound: {ops} allocate(s) workspace memory inside the kernel, which the estimate does not "
                          f"see" + ("; fake tensors do not model its size either (a real run, device='cpu', sees more)"
                                    if self.fake else ""))
-        notes.extend(_unseen(self.dev))
+        notes.extend(unseen_overheads(self.dev))
         if self.autocast is not None:
             notes.append(f"autocast {str(self.autocast).removeprefix('torch.')}: the casted weight copies it keeps "
                          f"for the backward are in the saved activations and the peak")
@@ -449,7 +423,9 @@ class _Step:
             module, mtype = "", ""
         op = self.live.last_op
         where = f"module {module!r}" + (f" ({mtype})" if mtype else "") if module or mtype else "the root"
-        data_dependent = self.fake and any(type(e).__name__ in _DATA_DEPENDENT for e in _chain(err))
+        if phase == "optimizer":
+            where = f"{resolve_optimizer(self.optimizer)[0].__name__}.step()"
+        data_dependent = self.fake and reads_values(err)
         if data_dependent:
             msg = (f"estimate: the {phase} reads tensor values (data-dependent code in {where}, operator {op}), which "
                    f"fake tensors do not have; expected code whose shapes follow from the input shapes alone. Measure "
@@ -459,48 +435,13 @@ class _Step:
                 f"(the module whose backward ran last; last operator {op or '(none)'})")
             msg = (f"estimate: the measured {'optimizer step' if phase == 'optimizer' else phase} failed in {where} "
                    f"{at}: {type(err).__name__}: {err}")
+        if isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower():
+            msg += ("; the real run needs one more copy of the weights besides the step itself: pass device='meta' "
+                    "to measure it on fake tensors, which use no memory")
         if phase != "forward":
-            msg += "; the forward's figures are in err.partial"
+            ran = "forward's" if phase == "backward" else "forward's and backward's"
+            msg += f"; the {ran} figures are in err.partial"
         return MemoryEstimateError(msg, phase, module, op, partial)
-
-
-def _chain(err: BaseException) -> list[BaseException]:
-    out: list[BaseException] = []
-    while err is not None and len(out) < 20:
-        out.append(err)
-        err = err.__cause__ or err.__context__
-    return out
-
-
-def _loss(out: Any) -> Tensor:
-    """The sum of every floating output tensor that requires grad (a scalar).
-
-    Raises:
-        RuntimeError: no output tensor requires grad (reported as a failed backward).
-    """
-    leaves = [t for t in pytree.tree_leaves(out) if isinstance(t, Tensor) and t.requires_grad
-              and (t.dtype.is_floating_point or t.dtype.is_complex)]
-    if not leaves and hasattr(out, "__dict__"):
-        leaves = [t for t in pytree.tree_leaves(list(vars(out).values()))
-                  if isinstance(t, Tensor) and t.requires_grad and t.dtype.is_floating_point]
-    if not leaves:
-        raise RuntimeError("the model's output holds no floating tensor that requires grad, so there is nothing to "
-                           "backpropagate (expected a differentiable output)")
-    loss = leaves[0].sum()
-    for t in leaves[1:]:
-        loss = loss + t.sum().to(loss.dtype)
-    return loss
-
-
-def _unseen(dev: torch.device) -> list[str]:
-    """The overheads the estimate cannot see, named with their size where torch states one."""
-    if dev.type == "cuda":
-        return ["not included: the CUDA context and loaded kernels (typically 300-1,000 MiB per process, outside "
-                "torch.cuda.memory_allocated), the caching allocator's rounding (blocks of 512 bytes, segments of "
-                "2 MiB / 20 MiB) and fragmentation (see torch.cuda.memory_reserved()), cuBLAS/cuDNN workspaces"]
-    return ["not included: the allocator's own overhead and fragmentation (malloc arenas), and workspaces kernels "
-            "allocate and free inside themselves (oneDNN, cuDNN)"]
-
 
 
 def _live_curve(live: LiveStorages, extra: list[int], recs: list) -> tuple:

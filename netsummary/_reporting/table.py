@@ -107,20 +107,22 @@ COLUMNS: dict[str, Column] = {
 }
 
 
-_ACTIVATIONS: list = [None, {}]  # (the summary, its subtree activations): one table at a time
+_activations_cache: tuple = (None, {})  # (the summary, its subtree figures), replaced as one object
 
 
 def subtree_activations(s: Summary) -> dict[int, int]:
     """Each call's saved-activation bytes (``s.memory``'s per-call figures, matched by qualified
     name and call index) including the calls inside it."""
-    if _ACTIVATIONS[0] is s:
-        return _ACTIVATIONS[1]
+    global _activations_cache
+    cached = _activations_cache  # one read: another thread may replace it meanwhile
+    if cached[0] is s:
+        return cached[1]
     own = {(m.name, m.call_index): m.saved_bytes for m in s.memory.layers} if s.memory is not None else {}
     total = {r.index: own.get((r.name, r.call_index), 0) for r in s.layers}
     for r in reversed(s.layers):
         if r.parent is not None:
             total[r.parent] += total[r.index]
-    _ACTIVATIONS[:] = [s, total]
+    _activations_cache = (s, total)
     return total
 
 
