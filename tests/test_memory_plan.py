@@ -182,3 +182,12 @@ def test_a_forward_taking_context_still_gets_it_without_an_estimate():
     assert s.total_params == 72  # 8 * 8 + 8; the forward ran with the context it was given
     with pytest.raises(InputSpecError, match="context and the KV cache apply to transformers decoder models"):
         summary(CrossAttention(), (8,), estimate="inference", context=128, verbose=0)
+
+
+def test_real_input_data_is_cut_to_the_second_batch():
+    from netsummary import summary
+
+    model = _mlp()
+    s = summary(model, input_data=torch.randn(16, 64), estimate="train", fits="8MiB", verbose=0)
+    at8 = estimate_memory(model, (64,), 8, optimizer="adamw").peak.bytes  # the first 8 rows, as generated inputs
+    assert s.memory.plan.measured == ((16, s.memory.peak.bytes), (8, at8))

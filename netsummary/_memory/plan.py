@@ -246,7 +246,7 @@ def remeasurer(model: Any, input_size: Any, input_data: Any, batch_size: int, **
         if t.dim() == 0 or t.shape[0] != batch_size:
             return t
         reps = -(-b // batch_size)
-        return (t if reps == 1 else torch.cat([t] * reps))[:b]
+        return (t if reps == 1 else torch.cat([t] * reps))[:b].clone()  # its own storage: a view holds all
 
     def remeasure(b: int) -> MemoryEstimate:
         if input_data is None:
@@ -296,7 +296,7 @@ def inputs_at(model: Any, inputs: Any, measured: int, batch: int, dev: Any) -> A
         if t.dim() == 0 or t.shape[0] != measured:
             return t
         reps = -(-batch // measured)
-        return (t if reps == 1 else torch.cat([t] * reps))[:batch]
+        return (t if reps == 1 else torch.cat([t] * reps))[:batch].clone()  # its own storage: a view holds all
 
     args, kwargs = pytree.tree_map_only(torch.Tensor, resize, (inputs.args, inputs.kwargs))
     return ForwardInputs(args, kwargs, inputs.batch_size, None, inputs.sizes, inputs.dtypes)
