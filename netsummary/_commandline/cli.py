@@ -58,6 +58,9 @@ examples:
   netsummary examples/discriminator.py:discriminator --input-size 3,64,64 --max-params 12M --max-macs 500M -q
   netsummary examples/discriminator.py:discriminator --input-size 3,64,64 --format json --output base.json
   netsummary examples/discriminator.py:discriminator --input-size 3,64,64 --baseline base.json --max-growth 2%
+  netsummary examples/discriminator.py:discriminator --input-size 3,64,64 --batch-size 32 --estimate train \\
+      --optimizer adamw --fits 24GiB --max-train-memory 20GiB
+  netsummary mypkg.llm:build --input-size 2048 --dtypes long --estimate train --world-size 8 --strategy fsdp --fits cuda:0
 
 {_UNITS}"""
 
