@@ -149,6 +149,10 @@ def test_summary_puts_the_plan_on_s_memory_and_prints_it():
     [text] = printed
     assert "Per rank, zero2 on 2 ranks (batch 8 per rank of 16)" in text and "Fits in 8.00 MiB: yes" in text
     assert s.to_dict()["memory"]["plan"]["per_rank"]["strategy"] == "zero2"
+    from netsummary import Summary
+
+    loaded = Summary.from_dict(s.to_dict())  # the plan is written, not read back; the rest round-trips
+    assert loaded == s and loaded.memory.plan is None
     assert_unchanged(before, model)
 
 
@@ -191,3 +195,17 @@ def test_real_input_data_is_cut_to_the_second_batch():
     s = summary(model, input_data=torch.randn(16, 64), estimate="train", fits="8MiB", verbose=0)
     at8 = estimate_memory(model, (64,), 8, optimizer="adamw").peak.bytes  # the first 8 rows, as generated inputs
     assert s.memory.plan.measured == ((16, s.memory.peak.bytes), (8, at8))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_fits_on_the_cuda_device_the_model_lives_on():
+    from netsummary import summary
+
+    model = _mlp().cuda()
+    s = summary(model, (64,), batch_size=16, estimate="train", fits="cuda:0", verbose=0)
+    fit = s.memory.plan.fit
+    free, total = torch.cuda.mem_get_info(0)
+    assert fit.capacity.device == "cuda:0" and fit.capacity.total_bytes == total
+    assert fit.overheads[1].bytes == torch.backends.cuda.cublas_workspace_size()
+    assert fit.fits and fit.largest_batch > 16
+    assert "Fits in cuda:0 (" in str(s.memory.plan)
