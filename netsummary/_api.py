@@ -181,8 +181,9 @@ def summary(
             backward or optimizer; ``.module_name``; ``.op``; ``.partial`` holds what was measured,
             the forward's figures for a failed backward); on fake tensors, code that reads tensor
             values gets a message saying so that suggests a real run on ``"cpu"``. An unknown
-            ``estimate``, ``optimizer`` or ``autocast`` is an :class:`InputSpecError` /
-            :class:`InputTypeError` raised before any forward.
+            ``estimate``, ``optimizer`` or ``autocast``, or ``estimate`` without an input or for
+            a model without a forward, is an :class:`InputSpecError` / :class:`InputTypeError`
+            raised before any forward.
     """
     if not isinstance(model, nn.Module):
         raise InputTypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}", model)
@@ -217,9 +218,11 @@ def summary(
             build_inputs(model, dev, input_size, input_data, dtypes, batch_size, kwargs)
         elif dtypes is not None:
             raise InputSpecError("dtypes applies to input_size, and no input was given", dtypes)
-        result = build_structure_summary(model, named, dev, mode, check_batch_size(batch_size), formulas)
         if estimate is not None:
-            result = _with_memory(result, model, named, dev, None, memory_args, plan_args)
+            why = "no input was given (pass input_size or input_data)" if not given else (
+                f"{type(model).__name__} defines no forward")
+            raise InputSpecError(f"estimate={estimate!r} measures one forward of the model, but {why}", estimate)
+        result = build_structure_summary(model, named, dev, mode, check_batch_size(batch_size), formulas)
         if verbose and print_fn is not None and _is_rank_zero():
             print_fn(_shown(result, shown_format, depth, columns, fold))
             object.__setattr__(result, "_printed", True)
@@ -322,7 +325,7 @@ def _check_plan(model: nn.Module, estimate: Any, fits: Any, context: Any, world_
     return check_plan(model, estimate, fits, context, world_size, strategy)
 
 
-def _with_memory(result: Summary, model: nn.Module, named: list, dev: torch.device, inputs: ForwardInputs | None,
+def _with_memory(result: Summary, model: nn.Module, named: list, dev: torch.device, inputs: ForwardInputs,
                  memory_args: tuple[str, Any, Any], plan_args: Any = None) -> Summary:
     """``result`` with the measured memory of one step (see :mod:`netsummary._memory.step`)."""
     import dataclasses
@@ -330,8 +333,6 @@ def _with_memory(result: Summary, model: nn.Module, named: list, dev: torch.devi
     from ._memory.step import measure
 
     kind, optimizer, autocast = memory_args
-    if inputs is None:  # no forward to measure: a parameter-only summary
-        return result
     notes: tuple[str, ...] = ()
     if inputs.batch_size == -1 and inputs.run_batch is not None:  # one sample shown: measure a batch of 1
         args, _ = make_inputs(model, list(inputs.sizes), list(inputs.dtypes), 1, dev)

@@ -312,3 +312,10 @@ class OutOfMemory(nn.Module):
 def test_out_of_memory_suggests_a_fake_run() -> None:
     with pytest.raises(MemoryEstimateError, match=r"out of memory.*pass device='meta' to measure it on fake tensors"):
         estimate_memory(OutOfMemory(), (4,), batch_size=2)
+
+
+def test_estimate_needs_a_forward() -> None:
+    with pytest.raises(InputSpecError, match=r"estimate='train' measures one forward of the model, but no input was given"):
+        summary(mlp(), estimate="train", verbose=0)
+    with pytest.raises(InputSpecError, match=r"but ModuleList defines no forward"):
+        summary(nn.ModuleList([nn.Linear(2, 2)]), (2,), estimate="inference", verbose=0)

@@ -6,7 +6,10 @@ weights) or, for a model or device on ``meta`` (or ``fake=True``), on fake tenso
 (``FakeTensorMode``: sizes without memory, so a 70B model needs none). The user's model, its
 ``.grad``s, a passed optimizer (only its class and hyper-parameters are read) and the global
 generators are left as they were (:class:`~netsummary._tracing.guard.ModelGuard`), on success and
-on failure.
+on failure. While the step runs, the model's modules hold the stand-ins (swapped in and back by
+``torch.nn.utils.stateless``, as ``functional_call`` does); other summaries of the same model wait
+for it (the guard's claim), but a plain forward of the same model in another thread meanwhile
+would run on the stand-ins.
 
 A training step is a steady-state one: forward (under ``torch.autocast`` when asked), loss = the
 sum of the output's floating tensors, ``backward()``, ``optimizer.step()``; the optimizer's state
