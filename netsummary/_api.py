@@ -52,6 +52,10 @@ def summary(
     estimate: str | None = None,
     optimizer: Any = "adamw",
     autocast: torch.dtype | None = None,
+    fits: Any = None,
+    context: int | None = None,
+    world_size: int | None = None,
+    strategy: str | None = None,
     **kwargs: Any,
 ) -> Summary:
     """Summarize ``model``: per-call output shapes and parameters, exact totals, bytes.
@@ -154,6 +158,21 @@ def summary(
         autocast: ``None`` or a floating dtype (``torch.bfloat16``): the measured forward runs
             under ``torch.autocast`` on the model's device type; the weight copies autocast
             keeps for the backward are counted.
+        fits: with ``estimate=``, hold the measured peak to a size (``"24GiB"``: GiB = 2**30 bytes;
+            ``"80GB"``: GB = 10**9 bytes; an int of bytes) or a CUDA device (``"cuda:0"``: its free
+            memory, ``torch.cuda.mem_get_info``): yes/no, the headroom or shortfall, the named
+            overheads the estimate cannot see, the largest batch that fits (the step measured at
+            a second batch) and, for transformers decoders, the largest context
+            (:mod:`netsummary._memory.verdict`). ``"cpu"`` is refused: give its size.
+        context: tokens per sequence for a transformers decoder's KV cache and verdict
+            (:mod:`netsummary._memory.kvcache`); default: the measured sequence length.
+        world_size / strategy: per-rank figures of data-parallel training on ``world_size``
+            ranks with ``strategy`` ``"ddp"`` (default), ``"zero2"`` or ``"fsdp"`` (ZeRO-3), the
+            batch split across ranks (:mod:`netsummary._memory.sharding`). The results are on
+            ``s.memory.plan`` (:class:`~netsummary._memory.plan.MemoryPlan`) and printed after
+            the memory section. Without ``estimate``, a ``forward`` that names one of these four
+            as a parameter (``forward(x, context=None)``) receives it, as before; with
+            ``estimate``, pass such a forward argument in ``input_data`` (a dict).
         **kwargs: passed to ``model.forward`` as keyword arguments.
 
     Returns:
@@ -169,9 +188,11 @@ def summary(
     Raises:
         InputSpecError: invalid ``input_size``, ``dtypes``, ``batch_size``, ``input_data`` or
             ``mode``, ``columns=["macs", ...]`` with ``macs=False``, ``all_ranks=True`` outside an
-            initialized ``torch.distributed`` job, a module graph with a cycle, or a PEFT model
-            without adapters (:class:`InputTypeError` for a wrong Python type); raised before any
-            forward.
+            initialized ``torch.distributed`` job, a module graph with a cycle, a PEFT model
+            without adapters, a ``fits`` that is neither a size nor a CUDA device, ``context`` on a
+            model that is not a transformers decoder, a world size below 1, an unknown strategy,
+            any of these without ``estimate`` (:class:`InputTypeError` for a wrong Python type);
+            raised before any forward.
         DeviceError: unknown device, CUDA unavailable, or the model lives on another device; a
             forward over DTensor parameters whose process group is not initialized (or destroyed).
         ForwardError: the model's forward raised; chained to that exception, it names the module
@@ -197,6 +218,10 @@ def summary(
     all_ranks = check_all_ranks(all_ranks)
     shown_format = resolve_format(format, depth, columns)
     memory_args = _check_estimate(estimate, optimizer, autocast, shown_format, columns)
+    if estimate is None:  # a forward that names one of these keywords gets it, as before they existed
+        fits, context, world_size, strategy = _forward_keywords(model, kwargs, fits=fits, context=context,
+                                                                world_size=world_size, strategy=strategy)
+    plan_args = _check_plan(model, estimate, fits, context, world_size, strategy)
     if formulas is None:
         formulas = columns is not None and "formula" in columns
     if macs is None:
@@ -279,7 +304,7 @@ def summary(
         raise forward_error(error, failed, received, result, lambda p: render(p, shown, depth, columns, fold), lazy=lazy,
                             hint=hint) from error
     if estimate is not None:
-        result = _with_memory(result, model, named, dev, inputs, memory_args)
+        result = _with_memory(result, model, named, dev, inputs, memory_args, plan_args)
     if verbose and print_fn is not None and _is_rank_zero():
         print_fn(_shown(result, shown_format, depth, columns, fold))
         object.__setattr__(result, "_printed", True)
@@ -306,8 +331,39 @@ def _check_estimate(estimate: Any, optimizer: Any, autocast: Any, shown_format: 
     return kind, optimizer, autocast
 
 
+def _forward_keywords(model: nn.Module, kwargs: dict[str, Any], **given: Any) -> tuple:
+    """Without ``estimate``, hand each of ``given`` that the model's ``forward`` names as a
+    parameter (``forward(x, context=None)``) to the forward, as any unknown keyword is; return the
+    values left for the memory plan (``None`` where handed on)."""
+    import inspect
+
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        params = {}
+    out = []
+    for name, value in given.items():
+        named = name in params and params[name].kind not in (inspect.Parameter.VAR_KEYWORD,
+                                                               inspect.Parameter.VAR_POSITIONAL)
+        if value is not None and named:
+            kwargs[name] = value
+            value = None
+        out.append(value)
+    return tuple(out)
+
+
+def _check_plan(model: nn.Module, estimate: Any, fits: Any, context: Any, world_size: Any, strategy: Any) -> Any:
+    """Validate ``fits``, ``context``, ``world_size`` and ``strategy`` before any forward runs
+    (:func:`netsummary._memory.plan.check_plan`); ``None`` when none is given."""
+    if fits is None and context is None and world_size is None and strategy is None:
+        return None
+    from ._memory.plan import check_plan
+
+    return check_plan(model, estimate, fits, context, world_size, strategy)
+
+
 def _with_memory(result: Summary, model: nn.Module, named: list, dev: torch.device, inputs: ForwardInputs,
-                 memory_args: tuple[str, Any, Any]) -> Summary:
+                 memory_args: tuple[str, Any, Any], plan_args: Any = None) -> Summary:
     """``result`` with the measured memory of one step (see :mod:`netsummary._memory.step`)."""
     import dataclasses
 
@@ -322,6 +378,13 @@ def _with_memory(result: Summary, model: nn.Module, named: list, dev: torch.devi
     est = measure(model, named, inputs, dev, kind, optimizer, autocast)
     if notes:
         est = dataclasses.replace(est, notes=notes + est.notes)
+    if plan_args is not None:  # fits= / context= / world_size=: the same step measured at other batches
+        from ._memory.plan import forward_tokens, inputs_at, plan_memory
+
+        def remeasure(b: int) -> Any:
+            return measure(model, named, inputs_at(model, inputs, est.batch_size, b, dev), dev, kind, optimizer, autocast)
+
+        est = dataclasses.replace(est, plan=plan_memory(model, est, remeasure, plan_args, forward_tokens(model, inputs)))
     return dataclasses.replace(result, memory=est)
 
 

@@ -155,7 +155,8 @@ def test_checkpoint_budgets_leave_out_normalization_buffers(tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [({"max_maccs": 5}, r"^unknown budget 'max_maccs'; did you mean max_macs\? valid budgets are max_params, "
-                        r"max_trainable_params, max_macs, max_param_bytes, max_total_bytes$"),
+                        r"max_trainable_params, max_macs, max_param_bytes, max_total_bytes, max_train_memory, "
+                        r"max_inference_memory$"),
      ({"max_flops": "1G"}, r"^unknown budget 'max_flops'; there is no FLOPs budget; max_macs holds "
                            r"multiply-accumulates \(FLOPs = 2 x MACs\); valid budgets are max_params, "),
      ({"max_param": 5}, r"^unknown budget 'max_param'; did you mean max_params\? ")],

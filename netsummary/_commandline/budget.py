@@ -16,6 +16,11 @@ The budgets, the quantity each one names in messages, and the value it reads:
 * ``max_param_bytes``: ``param bytes``, ``Summary.param_bytes`` (bytes);
 * ``max_total_bytes``: ``total bytes``, ``Summary.estimated_total_bytes`` (bytes: input + 2 x
   layer outputs + parameters, torchsummary's "Estimated Total Size").
+* ``max_train_memory``: ``train memory``, the measured peak of one training step
+  (``Summary.memory.peak``, made with ``estimate="train"``; per rank with ``world_size=``:
+  ``memory.plan.sharded.peak``) (bytes);
+* ``max_inference_memory``: ``inference memory``, the same for one inference forward
+  (``estimate="inference"``).
 
 Limits are ints or strings with units (:mod:`netsummary._units`): counts take SI suffixes
 (``12M`` = 12,000,000); byte sizes need an explicit unit, ``MB`` = 10**6 bytes, ``MiB`` = 2**20.
@@ -46,7 +51,11 @@ QUANTITIES: dict[str, tuple[str, str]] = {
     "max_macs": ("MACs", "count"),
     "max_param_bytes": ("param bytes", "bytes"),
     "max_total_bytes": ("total bytes", "bytes"),
+    "max_train_memory": ("train memory", "bytes"),
+    "max_inference_memory": ("inference memory", "bytes"),
 }
+#: the memory budgets and the estimate each one needs
+MEMORY_BUDGETS = {"max_train_memory": "train", "max_inference_memory": "inference"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +145,9 @@ def evaluate(summary: Summary, limits: dict[str, int], name: str | None = None) 
         "max_param_bytes": summary.param_bytes,
         "max_total_bytes": summary.estimated_total_bytes,
     }
+    for key, kind in MEMORY_BUDGETS.items():
+        if key in limits:
+            values[key] = memory_peak(summary, kind, key)
     if "max_macs" in limits and summary.total_macs is None:
         raise InputSpecError("max_macs: this summary has no MACs (total_macs is None); make it with "
                              "summary(..., macs=True) or pass the model itself", summary)
@@ -143,6 +155,36 @@ def evaluate(summary: Summary, limits: dict[str, int], name: str | None = None) 
     if summary.unknown_ops:
         notes["max_macs"] = f"lower bound: no formula for {', '.join(summary.unknown_ops)}"
     return _checks(values, limits, name, notes)
+
+
+def memory_peak(summary: Summary, kind: str, key: str = "") -> int:
+    """The measured peak of ``summary``'s ``kind`` estimate in bytes, per rank when sharded.
+
+    Raises:
+        InputSpecError: the summary holds no estimate of that kind.
+    """
+    est = summary.memory
+    if est is None or est.kind != kind:
+        got = "no memory estimate" if est is None else f"an estimate of kind {est.kind!r}"
+        raise InputSpecError(f"{key}: needs a summary made with estimate={kind!r}; this one has {got}", summary)
+    plan = est.plan
+    if plan is not None and plan.sharded is not None:
+        return plan.sharded.peak.bytes
+    return est.peak.bytes
+
+
+def fit_check(summary: Summary, name: str | None = None) -> Check | None:
+    """The ``fits=`` verdict as a budget line (``None`` without one): the peak plus the named
+    overheads held to the capacity, e.g. ``Net: train peak + overheads 1,200,845 (1.15 MiB) <= fits
+    in 24.00 MiB 25,165,824 (24.00 MiB) (95.2% headroom)``; over it is a violation (exit 1)."""
+    est = summary.memory
+    fit = None if est is None or est.plan is None else est.plan.fit
+    if fit is None:
+        return None
+    largest = "" if fit.largest_batch is None else f"largest batch that fits: {fit.largest_batch:,}"
+    cls = Check if fit.fits else Violation
+    return cls(f"{est.kind} peak + overheads on {fit.capacity.label}", fit.need_bytes, fit.capacity.bytes, name,
+               "bytes", largest or None)
 
 
 def evaluate_checkpoint(ckpt: CheckpointSummary, limits: dict[str, int], name: str | None = None) -> list[Check]:
@@ -179,6 +221,8 @@ def check_budget(
     max_macs: int | str | None = None,
     max_param_bytes: int | str | None = None,
     max_total_bytes: int | str | None = None,
+    max_train_memory: int | str | None = None,
+    max_inference_memory: int | str | None = None,
     name: str | None = None,
     **summary_kwargs: Any,
 ) -> list[Violation]:
@@ -208,7 +252,8 @@ def check_budget(
                 hint = "there is no FLOPs budget; max_macs holds multiply-accumulates (FLOPs = 2 x MACs); "
             raise InputTypeError(f"unknown budget {key!r}; {hint}valid budgets are {', '.join(QUANTITIES)}", key)
     limits = parse_limits(max_params=max_params, max_trainable_params=max_trainable_params, max_macs=max_macs,
-                          max_param_bytes=max_param_bytes, max_total_bytes=max_total_bytes)
+                          max_param_bytes=max_param_bytes, max_total_bytes=max_total_bytes,
+                          max_train_memory=max_train_memory, max_inference_memory=max_inference_memory)
     if not limits:
         raise InputSpecError(f"no budget given; pass at least one of {', '.join(f'{k}=' for k in QUANTITIES)}")
     if isinstance(summary_or_model, Summary):
@@ -221,6 +266,12 @@ def check_budget(
 
         if "max_macs" in limits:
             summary_kwargs.setdefault("macs", True)
+        kinds = {kind for key, kind in MEMORY_BUDGETS.items() if key in limits}
+        if len(kinds) == 2:
+            raise InputSpecError("max_train_memory and max_inference_memory: one summary measures one estimate; "
+                                 "check them in two calls", sorted(kinds))
+        if kinds:
+            summary_kwargs.setdefault("estimate", kinds.pop())
         s = summary(summary_or_model, **{**summary_kwargs, "verbose": 0})
     return [c for c in evaluate(s, limits, s.model_type if name is None else name) if isinstance(c, Violation)]
 
@@ -230,7 +281,7 @@ def _looks_like_budget(key: str) -> bool:
     or one typo away from a budget; ``max_length`` is not."""
     if not key.startswith("max_") or key in QUANTITIES:
         return False
-    words = ("param", "mac", "flop", "byte", "budget")
+    words = ("param", "mac", "flop", "byte", "budget", "memory")
     return any(w in key for w in words) or bool(difflib.get_close_matches(key, QUANTITIES, n=1, cutoff=0.8))
 
 

@@ -58,6 +58,9 @@ examples:
   netsummary examples/discriminator.py:discriminator --input-size 3,64,64 --max-params 12M --max-macs 500M -q
   netsummary examples/discriminator.py:discriminator --input-size 3,64,64 --format json --output base.json
   netsummary examples/discriminator.py:discriminator --input-size 3,64,64 --baseline base.json --max-growth 2%
+  netsummary examples/discriminator.py:discriminator --input-size 3,64,64 --batch-size 32 --estimate train \\
+      --optimizer adamw --fits 24GiB --max-train-memory 20GiB
+  netsummary mypkg.llm:build --input-size 2048 --dtypes long --estimate train --world-size 8 --strategy fsdp --fits cuda:0
 
 {_UNITS}"""
 
@@ -80,7 +83,9 @@ def _add_budgets(p: argparse.ArgumentParser, keys: Sequence[str]) -> None:
     helps = {"max-params": "total parameter elements, e.g. 12M", "max-trainable-params": "trainable elements",
              "max-macs": "multiply-accumulates for the batch as shown, e.g. 500M",
              "max-param-bytes": "bytes of the parameters, e.g. 50MiB or 50MB",
-             "max-total-bytes": "estimated total bytes (input + 2 x outputs + params), e.g. 100MiB"}
+             "max-total-bytes": "estimated total bytes (input + 2 x outputs + params), e.g. 100MiB",
+             "max-train-memory": "measured peak of one training step (per rank with --world-size), e.g. 24GiB",
+             "max-inference-memory": "measured peak of one inference forward, e.g. 8GiB"}
     group = p.add_argument_group("budgets (over budget: exit 1, one line per violation)")
     for key in keys:
         group.add_argument(f"--{key}", metavar="N", help=helps[key])
@@ -113,7 +118,18 @@ def _summary_parser() -> _Parser:
     view.add_argument("-q", "--quiet", action="store_true", help="print only the budget and growth verdict lines")
     view.add_argument("--name", help="the model's name in budget and growth lines (default: the built model's "
                       "class name, e.g. ResNet, not a factory's name such as create_model)")
-    _add_budgets(p, ["max-params", "max-trainable-params", "max-macs", "max-param-bytes", "max-total-bytes"])
+    _add_budgets(p, ["max-params", "max-trainable-params", "max-macs", "max-param-bytes", "max-total-bytes",
+                     "max-train-memory", "max-inference-memory"])
+    mem = p.add_argument_group("memory (one measured step; --fits that does not fit: exit 1)")
+    mem.add_argument("--estimate", metavar="KIND", help="train or inference: measure one training step or inference "
+                     "forward (implied by --max-train-memory / --max-inference-memory)")
+    mem.add_argument("--optimizer", metavar="NAME", help="sgd, sgd-momentum, adam, adamw (default), adagrad, rmsprop")
+    mem.add_argument("--autocast", metavar="DTYPE", help="run the step under torch.autocast, e.g. bfloat16")
+    mem.add_argument("--fits", metavar="SIZE|DEVICE", help="does it fit in 24GiB / 80GB / cuda:0 (free memory)? "
+                     "also the largest batch (and context) that fits")
+    mem.add_argument("--context", type=int, metavar="N", help="tokens per sequence of a transformers decoder (KV cache)")
+    mem.add_argument("--world-size", type=int, metavar="N", help="per-rank figures of data-parallel training on N ranks")
+    mem.add_argument("--strategy", metavar="NAME", help="with --world-size: ddp (default), zero2 or fsdp (ZeRO-3)")
     base = p.add_argument_group("baseline")
     base.add_argument("--baseline", metavar="FILE", help="a summary saved with --format json to compare with")
     base.add_argument("--max-growth", metavar="PCT", help="fail when total params or MACs grew more, e.g. 2%%")
@@ -247,7 +263,9 @@ def _summary(args: argparse.Namespace) -> int:
     _, name = split_target(args.target)
     table: dict[str, Any] = {"target": args.target}
     for key in ("input_size", "dtypes", "batch_size", "device", "mode", "baseline", "max_growth",
-                "max_params", "max_trainable_params", "max_macs", "max_param_bytes", "max_total_bytes"):
+                "max_params", "max_trainable_params", "max_macs", "max_param_bytes", "max_total_bytes",
+                "max_train_memory", "max_inference_memory", "estimate", "optimizer", "autocast", "fits", "context",
+                "world_size", "strategy"):
         if getattr(args, key) is not None:
             table[key.replace("_", "-")] = getattr(args, key)
     if args.kwargs is not None:
@@ -269,6 +287,8 @@ def _summary(args: argparse.Namespace) -> int:
     # verdict lines name the model as the user knows it, not by the factory that built it
     spec = dataclasses.replace(spec, name=args.name or s.model_type)
     text = s.render(args.format, depth=args.depth, columns=columns, fold=args.fold)
+    if s.memory is not None and (args.format or "classic") in ("classic", "tree"):
+        text += "\n\n" + s.render("memory")
     if args.output is not None:
         _emit(text, args.output)
     elif not args.quiet:
@@ -287,7 +307,9 @@ def _refuse_forward_budgets(spec: ModelSpec, why: str) -> None:
         _UsageError: ``--max-macs`` or ``--max-total-bytes`` was given.
     """
     for key, what in (("max_macs", "MACs need an input and a forward"),
-                      ("max_total_bytes", "the estimated total size needs the input and activation sizes of a forward")):
+                      ("max_total_bytes", "the estimated total size needs the input and activation sizes of a forward"),
+                      ("max_train_memory", "the train memory is the peak of a measured step"),
+                      ("max_inference_memory", "the inference memory is the peak of a measured forward")):
         if key in spec.limits:
             raise _UsageError(f"--{key.replace('_', '-')}: {what}, but {why}; the parameter budgets "
                               "(--max-params, --max-trainable-params, --max-param-bytes) need none")
@@ -319,7 +341,7 @@ def _run(spec: ModelSpec, count_macs: bool = False, **view: Any) -> Summary:
         macs = True if count_macs or "max_macs" in spec.limits or spec.baseline is not None else None
         try:
             return summary(model, sizes[0] if sizes and len(sizes) == 1 else sizes, spec.batch_size, spec.device,
-                           spec.dtypes, mode=spec.mode, verbose=0, macs=macs, **view)
+                           spec.dtypes, mode=spec.mode, verbose=0, macs=macs, **spec.memory_kwargs, **view)
         except SystemExit as err:  # summary() restored the model before this propagated
             raise ForwardError(f"the model's forward called {exit_call(err)}", "", type(model).__name__,
                                None) from err
@@ -331,8 +353,13 @@ def _judge(spec: ModelSpec, s: Summary, base: Summary | None, fmt: str,
     code (0 or 1). The model's name is shown escaped: a name from a config file cannot forge a line."""
     from .._reporting.diff import diff_summaries, growth_checks, render_diff
 
+    from .budget import fit_check
+
     name = escape(spec.name)
     results: list[Check | Growth] = list(evaluate(s, spec.limits, name))
+    fit = fit_check(s, name)
+    if fit is not None:
+        results.append(fit)
     blocks = []
     if base is not None:
         diff = diff_summaries(base, s)

@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from .budget import QUANTITIES, parse_limits
+from .budget import MEMORY_BUDGETS, QUANTITIES, parse_limits
 from .._errors import ConfigError, InputSpecError
 from .._safeio import MAX_TOML_BYTES, escape, file_name_problem, read_regular
 from .._units import parse_percent
@@ -45,8 +45,10 @@ DTYPES: dict[str, torch.dtype] = {
 }
 MODES = ("eval", "train", "same")
 BUDGET_KEYS = {k.replace("_", "-"): k for k in QUANTITIES}  # "max-params" -> "max_params"
+#: the memory keys: what to measure (``estimate``, ``optimizer``, ``autocast``) and what to hold it to
+MEMORY_KEYS = ("estimate", "optimizer", "autocast", "fits", "context", "world-size", "strategy")
 KEYS = ("target", "input-size", "dtypes", "batch-size", "device", "mode", "kwargs", *BUDGET_KEYS,
-        "baseline", "max-growth")
+        "baseline", "max-growth", *MEMORY_KEYS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +68,24 @@ class ModelSpec:
     baseline: str | None = None
     max_growth: float | None = None
     base_dir: str = "."
+    estimate: str | None = None
+    optimizer: str = "adamw"
+    autocast: torch.dtype | None = None
+    fits: str | int | None = None
+    context: int | None = None
+    world_size: int | None = None
+    strategy: str | None = None
+
+    @property
+    def memory_kwargs(self) -> dict[str, Any]:
+        """The keywords of ``summary()`` for the memory estimate (empty without one)."""
+        if self.estimate is None:
+            return {}
+        out: dict[str, Any] = {"estimate": self.estimate, "optimizer": self.optimizer, "autocast": self.autocast}
+        for key in ("fits", "context", "world_size", "strategy"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        return out
 
 
 def parse_size(text: str) -> tuple[int, ...]:
@@ -153,6 +173,7 @@ def build_spec(name: str, table: dict[str, Any], label: Callable[[str], str], ba
             except InputSpecError as err:
                 raise fail(key, str(err).removeprefix(f"{keyword}: ")) from None
     values["limits"] = limits
+    values.update(_memory_keys(table, limits, fail))
     if "max-growth" in table:
         raw = table["max-growth"]
         if not isinstance(raw, str):
@@ -162,6 +183,44 @@ def build_spec(name: str, table: dict[str, Any], label: Callable[[str], str], ba
         except InputSpecError as err:
             raise fail("max-growth", str(err)) from None
     return ModelSpec(**values)
+
+
+def _memory_keys(table: dict[str, Any], limits: dict[str, int], fail: Callable[[str, str], Exception]) -> dict[str, Any]:
+    """Validate the memory keys (:data:`MEMORY_KEYS`); a memory budget implies its estimate.
+    The values themselves (a size or device for ``fits``, a known optimizer) are checked by
+    ``summary()`` before any forward runs."""
+    out: dict[str, Any] = {}
+    kinds = {kind for key, kind in MEMORY_BUDGETS.items() if key in limits}
+    budget_keys = [k.replace("_", "-") for k in MEMORY_BUDGETS if k in limits]
+    if len(kinds) == 2:
+        raise fail(budget_keys[1], "one model measures one estimate (train or inference); give max-train-memory "
+                   "and max-inference-memory to two models of the same target")
+    estimate = table.get("estimate")
+    if estimate is not None and estimate not in ("train", "inference"):
+        raise fail("estimate", f"expected 'train' or 'inference', got {estimate!r}")
+    if kinds and estimate is not None and estimate not in kinds:
+        raise fail(budget_keys[0], f"needs estimate {next(iter(kinds))!r}, but estimate is {estimate!r}")
+    estimate = estimate or (next(iter(kinds)) if kinds else None)
+    given = [k for k in MEMORY_KEYS[1:] if k in table]
+    if given and estimate is None:
+        raise fail(given[0], "needs estimate (train or inference: the step to measure)")
+    out["estimate"] = estimate
+    for key, kinds_ok, what in (("optimizer", (str,), "a name such as adamw"), ("autocast", (str,), "a dtype name"),
+                                ("fits", (str, int), "a size such as 24GiB or a device such as cuda:0"),
+                                ("context", (int,), "a positive int (tokens)"),
+                                ("world-size", (int,), "a positive int (ranks)"),
+                                ("strategy", (str,), "ddp, zero2 or fsdp")):
+        if key in table:
+            value = table[key]
+            if not isinstance(value, kinds_ok) or isinstance(value, bool):
+                raise fail(key, f"expected {what}, got {value!r}")
+            out[key.replace("-", "_")] = value
+    if "autocast" in out:
+        key = out["autocast"].strip().removeprefix("torch.").lower()
+        if key not in DTYPES or not DTYPES[key].is_floating_point:
+            raise fail("autocast", f"expected a floating dtype name such as bfloat16 or float16, got {out['autocast']!r}")
+        out["autocast"] = DTYPES[key]
+    return out
 
 
 def _dtype_list(raw: Any) -> list[torch.dtype]:

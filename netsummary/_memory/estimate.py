@@ -12,7 +12,8 @@ module call of the measured forward (saved-activation bytes, innermost attributi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 #: How a figure was obtained.
 COUNTED = "counted"  # from the tensors' numel() * element_size()
@@ -98,6 +99,13 @@ class MemoryEstimate:
         notes: what the figures leave out or assume, one sentence each: overheads the
             estimate cannot see (CUDA context, allocator rounding, fragmentation, kernel
             workspaces), "no trainable parameters", lower-bound reasons.
+        live_curve: ``(live bytes, gradient bytes live, phase)`` after every allocation
+            of the step (the largest live bytes is ``peak``); the same step at two batch
+            sizes gives each moment's fixed part and per-sample slope, which the ``fits=``
+            verdict's largest batch follows (the moment that holds the peak changes with the batch).
+        plan: what follows from the step when ``summary()`` was given ``fits=``, ``context=`` or
+            ``world_size=``: a :class:`~netsummary._memory.plan.MemoryPlan` (the verdict, the KV
+            cache, the per-rank figures), else ``None``.
         complete: ``False`` for the partial estimate of a failed step (on
             :class:`~netsummary._errors.MemoryEstimateError`): figures of phases that did not
             run are 0.
@@ -128,6 +136,8 @@ class MemoryEstimate:
     lower_bound: bool = False
     notes: tuple[str, ...] = ()
     complete: bool = True
+    live_curve: tuple[tuple[int, int, str], ...] = field(default=(), repr=False, compare=False)
+    plan: Any = field(default=None, compare=False)
 
     @property
     def items(self) -> tuple[tuple[str, MemoryItem], ...]:

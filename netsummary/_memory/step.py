@@ -363,6 +363,7 @@ class _Step:
         _, phase, module, op = live.events[peak_ev]
         if phase == "setup":
             phase = "forward"
+        live_curve = _live_curve(live, extra, recs)  # (memfit) for the fits= verdict from two batches
         end = self.forward_end  # saved tensors still held for the backward when the forward ended
         held = {i: c for i, c in self.saved.items() if recs[i][3] is None or recs[i][3] > end}
         saved_bytes = sum(recs[i][1] for i in held)
@@ -416,6 +417,7 @@ class _Step:
             forward_macs=fwd_macs, backward_macs=self.backward_macs if train else None,
             trainable_params=sum(p.numel() for p in self.trainable),
             layers=layers, lower_bound=lower, notes=tuple(notes), complete=complete,
+            live_curve=live_curve,
         )
 
     def _error(self, phase: str, err: BaseException, partial: MemoryEstimate) -> MemoryEstimateError:
@@ -448,3 +450,21 @@ class _Step:
             ran = "forward's" if phase == "backward" else "forward's and backward's"
             msg += f"; the {ran} figures are in err.partial"
         return MemoryEstimateError(msg, phase, module, op, partial)
+
+
+def _live_curve(live: LiveStorages, extra: list[int], recs: list) -> tuple:
+    """``(live bytes, gradient bytes live, phase)`` after every allocation, the optimizer state counted
+    from the start as for the peak (added for the fits= verdict: the same step at two batch sizes
+    gives each event's fixed part and per-sample slope, and the peak at any batch is their largest)."""
+    grads = [0] * (len(live.events) + 1)
+    for r in recs:
+        if r[4] == "gradients":
+            grads[r[2]] += r[1]
+            if r[3] is not None:
+                grads[r[3]] -= r[1]
+    out, g = [], 0
+    for i, ev in enumerate(live.events):
+        g += grads[i]
+        if ev[3] != "free":  # a peak follows an allocation; frees at teardown come in no fixed order
+            out.append((ev[0] + extra[i], g, "forward" if ev[1] == "setup" else ev[1]))
+    return tuple(out)

@@ -72,6 +72,8 @@ def render_memory(est: MemoryEstimate) -> str:
                 macs += f" ({est.backward_macs / est.forward_macs:.2f} × forward)"
         lines.append(macs + " (FLOPs = 2 × MACs)")
     lines.extend(f"  Note: {note}" for note in est.notes)
+    if est.plan is not None:  # the verdict, KV cache and per-rank figures (netsummary._reporting.fit)
+        lines.append(str(est.plan))
     return "\n".join(lines)
 
 
@@ -83,6 +85,14 @@ def memory_to_dict(est: MemoryEstimate) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in dataclasses.fields(est):
         value = getattr(est, f.name)
+        if f.name == "live_curve":  # one entry per allocation: for the fits= verdict, not for files
+            continue
+        if f.name == "plan":  # derived figures, written for readers and CI (netsummary._reporting.fit)
+            if value is not None:
+                from .fit import plan_to_dict
+
+                out[f.name] = plan_to_dict(value)
+            continue
         if isinstance(value, MemoryItem):
             value = dataclasses.asdict(value)
         elif f.name == "peak_parts":

@@ -1,0 +1,97 @@
+"""Text of the memory verdict, the KV cache and the per-rank figures (the data: :mod:`netsummary._memory`).
+
+Sizes in binary units (``GiB`` = 2**30 bytes) with two decimals, as the tree view writes them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+from .._units import format_bytes
+
+if TYPE_CHECKING:
+    from .._memory.kvcache import KVCache
+    from .._memory.plan import MemoryPlan
+    from .._memory.sharding import ShardedMemory
+    from .._memory.verdict import FitVerdict
+
+
+def render_fit(fit: FitVerdict) -> str:
+    """``Fits in 24.00 GiB: yes, 20.12 GiB headroom ...``, then the largest batch and context and
+    the overheads, one line each."""
+    answer = (f"yes, {format_bytes(fit.margin_bytes)} headroom" if fit.fits
+              else f"no, {format_bytes(-fit.margin_bytes)} short")
+    lines = [f"Fits in {fit.capacity.label}: {answer} (peak {format_bytes(fit.peak_bytes)} + overheads "
+             f"{format_bytes(fit.overhead_bytes)} = {format_bytes(fit.need_bytes)})"]
+    if fit.peak_note:
+        lines.append(f"  peak {fit.peak_note}")
+    if fit.largest_batch is not None:
+        (b1, _), (b2, _) = fit.batches[:2]
+        at = f"; set in the {fit.limit_phase}" if fit.limit_phase else ""
+        shown = f"{fit.largest_batch:,}" if fit.largest_batch else "none, not even 1"
+        lines.append(f"  largest batch that fits: {shown} (from batches {b1:,} and {b2:,}: "
+                     f"{format_bytes(fit.fixed_bytes or 0)} fixed + {format_bytes(fit.per_sample_bytes or 0)} "
+                     f"per sample{at})")
+    elif len(fit.batches) >= 2:
+        lines.append("  largest batch that fits: not derived (the peak did not grow with the batch between "
+                     f"batches {fit.batches[0][0]:,} and {fit.batches[1][0]:,})")
+    if fit.largest_context is not None:
+        cap = "" if fit.context_limit is None else f" (the model's max_position_embeddings: {fit.context_limit:,})"
+        shown = f"~{fit.largest_context:,} tokens" if fit.largest_context else "none, not even 1 token"
+        lines.append(f"  largest context that fits at batch {fit.batch_size:,}: {shown}{cap}")
+        if fit.context_note:
+            lines.append(f"    {fit.context_note}")
+    lines.append("  overheads the estimate cannot see:")
+    width = max(len(o.name) for o in fit.overheads)
+    for o in fit.overheads:
+        lines.append(f"    {o.name:<{width}}  {format_bytes(o.bytes):>10}  {o.note}")
+    return "\n".join(lines)
+
+
+def render_kv(kv: KVCache) -> str:
+    """``KV cache (2,048 tokens, batch 1): 44.00 MiB  formula``, then the arithmetic on its own line."""
+    return f"KV cache ({kv.context:,} tokens, batch {kv.batch:,}): {format_bytes(kv.bytes)}  formula\n  {kv.formula}"
+
+
+def render_sharded(sh: ShardedMemory) -> str:
+    """The per-rank table: one line per category, bytes and how each is obtained."""
+    title = (f"Per rank, {sh.strategy} on {sh.world_size} rank{'s' * (sh.world_size != 1)} "
+             f"(batch {sh.rank_batch:,} per rank of {sh.batch_size:,})")
+    rows = [(name, item.bytes, item.note) for name, item in sh.items]
+    width = max(len(n) for n, _, _ in rows)
+    lines = [title]
+    for name, n, note in rows:
+        lines.append(f"  {name:<{width}}  {format_bytes(n):>12}  {note}")
+    return "\n".join(lines)
+
+
+def plan_to_dict(plan: MemoryPlan) -> dict[str, Any]:
+    """The plan as plain data, every size an int of bytes with its method: ``{"fits": {...},
+    "kv_cache": {...}, "per_rank": {...}}`` (a key only where the plan has it). Written for readers
+    and CI; a loaded summary does not carry it back (it depends on the device's state when made)."""
+    out: dict[str, Any] = {}
+    if plan.fit is not None:
+        fit = plan.fit
+        out["fits"] = {
+            "fits": fit.fits, "method": "formula", "capacity_bytes": fit.capacity.bytes,
+            "device": fit.capacity.device, "device_total_bytes": fit.capacity.total_bytes,
+            "peak_bytes": fit.peak_bytes, "overheads": [dataclasses.asdict(o) for o in fit.overheads],
+            "need_bytes": fit.need_bytes, "margin_bytes": fit.margin_bytes, "batch_size": fit.batch_size,
+            "measured_batches": [list(b) for b in fit.batches], "largest_batch": fit.largest_batch,
+            "fixed_bytes": fit.fixed_bytes, "per_sample_bytes": fit.per_sample_bytes,
+            "limit_phase": fit.limit_phase, "context": fit.context, "largest_context": fit.largest_context,
+            "context_limit": fit.context_limit, "context_note": fit.context_note,
+        }
+    if plan.kv_cache is not None:
+        kv = plan.kv_cache
+        out["kv_cache"] = {"bytes": kv.bytes, "method": kv.method, "note": kv.formula, "context": kv.context,
+                           "batch": kv.batch, "dtype_bytes": kv.dtype_bytes,
+                           "bytes_per_token": kv.bytes_per_token, "layers": [list(x) for x in kv.layers]}
+    if plan.sharded is not None:
+        sh = plan.sharded
+        out["per_rank"] = {"strategy": sh.strategy, "world_size": sh.world_size, "batch_size": sh.batch_size,
+                           "rank_batch": sh.rank_batch, "unit": sh.unit,
+                           **{name: dataclasses.asdict(item) for name, item in sh.items}}
+    out["measured"] = [list(m) for m in plan.measured]
+    return out
