@@ -69,7 +69,7 @@ def test_classic_output_gains_the_memory_section_only_when_asked(capsys):
     assert code == 0
     assert "Memory, one training step (batch 8, float32, AdamW)" in out
     assert "Per rank, zero2 on 2 ranks (batch 4 per rank of 8)" in out
-    assert "Fits in 64.00 MiB: yes" in out
+    assert "Fits in 64.00 MiB on each rank: yes" in out
     code, plain, _ = run(capsys, TINY, "--input-size", "16")
     assert code == 0 and "Memory" not in plain
 

@@ -76,7 +76,7 @@ class MemoryPlan:
         if self.sharded is not None:
             parts.append(render_sharded(self.sharded))
         if self.fit is not None:
-            parts.append(render_fit(self.fit))
+            parts.append(render_fit(self.fit, per_rank=self.sharded is not None))
         return "\n".join(parts)
 
 

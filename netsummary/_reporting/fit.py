@@ -17,12 +17,13 @@ if TYPE_CHECKING:
     from .._memory.verdict import FitVerdict
 
 
-def render_fit(fit: FitVerdict) -> str:
+def render_fit(fit: FitVerdict, per_rank: bool = False) -> str:
     """``Fits in 24.00 GiB: yes, 20.12 GiB headroom ...``, then the largest batch and context and
-    the overheads, one line each."""
+    the overheads, one line each; ``per_rank``: the figures are one rank's of a sharded plan."""
     answer = (f"yes, {format_bytes(fit.margin_bytes)} headroom" if fit.fits
               else f"no, {format_bytes(-fit.margin_bytes)} short")
-    lines = [f"Fits in {fit.capacity.label}: {answer} (peak {format_bytes(fit.peak_bytes)} + overheads "
+    rank = " per rank" if per_rank else ""
+    lines = [f"Fits in {fit.capacity.label}{' on each rank' if per_rank else ''}: {answer} (peak {format_bytes(fit.peak_bytes)} + overheads "
              f"{format_bytes(fit.overhead_bytes)} = {format_bytes(fit.need_bytes)})"]
     if fit.peak_note:
         lines.append(f"  peak {fit.peak_note}")
@@ -30,7 +31,7 @@ def render_fit(fit: FitVerdict) -> str:
         (b1, _), (b2, _) = fit.batches[:2]
         at = f"; set in the {fit.limit_phase}" if fit.limit_phase else ""
         shown = f"{fit.largest_batch:,}" if fit.largest_batch else "none, not even 1"
-        lines.append(f"  largest batch that fits: {shown} (from batches {b1:,} and {b2:,}: "
+        lines.append(f"  largest batch{rank} that fits: {shown} (from batches {b1:,} and {b2:,}: "
                      f"{format_bytes(fit.fixed_bytes or 0)} fixed + {format_bytes(fit.per_sample_bytes or 0)} "
                      f"per sample{at})")
     elif len(fit.batches) >= 2:
@@ -54,11 +55,14 @@ def render_kv(kv: KVCache) -> str:
     return f"KV cache ({kv.context:,} tokens, batch {kv.batch:,}): {format_bytes(kv.bytes)}  formula\n  {kv.formula}"
 
 
+_LABELS = {"all_gathered": "All-gathered (transient)", "peak": "Peak during the step"}
+
+
 def render_sharded(sh: ShardedMemory) -> str:
     """The per-rank table: one line per category, bytes and how each is obtained."""
     title = (f"Per rank, {sh.strategy} on {sh.world_size} rank{'s' * (sh.world_size != 1)} "
              f"(batch {sh.rank_batch:,} per rank of {sh.batch_size:,})")
-    rows = [(name, item.bytes, item.note) for name, item in sh.items]
+    rows = [(_LABELS.get(name, name.replace("_", " ").capitalize()), item.bytes, item.note) for name, item in sh.items]
     width = max(len(n) for n, _, _ in rows)
     lines = [title]
     for name, n, note in rows:
