@@ -192,8 +192,13 @@ def test_eager_experts_on_meta_name_the_workaround() -> None:
     with torch.device("meta"):
         m = cls(cfg)
     m.set_experts_implementation("eager")
-    with pytest.raises(ForwardError, match=r'model.set_experts_implementation\("grouped_mm"\)'):
+    with pytest.raises(ForwardError, match=r'model.set_experts_implementation\("grouped_mm"\)') as info:
         summary(m, (16,), dtypes=[torch.long], verbose=0)
+    # both ways out, each complete
+    assert ("which fake tensors on the meta device cannot do. Either switch the transformers experts to the grouped "
+            'matmul, which runs on meta: model.set_experts_implementation("grouped_mm") (or '
+            'experts_implementation="grouped_mm" when loading), or summarize on a real device (device="cpu"), with a '
+            "smaller config if the model is too large") in str(info.value)
     m.set_experts_implementation("grouped_mm")  # the workaround works
     assert summary(m, (16,), dtypes=[torch.long], verbose=0).active_params == MIXTRAL_ACTIVE
 
@@ -246,3 +251,104 @@ def test_mixtral_8x7b_shaped_on_meta() -> None:
     # x 32 layers + lm_head 4096 * 32000 = 12,748,587,008 per token, x 128 = 1,631,819,137,024;
     # attention scores 32 layers * 32 heads * 128 * 128 * (128 + 128) = 4,294,967,296
     assert s.total_macs == 1_631_819_137_024 + 4_294_967_296 and s.unknown_ops == ()
+
+
+# --- evidence of routing: a layout alone is not a mixture of experts ------------------------------
+
+class Stack(nn.Module):
+    """Three layers named ``experts``, every token through each one: nothing is routed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.experts = nn.ModuleList([nn.Linear(8, 8) for _ in range(3)])  # 3 * (8*8 + 8) = 216
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for e in self.experts:
+            x = e(x)
+        return x
+
+
+class SoftMixture(nn.Module):
+    """A gate weighting every expert for every token (a dense soft mixture): nothing is routed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = nn.Linear(8, 4)
+        self.experts = nn.ModuleList([Expert() for _ in range(4)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.gate(x).softmax(-1)
+        return sum(w[..., e, None] * expert(x) for e, expert in enumerate(self.experts))
+
+
+def _no_moe(s: Summary) -> None:
+    assert (s.expert_params, s.active_params, s.active_params_method) == (None, None, None)
+    assert "Active" not in str(s) and "Routed" not in str(s) and "Active" not in s.render("tree")
+
+
+def test_layers_named_experts_without_a_router_are_not_moe() -> None:
+    m = Stack()
+    s = summary(m, (8,), verbose=0)  # each of the 3 experts saw all 2 rows: 6 = tokens x E, no router
+    assert s.total_params == sum(p.numel() for p in m.parameters()) == 216
+    _no_moe(s)
+    _no_moe(summary(m, verbose=0))  # no forward: no top_k, no gate
+    with torch.device("meta"):
+        _no_moe(summary(Stack(), (8,), verbose=0))
+    # every expert saw every token although a gate exists, and no router declares a top-k: not routed
+    _no_moe(summary(SoftMixture(), (8,), batch_size=4, verbose=0))
+
+    class Unused(Stack):  # the experts are never called: 0 rows is no evidence either
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x
+
+    _no_moe(summary(Unused(), (8,), verbose=0))
+
+
+def test_a_gate_without_top_k_and_no_forward_is_moe_of_unknown_activity() -> None:
+    s = summary(SoftMixture(), verbose=0)  # no forward: the gate is the evidence, k unknown
+    assert (s.expert_params, s.active_params, s.active_params_method) == (4 * 280, None, None)
+    assert "Active params per token: unknown (no routing seen); routed experts hold 1,120" in str(s)
+
+
+def test_k_equals_e_router_is_moe_with_every_parameter_active() -> None:
+    torch.manual_seed(0)
+    s = summary(TopKMoE(k=4), (16, 8), batch_size=1, verbose=0)
+    # top-4 of 4: every token to every expert, R = 16 * 4 = T x E; the router declares k = 4 = E, so
+    # it is routing that picks all: active = 36 + 4/4 of 1,120 = 1,156 = total
+    assert (s.total_params, s.expert_params, s.active_params, s.active_params_method) == (1156, 1120, 1156, "measured")
+    assert "Active params per token: 1,156 of 1,156 (100.00%; measured: tokens each expert processed" in str(s)
+    s = summary(TopKMoE(k=4), verbose=0)
+    assert (s.active_params, s.active_params_method) == (1156, "config")  # 36 + 1,120 * 4 / 4
+
+
+def test_stacked_experts_without_routing_ids_are_not_moe() -> None:
+    class Stacked(nn.Module):  # num_experts and [E, ...] weights, but all experts run on every token
+        def __init__(self) -> None:
+            super().__init__()
+            self.num_experts = 4
+            self.w = nn.Parameter(torch.randn(4, 8, 8))  # 4 * 64 = 256
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.einsum("th,ehk->tk", x, self.w)
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.experts = Stacked()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.experts(x)
+
+    _no_moe(summary(Block(), (8,), batch_size=3, verbose=0))  # called without top_k_index
+    _no_moe(summary(Block(), verbose=0))  # no forward, no router
+
+
+def test_meta_hint_for_a_hand_written_router_is_one_complete_sentence() -> None:
+    with torch.device("meta"):
+        m = TopKMoE()
+    with pytest.raises(ForwardError) as info:
+        summary(m, (16, 8), verbose=0)
+    hints = [line for line in str(info.value).splitlines() if "mixture-of-experts" in line]
+    assert hints == ["  hint: mixture-of-experts routing picks each expert's tokens by value (nonzero / torch.where "
+                     "on the routing mask), which fake tensors on the meta device cannot do: summarize on a real "
+                     'device (device="cpu") instead, with smaller sizes if the model is too large']

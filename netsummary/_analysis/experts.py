@@ -24,6 +24,24 @@ Two layouts of experts are recognized (a pass over the modules, not the paramete
   (not ``shared*``), as hand-written top-k routers, fairseq and transformers v4 hold them; each
   expert is called on the rows routed to it.
 
+A layout alone is not a mixture of experts: a list of layers named ``experts`` that every
+token goes through, one after the other, routes nothing. A group found above counts only with
+**evidence of routing** (:func:`routed_groups`):
+
+* in a traced run that reached it — listed experts that together processed fewer (token,
+  expert) rows than tokens x E, and at least one (0 < R_g < T_g x E: some expert skipped some
+  token); fused experts that received routing ids (``top_k_index``). Every listed expert seeing
+  every token is routing only when a router declares it (a ``top_k`` / ``num_experts_per_tok``
+  of the router, the block or its config, :func:`_top_k`): a **k = E router** sends each token
+  to all E experts, so the group stays a mixture of experts whose active parameters are all of
+  its parameters (``Active params per token: 1,156 of 1,156 (100.00%; measured ...)``); without
+  such a k it is a dense stack or a soft mixture, and no MoE figure is shown;
+* with no forward (``"config"``), or a group the run never reached — a router attribute: a
+  declared top-k, or a router child of the block (``gate``, ``router``, ``routing``,
+  ``switch``). A router child without a top-k leaves the active parameters unknown.
+
+The routing hint on ``meta`` (:func:`routing_hint`) likewise needs a router attribute.
+
 How R_g and T_g are obtained, per summary (:data:`METHODS`):
 
 * ``"measured"`` — counted in the traced run: for fused experts the routing ids the call
@@ -54,7 +72,7 @@ from torch import nn
 from torch.nn.modules import module as _module_globals
 from torch.utils._python_dispatch import TorchDispatchMode
 
-__all__ = ["ExpertGroup", "find_experts", "RoutingProbe", "GroupedMmStandIn", "moe_figures", "routing_hint", "METHODS"]
+__all__ = ["ExpertGroup", "find_experts", "routed_groups", "RoutingProbe", "GroupedMmStandIn", "moe_figures", "routing_hint", "METHODS"]
 
 #: the keys of ``Summary.active_params_method`` (their words: netsummary._reporting.extras)
 METHODS = ("measured", "top-k", "config")
@@ -70,7 +88,8 @@ class ExpertGroup:
     ``name``: qualified name; ``kind``: ``"fused"`` or ``"list"``; ``experts``: the expert
     modules (the fused module alone, or each listed expert); ``block``: the module whose call
     receives every token of the layer (for a list, the list's parent); ``top_k``: from the
-    router's attributes or the config, ``None`` when neither says. ``tokens`` / ``routed`` are
+    router's attributes or the config, ``None`` when neither says; ``router``: the block has a
+    router child (``gate``, ``router``, ...). ``tokens`` / ``routed`` are
     filled in from the traced run (T_g and R_g of the module docstring), ``measured`` tells
     whether values were counted."""
 
@@ -85,6 +104,7 @@ class ExpertGroup:
     routed: Fraction = field(default_factory=Fraction)
     measured: bool = False
     rows: list[int] = field(default_factory=list)  # listed experts: rows each expert received
+    router: bool = False
 
 
 def _int_attr(obj: Any, names: tuple[str, ...]) -> int | None:
@@ -144,7 +164,8 @@ def find_experts(named: list[tuple[str, nn.Module]]) -> list[ExpertGroup]:
         e = _fused_count(m)
         if e is not None:
             router = _router(parent)
-            groups.append(ExpertGroup(name, "fused", e, m, [m], parent, _top_k(router, parent, m)))
+            groups.append(ExpertGroup(name, "fused", e, m, [m], parent, _top_k(router, parent, m),
+                                      router=router is not None))
             inside.append(name)
             continue
         last = name.rpartition(".")[2].lower()
@@ -153,9 +174,40 @@ def find_experts(named: list[tuple[str, nn.Module]]) -> list[ExpertGroup]:
             if len(experts) >= 2 and len({type(c) for c in experts}) == 1 and any(
                     p is not None for c in experts for p in c.parameters()):
                 router = _router(parent)
-                groups.append(ExpertGroup(name, "list", len(experts), m, experts, parent, _top_k(router, parent)))
+                groups.append(ExpertGroup(name, "list", len(experts), m, experts, parent, _top_k(router, parent),
+                                          router=router is not None))
                 inside.append(name)
     return groups
+
+
+def _declares_router(g: ExpertGroup) -> bool:
+    """A router attribute: a declared top-k, or a router child of the block."""
+    return g.top_k is not None or g.router
+
+
+def routed_groups(groups: list[ExpertGroup], ran: bool) -> list[ExpertGroup]:
+    """The groups with evidence of routing (module docstring): after :func:`measure_lists` and
+    :func:`top_k_from_calls` when a forward ran (``ran``), else from the router attributes.
+
+    >>> class Stack(nn.Module):  # every token through every expert, no router: not a MoE
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.experts = nn.ModuleList([nn.Linear(8, 8) for _ in range(3)])
+    >>> routed_groups(find_experts(list(Stack().named_modules())), ran=False)
+    []
+    """
+    out = []
+    for g in groups:
+        if ran and g.tokens:
+            if g.kind == "fused":  # it received routing ids: the router chose its experts
+                keep = True
+            else:
+                keep = 0 < g.routed < g.tokens * g.num_experts or g.top_k is not None
+        else:  # no forward, or never reached in it
+            keep = _declares_router(g)
+        if keep:
+            out.append(g)
+    return out
 
 
 def _router(block: nn.Module | None) -> nn.Module | None:
@@ -345,13 +397,16 @@ def routing_hint(err: BaseException, groups: list[ExpertGroup], failed_module: n
     ``torch.where`` on the routing mask need values), else ``None``."""
     if not groups or failed_module is None:
         return None
+    groups = [g for g in groups if _declares_router(g)]
     inside = {id(m) for g in groups for m in [g.module, *g.experts, *([g.block] if g.block is not None else [])]}
     if id(failed_module) not in inside:
         return None
-    fused = [g for g in groups if g.kind == "fused" and failed_module in (g.module, g.block)]
-    how = ('switch the transformers experts to the grouped matmul, which runs on meta: '
-           'model.set_experts_implementation("grouped_mm") (or experts_implementation="grouped_mm" when loading); '
-           if fused else "")
-    return ("mixture-of-experts routing picks each expert's tokens by value (nonzero / torch.where on the routing "
-            "mask), which fake tensors on the meta device cannot do; " + how +
-            'or summarize on a real device (device="cpu"), with a smaller config if the model is too large')
+    why = ("mixture-of-experts routing picks each expert's tokens by value (nonzero / torch.where on the routing "
+           "mask), which fake tensors on the meta device cannot do")
+    device = 'summarize on a real device (device="cpu")'
+    if any(g.kind == "fused" and failed_module in (g.module, g.block) for g in groups):
+        return (f"{why}. Either switch the transformers experts to the grouped matmul, which runs on meta: "
+                'model.set_experts_implementation("grouped_mm") (or experts_implementation="grouped_mm" when '
+                f"loading), or {device}, with a smaller config if the model is too large")
+    # a hand-written router: no implementation of it runs on meta
+    return f"{why}: {device} instead, with smaller sizes if the model is too large"

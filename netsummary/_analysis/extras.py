@@ -44,10 +44,11 @@ def with_extras(result: Summary, adapters: tuple[AdapterGroup, ...], groups: lis
     changes: dict[str, Any] = {}
     if adapters:
         changes["adapters"] = adapters
+    if groups and calls is not None:
+        _experts.measure_lists(groups, calls)
+        _experts.top_k_from_calls(groups, calls)
+    groups = _experts.routed_groups(groups, ran=calls is not None)  # a layout alone is no MoE
     if groups:
-        if calls is not None:
-            _experts.measure_lists(groups, calls)
-            _experts.top_k_from_calls(groups, calls)
         fig = _experts.moe_figures(groups, result.total_params, _params_of, ran=calls is not None)
         if fig is not None:
             changes.update(expert_params=fig.expert_params, active_params=fig.active_params,
