@@ -129,9 +129,12 @@ class AdapterGroup:
     ``add_adapter``): its LoRA matrices, prompt encoder, ``modules_to_save`` copies, ...
 
     ``params`` / ``trainable_params`` / ``param_bytes``: unique elements, of which trainable
-    (``requires_grad``), and bytes at their own dtypes. ``active``: the adapter is one of the
-    model's ``active_adapters`` (the ones the forward runs). ``peft_type``: its config's
-    ``peft_type`` (``"LORA"``, ``"PREFIX_TUNING"``, ...), ``""`` when unknown.
+    (``requires_grad``), and bytes at their own dtypes. ``active``: the forward runs it: it is one
+    of the model's ``active_adapters`` and not disabled. ``peft_type``: its config's
+    ``peft_type`` (``"LORA"``, ``"PREFIX_TUNING"``, ...), ``""`` when unknown. ``disabled``: peft
+    has the adapter switched off (inside ``model.disable_adapter()``, after
+    ``disable_adapter_layers()`` / transformers' ``disable_adapters()``): see
+    :mod:`netsummary._analysis.adapters`.
     """
 
     name: str
@@ -140,6 +143,7 @@ class AdapterGroup:
     param_bytes: int
     active: bool = True
     peft_type: str = ""
+    disabled: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,3 +89,34 @@ def test_peft_model_without_adapters_is_refused_unchanged() -> None:
     # the way out the message names: the base model without the adapter layers, 24,992 params
     base = summary(pm.unload(), (8,), dtypes=[torch.long], verbose=0)
     assert (base.adapters, base.total_params) == ((), 24_992)
+
+
+def test_disabled_adapter_is_shown_disabled() -> None:
+    peft = pytest.importorskip("peft")
+    pm = peft.get_peft_model(_tiny_llama(), peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    with pm.disable_adapter():  # peft switches every LoRA layer off: the forward runs the base model
+        s = summary(pm, (8,), dtypes=[torch.long], verbose=0)
+        _check_against_peft(pm, s)
+    # the same 896 LoRA elements as test_lora_on_attention, none run
+    (a,) = s.adapters
+    assert (a.name, a.params, a.active, a.disabled) == ("default", 896, False, True)
+    assert f"Adapter 'default' (LORA, disabled): 896 params, {a.trainable_params:,} trainable" in str(s)
+    assert "Adapter 'default' (LORA, disabled)" in s.render("tree", depth=0)
+    assert s.to_dict()["adapters"][0]["disabled"] is True and Summary.from_json(s.to_json()) == s
+    # out of the context peft enables it again, and so does the summary
+    (a,) = summary(pm, (8,), dtypes=[torch.long], verbose=0).adapters
+    assert (a.active, a.disabled) == (True, False)
+    assert "disabled" not in summary(pm, verbose=0).to_dict()["adapters"][0]  # written only when true
+    # the tuner's own switch, without the context manager
+    pm.base_model.disable_adapter_layers()
+    assert [(a.active, a.disabled) for a in summary(pm, verbose=0).adapters] == [(False, True)]
+    pm.base_model.enable_adapter_layers()
+
+
+def test_disabled_prompt_learning_adapter() -> None:
+    peft = pytest.importorskip("peft")
+    pm = peft.get_peft_model(_tiny_llama(), peft.PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5))
+    with pm.disable_adapter():  # prompt learning: peft sets the PeftModel's _adapters_disabled
+        s = summary(pm, verbose=0)
+    assert [(a.name, a.params, a.active, a.disabled) for a in s.adapters] == [("default", 320, False, True)]
+    assert [(a.active, a.disabled) for a in summary(pm, verbose=0).adapters] == [(True, False)]

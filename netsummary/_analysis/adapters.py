@@ -6,7 +6,13 @@ a PEFT model otherwise; netsummary never imports peft itself):
 * the model is a PEFT model when it is a ``peft.PeftModel`` / ``peft.PeftMixedModel`` / peft
   tuner (``peft.tuners.tuners_utils.BaseTuner``), or a transformers model with adapters loaded
   (``_hf_peft_config_loaded``); its adapter names are the keys of ``model.peft_config`` and the
-  ones the forward runs are ``model.active_adapters``;
+  ones the forward runs are ``model.active_adapters``, unless peft has them **disabled**;
+* an adapter is disabled when peft says so through its own state: the ``PeftModel``'s
+  ``_adapters_disabled`` (set by ``with model.disable_adapter():`` for every kind of adapter,
+  prompt learning included), or the ``disable_adapters`` property of every adapter layer holding
+  it (``BaseTunerLayer`` and ``modules_to_save`` wrappers: set by ``disable_adapter()``,
+  ``disable_adapter_layers()`` and transformers' ``model.disable_adapters()``). A disabled
+  adapter is not active;
 * an adapter's parameters are those peft keeps under the adapter's name: every
   ``nn.ModuleDict`` / ``nn.ParameterDict`` held by one of peft's modules (a tuner layer's
   ``lora_A`` / ``lora_B`` / ``lora_embedding_A`` / ``ia3_l`` ..., a ``ModulesToSaveWrapper``'s
@@ -71,23 +77,40 @@ def peft_adapters(model: nn.Module, named: list[tuple[str, nn.Module]]) -> tuple
         active = set(names)
     wanted = set(names)
     found: dict[str, dict[int, Any]] = {n: {} for n in names}
+    switched: dict[str, list[bool]] = {n: [] for n in names}  # each adapter layer's disable_adapters
     for _, m in named:
         if not type(m).__module__.startswith("peft."):
             continue
+        off = _disabled_flag(m)
         for child in m._modules.values():
             if isinstance(child, (nn.ModuleDict, nn.ParameterDict)):
                 for key in wanted.intersection(child.keys()):
+                    if off is not None:
+                        switched[key].append(off)
                     entry = child[key]
                     tensors = [entry] if isinstance(entry, nn.Parameter) else (
                         entry.parameters() if isinstance(entry, nn.Module) else ())
                     for p in tensors:
                         found[key].setdefault(id(p), p)
+    all_off = model.__dict__.get("_adapters_disabled") is True  # PeftModel, inside disable_adapter()
     out = []
     for n in names:
+        disabled = all_off or (bool(switched[n]) and all(switched[n]))
         ps = found[n].values()
         numel = sum(p.numel() for p in ps)
         kind = getattr(config[n], "peft_type", "")
         kind = str(getattr(kind, "value", kind) or "")
         out.append(AdapterGroup(n, numel, sum(p.numel() for p in ps if p.requires_grad),
-                                sum(p.numel() * p.element_size() for p in ps), n in active, kind))
+                                sum(p.numel() * p.element_size() for p in ps), n in active and not disabled, kind,
+                                disabled))
     return tuple(out)
+
+
+def _disabled_flag(m: nn.Module) -> bool | None:
+    """peft's ``disable_adapters`` property of an adapter layer (a tuner layer, a
+    ``modules_to_save`` wrapper); ``None`` for a module without one."""
+    try:
+        flag = getattr(m, "disable_adapters", None)
+    except Exception:  # noqa: BLE001 - a layer whose flag cannot be read says nothing
+        return None
+    return flag if isinstance(flag, bool) else None

@@ -16,7 +16,8 @@ MACs), no pre-formatted strings::
       "expert_params": ..., "active_params": ... | null, "active_params_method": "measured" |
           "top-k" | "config" | null (only for a mixture-of-experts model),
       "adapters": [{"name": "default", "params": ..., "trainable_params": ..., "param_bytes": ...,
-                    "active": true, "peft_type": "LORA"}, ...] (only for a PEFT model),
+                    "active": true, "peft_type": "LORA",
+                    "disabled": true (only when peft has it switched off)}, ...] (only for a PEFT model),
       "quantized_params": ..., "quantized_bytes": ..., "quant_state_bytes": ...,
       "quant_unknown": ["name (Type)", ...], "quant_dtypes": ["int4 packed", ...]
           (these five only for a model with quantized weights, see netsummary._analysis.quantized),
@@ -114,7 +115,7 @@ def decode_shape(data: Any) -> ShapeTree:
     return data["type"]
 
 
-_IF_TRUE = ("created",)  # written only when true: data without it reads as false (the default)
+_IF_TRUE = ("created", "disabled")  # written only when true: data without it reads as false (the default)
 # quantized weights (netsummary._analysis.quantized): written only when set (non-zero, non-empty),
 # so a model without quantized weights gives the same JSON and CSV as before they existed
 _QUANT_LAYER = ("quant_params", "quant_bytes", "quant_state_bytes", "quant_unknown", "quant_dtype")
@@ -303,7 +304,7 @@ _SCHEMA: dict[type, dict[str, _Kind]] = {
     },
     AdapterGroup: {
         "name": _STR, **dict.fromkeys(("params", "trainable_params", "param_bytes"), _COUNT), "active": _BOOL,
-        "peft_type": _STR,
+        "peft_type": _STR, "disabled": _BOOL,
     },
     LayerRecord: {
         "index": _COUNT, "name": _STR, "type": _STR, "call_index": _COUNT, "depth": _COUNT,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .._summary import Summary
+    from .._summary import AdapterGroup, Summary
 
 # how active_params was obtained, in words (keys: Summary.active_params_method)
 METHOD_WORDS = {
@@ -38,12 +38,17 @@ def extra_rows(s: Summary) -> list[tuple[str, str]]:
         rows.append(("Trainable share (trainable / total params)", _share(s.trainable_params, s.total_params)))
         for a in s.adapters:
             kind = f"{a.peft_type}, " if a.peft_type else ""
-            rows.append((f"Adapter {a.name!r} ({kind}{'active' if a.active else 'inactive'})",
+            rows.append((f"Adapter {a.name!r} ({kind}{_state(a)})",
                          f"{a.params:,} params, {a.trainable_params:,} trainable"))
         base, base_trainable = _base(s)
         rows.append(("Base model (outside the adapters)",
                      f"{base:,} params, " + ("frozen" if not base_trainable else f"{base_trainable:,} trainable")))
     return rows
+
+
+def _state(a: AdapterGroup) -> str:
+    """``disabled`` (peft has it switched off), ``active`` (the forward runs it) or ``inactive``."""
+    return "disabled" if a.disabled else "active" if a.active else "inactive"
 
 
 def _base(s: Summary) -> tuple[int, int]:
@@ -66,7 +71,7 @@ def extra_lines(s: Summary) -> list[str]:
                      f"({s.trainable_params:,} of {s.total_params:,} params)")
         for a in s.adapters:
             kind = f"{a.peft_type}, " if a.peft_type else ""
-            lines.append(f"Adapter {a.name!r} ({kind}{'active' if a.active else 'inactive'}): "
+            lines.append(f"Adapter {a.name!r} ({kind}{_state(a)}): "
                          f"{a.params:,} params, {a.trainable_params:,} trainable")
         base, base_trainable = _base(s)
         lines.append(f"Base model: {base:,} params, " + ("frozen" if not base_trainable else f"{base_trainable:,} trainable"))
