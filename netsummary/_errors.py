@@ -17,7 +17,8 @@ The hierarchy::
     ├── ConfigError(ValueError)          an invalid ``[tool.netsummary]`` table; the message names the key
     └── BudgetExceeded(AssertionError)   ``assert_within_budget``: one line per violated budget
 
-Every error of ``summary()`` is raised before the model's forward runs, except :class:`ForwardError`.
+Every error of ``summary()`` is raised before the model's forward runs, except :class:`ForwardError`
+and :class:`RankError` (``all_ranks=True``: raised after the collective).
 Messages say what was expected, what was received, and where; the offending object is kept on the
 exception.
 """

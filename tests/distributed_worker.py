@@ -160,6 +160,16 @@ def main(out: Path) -> None:
     result["meta"] = _figures(s) | {"unchanged": _same(before, _params(big)), "device": s.device,
                                     "output_shapes": [list(r.output_shapes) for r in s.layers]}
 
+    # a DTensor buffer: counted global (6 elements), this rank's share (3) beside it
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    buffered = nn.Linear(4, 4)  # 4*4 + 4 = 20 parameters, whole
+    buffered.register_buffer("scale", distribute_tensor(torch.arange(6.0), mesh, [Shard(0)]))
+    s = summary(buffered, verbose=0)
+    result["dtensor_buffer"] = _figures(s) | {
+        "sharded": s.sharded, "buffers": [s.buffer_count, s.buffer_bytes, s.local_buffer_count, s.local_buffer_bytes],
+        "tree": s.render("tree"), "csv_header": s.render("csv").splitlines()[0]}
+
     # all_ranks where one rank fails: every rank takes part in the one gather, none waits forever
     class BrokenOnRank0(nn.Module):
         def __init__(self) -> None:

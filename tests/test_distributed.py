@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -165,6 +166,21 @@ def test_all_ranks_gathers_every_rank_into_one_table(ranks):
     classic = ranks[0]["all_ranks"]["classic"]
     assert "Total params: 835\n" in classic  # the classic table keeps torchsummary's layout ...
     assert classic.endswith("1                  413                413                   1,652")  # ... then the ranks
+
+
+@needs_gloo
+@pytest.mark.distributed
+def test_dtensor_buffer_counts_global_and_local(ranks):
+    # register_buffer("scale", distribute_tensor(arange(6), mesh, [Shard(0)])): 6 elements global
+    # (24 bytes), 3 on each rank (12 bytes); the Linear(4, 4)'s 4*4 + 4 = 20 parameters are whole
+    for rank, result in enumerate(ranks):
+        got = result["dtensor_buffer"]
+        assert got["sharded"] and got["buffers"] == [6, 24, 3, 12]
+        assert (got["total"], got["local"], got["rank"], got["mesh_shapes"]) == (20, 20, rank, [[2]])
+        assert got["roundtrip"]
+        assert re.search(r"^Buffers \(elements\) +6$", got["tree"], re.M)  # the totals stay global
+        assert re.search(r"^Local buffers \(elements\) +3$", got["tree"], re.M)
+        assert re.search(r"^Local buffers size +12 B$", got["tree"], re.M)
 
 
 @needs_gloo
@@ -436,6 +452,7 @@ def test_zero3_with_deepspeed():
 def test_unsharded_summary_has_no_sharding_fields():
     s = summary(nn.Linear(6, 3), (6,), verbose=0)
     assert (s.sharded, s.local_params, s.rank, s.mesh_shapes, s.ranks, s.layers[0].shards) == (False, None, None, (), (), ())
+    assert (s.local_buffer_count, s.local_buffer_bytes) == (None, None)
     data = s.to_dict()
     assert not {"local_params", "rank", "ranks", "mesh_shapes"} & data.keys()
     assert "local_params" not in data["layers"][0] and "local_params" not in s.render("csv")
