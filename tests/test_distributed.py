@@ -406,6 +406,29 @@ def test_a_successful_all_ranks_call_gathers_once(monkeypatch):
     assert [(r.rank, r.local_params) for r in s.ranks] == [(0, 20)]
 
 
+def test_hostile_outputs_cost_bounded_work_once_functional_collectives_are_imported():
+    # with torch.distributed._functional_collectives imported (any DTensor program), the summary
+    # looks for tensor-parallel outputs to wait on: an output that contains itself, or shares one
+    # list at every level (2**40 paths), is walked once per container
+    import torch.distributed._functional_collectives  # noqa: F401
+
+    class SelfListing(nn.Module):
+        def forward(self, x):
+            out = [x]
+            out.append(out)
+            return out
+
+    class SharedEverywhere(nn.Module):
+        def forward(self, x):
+            out = [x]
+            for _ in range(40):
+                out = [out, out]
+            return out
+
+    assert summary(SelfListing(), (3,), verbose=0).layers[0].output_shapes == [(2, 3), "<list: cycle>"]
+    assert summary(SharedEverywhere(), (3,), verbose=0).total_params == 0
+
+
 def _zero3(module: nn.Module, world: int = 2, rank: int = 0) -> nn.Module:
     """Partition ``module``'s parameters as DeepSpeed ZeRO-3 leaves them, by hand: the parameter
     empty (``numel() == 0``), its logical size in ``ds_numel`` / ``ds_shape``, this rank's

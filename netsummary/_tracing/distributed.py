@@ -320,16 +320,47 @@ def wait_collectives(output: Any) -> Any:
     act = getattr(functional, "AsyncCollectiveTensor", None)
     if act is None:
         return output
-    from torch.utils import _pytree as pytree
-
     dtensor = dtensor_class()
-    for t in pytree.tree_leaves(output):
+    for t in _tensors_in(output):
         if dtensor is not None and isinstance(t, dtensor):
             with torch.no_grad():
                 t = t.to_local()
         if isinstance(t, act):
             t.trigger_wait()
     return output
+
+
+_MAX_VALUES = 100_000  # as in netsummary._tracing.structure: hostile outputs cost bounded work
+
+
+def _tensors_in(output: Any) -> list[torch.Tensor]:
+    """The tensors in ``output``: its containers (lists, tuples, dicts, registered pytree nodes,
+    through ``torch.utils._pytree``'s flatten functions) each visited once, so an output that
+    contains itself or shares a container at every level costs bounded work."""
+    from torch.utils import _pytree as pytree
+
+    found: list[torch.Tensor] = []
+    seen: set[int] = set()
+    todo, visited = [output], 0
+    while todo and visited < _MAX_VALUES:
+        value = todo.pop()
+        visited += 1
+        if isinstance(value, torch.Tensor):
+            found.append(value)
+            continue
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        if isinstance(value, (list, tuple)):
+            todo.extend(value)
+        elif isinstance(value, dict):
+            todo.extend(value.values())
+        elif (node := pytree.SUPPORTED_NODES.get(type(value))) is not None:
+            try:
+                todo.extend(node.flatten_fn(value)[0])
+            except Exception:  # a node type whose flatten fails on this value: nothing to wait on there
+                pass
+    return found
 
 
 def dtensor_locals(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
