@@ -17,7 +17,7 @@ if _typing.TYPE_CHECKING:
     from ._api import summary
     from ._commandline.budget import Violation, assert_within_budget, check_budget
     from ._errors import (BudgetExceeded, DeviceError, ForwardError, InputSpecError, InputTypeError,
-                          MemoryEstimateError, NetsummaryError)
+                          MemoryEstimateError, NetsummaryError, RankError)
     from ._memory.estimate import LayerMemory, MemoryEstimate, MemoryItem
     from ._summary import LayerRecord, ParamGroup, ParamShard, RankShare, Summary
 
@@ -37,6 +37,7 @@ __all__ = [
     "NetsummaryError",
     "ParamGroup",
     "ParamShard",
+    "RankError",
     "RankShare",
     "Summary",
     "Violation",
@@ -53,7 +54,7 @@ _LAZY = {
     "check_budget": "_commandline.budget",
     "BudgetExceeded": "_errors", "DeviceError": "_errors", "ForwardError": "_errors",
     "InputSpecError": "_errors", "InputTypeError": "_errors", "NetsummaryError": "_errors",
-    "MemoryEstimateError": "_errors",
+    "MemoryEstimateError": "_errors", "RankError": "_errors",
     "LayerMemory": "_memory.estimate", "MemoryEstimate": "_memory.estimate", "MemoryItem": "_memory.estimate",
     "LayerRecord": "_summary", "ParamGroup": "_summary", "Summary": "_summary",
     "ParamShard": "_summary", "RankShare": "_summary",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -17,8 +16,8 @@ from ._errors import InputSpecError, InputTypeError
 from ._tracing.fakelog import quiet_fake_tensor_logs
 from ._reporting.failure import failed_inputs, forward_error
 from ._reporting.formats import render, resolve_format
-from ._tracing.distributed import (check_all_ranks, check_process_groups, fsdp_free_view, gather_ranks, has_fsdp,
-                                   is_fsdp_view, logical_stand_in)
+from ._tracing.distributed import (check_all_ranks, check_process_groups, collective_on_every_path, fsdp_free_view,
+                                   gather_ranks, has_fsdp, is_fsdp_view, logical_stand_in, wait_collectives)
 from ._tracing.guard import ModelGuard
 from ._tracing.interrupts import deferred_interrupts, interruptible
 from ._tracing.inputs import ForwardInputs, build_inputs, check_batch_size, check_mode, make_inputs, resolve_device
@@ -31,6 +30,7 @@ from ._tracing.switches import GC_PAUSED, MHA_FASTPATH_OFF
 from ._tracing.trace import Tracer
 
 
+@collective_on_every_path  # all_ranks=True: every way out takes part in the one collective
 def summary(
     model: nn.Module,
     input_size: Any = None,
@@ -127,8 +127,15 @@ def summary(
             (:attr:`Summary.ranks`) into the summary of every rank, and print them as one
             per-rank table on rank 0. This is a **collective**
             (``torch.distributed.all_gather_object`` on the default group): every rank must call
-            ``summary(..., all_ranks=True)``, as with any collective; it runs even when the
-            forward fails, before the :class:`ForwardError` is raised, so no rank is left waiting.
+            ``summary(..., all_ranks=True)``, as with any collective. Every way out of the call
+            takes part in it exactly once, so no rank is left waiting on one that raised: a rank
+            whose call fails (a bad argument, device or forward, ...) contributes its error and
+            raises it (a :class:`ForwardError`'s ``partial`` gets every rank's figures); the
+            ranks that succeeded raise :class:`RankError` ("rank 1 of 2 failed: InputTypeError:
+            ..."), their complete summary on ``.partial``. A collective that fails (a rank
+            exited) is a :class:`RankError` naming it; a rank that never calls ``summary``
+            leaves the others waiting until the process group's timeout
+            (``init_process_group(timeout=...)``, 30 minutes by default).
             Without it nothing is communicated: the global totals are read from each tensor's
             metadata, the same on every rank.
         estimate: ``None`` (default: nothing more runs, the output is unchanged), ``"train"`` or
@@ -197,6 +204,8 @@ def summary(
             forward over DTensor parameters whose process group is not initialized (or destroyed).
         ForwardError: the model's forward raised; chained to that exception, it names the module
             that failed and the inputs it received, and carries the partial summary.
+        RankError: ``all_ranks=True`` and another rank's call failed (its error text in
+            ``.failed``, this rank's summary in ``.partial``), or the collective itself failed.
         MemoryEstimateError: the measured step of ``estimate=`` failed (``.phase`` forward,
             backward or optimizer; ``.module_name``; ``.op``; ``.partial`` holds what was measured,
             the forward's figures for a failed backward); on fake tensors, code that reads tensor
@@ -247,7 +256,7 @@ def summary(
         result = build_structure_summary(model, named, dev, mode, check_batch_size(batch_size), formulas)
         result = with_extras(result, adapters, _experts.find_experts(named), None)
         if all_ranks:
-            result = _with_ranks(result)
+            result = gather_ranks(result)
         if verbose and print_fn is not None and _is_rank_zero():
             print_fn(_shown(result, shown_format, depth, columns, fold))
             object.__setattr__(result, "_printed", True)
@@ -296,15 +305,15 @@ def summary(
     with GC_PAUSED.held():
         result = build_summary(model, named, tracer, inputs, dev, mode, error is None, bool(macs), formulas, axes)
         result = with_extras(result, adapters, groups, tracer.calls)
-    if all_ranks:  # also when the forward failed: every rank takes part in the collective
-        result = _with_ranks(result)
-    if error is not None:
+    if error is not None:  # with all_ranks, the ForwardError takes part in the collective on its way out
         shown = "tree" if shown_format in ("json", "csv") else shown_format  # a report is for reading
         hint = _experts.routing_hint(error, groups, failed.module if failed is not None else None) if dev.type == "meta" else None
         raise forward_error(error, failed, received, result, lambda p: render(p, shown, depth, columns, fold), lazy=lazy,
                             hint=hint) from error
     if estimate is not None:
         result = _with_memory(result, model, named, dev, inputs, memory_args, plan_args)
+    if all_ranks:  # the last step before printing: every error above takes part in the collective instead
+        result = gather_ranks(result)
     if verbose and print_fn is not None and _is_rank_zero():
         print_fn(_shown(result, shown_format, depth, columns, fold))
         object.__setattr__(result, "_printed", True)
@@ -416,15 +425,6 @@ def _batch_axes(model: nn.Module, named: list, inputs: ForwardInputs, tracer: Tr
     return BatchAxes(rb, probe=[(c.module, c.inp, c.out) for c in probe.calls])
 
 
-def _with_ranks(result: Summary) -> Summary:
-    """``result`` with every rank's local figures (a collective; see ``all_ranks``)."""
-    if result.sharded:
-        local = (result.local_params, result.local_trainable_params, result.local_param_bytes)
-    else:  # nothing sharded: each rank holds every parameter
-        local = (result.total_params, result.trainable_params, result.param_bytes)
-    return dataclasses.replace(result, ranks=gather_ranks(local))
-
-
 def _defines_no_forward(model: nn.Module) -> bool:
     """The model's class keeps ``nn.Module``'s ``forward``, which raises NotImplementedError
     (``nn.ModuleList``, ``nn.ModuleDict``, ``nn.ParameterList``, a holder of parameters). Looked up
@@ -453,7 +453,10 @@ def _set_training(model: nn.Module, named: list[tuple[str, nn.Module]], flag: bo
 
 def _forward(model: nn.Module, inputs: ForwardInputs, fake: bool, stand_in: bool = False) -> Any:
     with interruptible():  # Ctrl-C reaches the model's forward; the guard undoes a cut-short one
-        return _forward_now(model, inputs, fake, stand_in)
+        out = _forward_now(model, inputs, fake, stand_in)
+    # a tensor-parallel output's collective is waited on when the output is used: the summary
+    # does not use it, so wait here (else torch warns of an unwaited collective at exit)
+    return out if fake else wait_collectives(out)
 
 
 def _forward_now(model: nn.Module, inputs: ForwardInputs, fake: bool, stand_in: bool = False) -> Any:

@@ -9,6 +9,7 @@ The hierarchy::
     ├── ForwardError(RuntimeError)       the model's own forward raised; chained to the user's error
     ├── MemoryEstimateError(RuntimeError) the measured step of ``estimate=`` failed (forward, backward
     │                                    or optimizer step); chained to the error, partial figures kept
+    ├── RankError(RuntimeError)          ``all_ranks=True``: another rank failed, or the collective did
     ├── CheckpointError(ValueError)      a checkpoint file is missing, not a checkpoint, or not weights-only
     ├── MissingDependencyError(ImportError)  an optional package (safetensors) is needed and missing
     ├── TargetError(ValueError)          a command-line target ``file.py:NAME`` / ``pkg.mod:NAME`` cannot
@@ -16,7 +17,8 @@ The hierarchy::
     ├── ConfigError(ValueError)          an invalid ``[tool.netsummary]`` table; the message names the key
     └── BudgetExceeded(AssertionError)   ``assert_within_budget``: one line per violated budget
 
-Every error of ``summary()`` is raised before the model's forward runs, except :class:`ForwardError`.
+Every error of ``summary()`` is raised before the model's forward runs, except :class:`ForwardError`
+and :class:`RankError` (``all_ranks=True``: raised after the collective).
 Messages say what was expected, what was received, and where; the offending object is kept on the
 exception.
 """
@@ -89,6 +91,27 @@ class MemoryEstimateError(NetsummaryError, RuntimeError):
         self.phase = phase
         self.module_name = module_name
         self.op = op
+        self.partial = partial
+
+
+class RankError(NetsummaryError, RuntimeError):
+    """``summary(..., all_ranks=True)`` could not gather every rank's figures: another rank of the
+    job failed (its own error is raised there), or the collective itself failed (a rank exited,
+    the process group's timeout passed). Chained to the collective's error in the second case.
+
+    Attributes:
+        failed: ``{rank: "ErrorType: message"}`` of the ranks that failed (empty when the
+            collective itself failed).
+        collective: the collective, ``"torch.distributed.all_gather_object"``.
+        partial: this rank's own :class:`~netsummary.Summary`, complete, its ``ranks`` holding the
+            ranks that succeeded (``()`` when the collective failed); ``None`` if not built.
+    """
+
+    def __init__(self, message: str, failed: dict[int, str] | None = None, collective: str = "",
+                 partial: Summary | None = None) -> None:
+        super().__init__(message)
+        self.failed = dict(failed or {})
+        self.collective = collective
         self.partial = partial
 
 

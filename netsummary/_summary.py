@@ -225,6 +225,11 @@ class Summary:
         mesh_shapes: the shapes of the device meshes the DTensor parameters live on (``((2,),)``).
         ranks: with ``summary(..., all_ranks=True)``, every rank's local figures
             (:class:`RankShare`, in rank order), gathered with a collective; else ``()``.
+        local_buffer_count / local_buffer_bytes: when some buffer is a DTensor, the buffer
+            elements and bytes this rank holds (a DTensor buffer's ``to_local()``, every other
+            buffer whole); ``buffer_count`` / ``buffer_bytes`` stay global. Such a model is
+            :attr:`sharded` (its ``local_params`` count unsharded parameters whole). ``None``
+            when no buffer is a DTensor.
         memory: the measured memory of one training step or inference forward
             (:class:`~netsummary._memory.estimate.MemoryEstimate`) when ``summary()`` was given
             ``estimate=``; else ``None``.
@@ -261,6 +266,8 @@ class Summary:
     mesh_shapes: tuple[tuple[int, ...], ...] = ()
     ranks: tuple[RankShare, ...] = ()
     memory: MemoryEstimate | None = None
+    local_buffer_count: int | None = None
+    local_buffer_bytes: int | None = None
     _printed: bool = field(default=False, compare=False, repr=False)  # summary() printed it
     # mixture of experts (see netsummary._analysis.experts); None for a model without routed experts
     expert_params: int | None = None
@@ -281,7 +288,7 @@ class Summary:
 
     @property
     def sharded(self) -> bool:
-        """Some parameter is sharded (DTensor, ZeRO-3): the ``local_*`` figures are set."""
+        """Some parameter (DTensor, ZeRO-3) or buffer (DTensor) is sharded: the ``local_*`` figures are set."""
         return self.local_params is not None
 
     @property

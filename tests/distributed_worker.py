@@ -44,6 +44,19 @@ def _figures(s) -> dict:
             "macs": s.total_macs, "layers": _layers(s), "roundtrip": type(s).from_json(s.to_json()) == s}
 
 
+def _outcome(call) -> dict:
+    """What ``call()`` (a summary with ``all_ranks=True``) returned or raised, as JSON."""
+    try:
+        s = call()
+    except Exception as err:
+        partial = getattr(err, "partial", None)
+        ranks = getattr(partial, "ranks", None)
+        return {"type": type(err).__name__, "error": str(err), "failed": getattr(err, "failed", None),
+                "collective": getattr(err, "collective", None), "cause": type(err.__cause__).__name__,
+                "ranks": None if ranks is None else [[r.rank, r.local_params] for r in ranks]}
+    return {"type": None, "ranks": [[r.rank, r.local_params] for r in s.ranks]}
+
+
 def mlp():
     from torch import nn
 
@@ -58,9 +71,13 @@ def main(out: Path) -> None:
     from torch.distributed.fsdp import fully_shard
     from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
 
+    from torch import nn
+
     from netsummary import DeviceError, summary
 
-    dist.init_process_group("gloo")
+    from datetime import timedelta
+
+    dist.init_process_group("gloo", timeout=timedelta(seconds=60))  # a broken collective fails, never hangs
     rank = dist.get_rank()
     mesh = init_device_mesh("cpu", (dist.get_world_size(),))
     result: dict = {}
@@ -143,9 +160,42 @@ def main(out: Path) -> None:
     result["meta"] = _figures(s) | {"unchanged": _same(before, _params(big)), "device": s.device,
                                     "output_shapes": [list(r.output_shapes) for r in s.layers]}
 
+    # a DTensor buffer: counted global (6 elements), this rank's share (3) beside it
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    buffered = nn.Linear(4, 4)  # 4*4 + 4 = 20 parameters, whole
+    buffered.register_buffer("scale", distribute_tensor(torch.arange(6.0), mesh, [Shard(0)]))
+    s = summary(buffered, verbose=0)
+    result["dtensor_buffer"] = _figures(s) | {
+        "sharded": s.sharded, "buffers": [s.buffer_count, s.buffer_bytes, s.local_buffer_count, s.local_buffer_bytes],
+        "tree": s.render("tree"), "csv_header": s.render("csv").splitlines()[0]}
+
+    # all_ranks where one rank fails: every rank takes part in the one gather, none waits forever
+    class BrokenOnRank0(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 4)  # 4*4 + 4 = 20
+
+        def forward(self, x):
+            if rank == 0:
+                raise RuntimeError("boom on rank 0")
+            return self.fc(x)
+
+    result["rank_fails"] = {
+        "args": _outcome(lambda: summary(nn.Linear(4, 4), (4,) if rank == 0 else (4, "x"), all_ranks=True, verbose=0)),
+        "forward": _outcome(lambda: summary(BrokenOnRank0(), (4,), all_ranks=True, verbose=0)),
+    }
+
+    # all_ranks on rank 0 while rank 1 has left the job: the broken collective is a clear error
+    if rank == 1:
+        dist.destroy_process_group()
+    else:
+        result["peer_gone"] = _outcome(lambda: summary(nn.Linear(4, 4), (4,), all_ranks=True, verbose=0))
+
     # the process group destroyed: a clear error before any forward, the model unchanged
     before = _params(model)
-    dist.destroy_process_group()
+    if dist.is_initialized():
+        dist.destroy_process_group()
     try:
         summary(model, (16,), verbose=0)
         result["destroyed"] = {"error": None}

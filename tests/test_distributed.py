@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -29,7 +30,7 @@ import pytest
 import torch
 from torch import nn
 
-from netsummary import DeviceError, InputSpecError, InputTypeError, Summary, summary
+from netsummary import DeviceError, ForwardError, InputSpecError, InputTypeError, RankError, Summary, summary
 
 dist = torch.distributed
 needs_gloo = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
@@ -39,8 +40,8 @@ TIMEOUT_S = 150  # the job takes about 10 s on 2 busy cores; a hang fails cleanl
 
 
 @pytest.fixture(scope="module")
-def ranks(tmp_path_factory) -> list[dict]:
-    """Run the 2-rank job once; each rank's JSON result, in rank order."""
+def job(tmp_path_factory) -> tuple[list[dict], str]:
+    """Run the 2-rank job once: each rank's JSON result, in rank order, and the job's output."""
     out = tmp_path_factory.mktemp("ranks")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(WORKER.parent.parent)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
@@ -56,7 +57,12 @@ def ranks(tmp_path_factory) -> list[dict]:
     files = [out / f"rank{r}.json" for r in range(2)]
     if proc.returncode != 0 or not all(f.exists() for f in files):
         pytest.fail(f"the 2-rank job failed (exit {proc.returncode}); its output:\n{log[-6000:]}")
-    return [json.loads(f.read_text()) for f in files]
+    return [json.loads(f.read_text()) for f in files], log
+
+
+@pytest.fixture(scope="module")
+def ranks(job) -> list[dict]:
+    return job[0]
 
 
 LOCAL = [422, 413]  # see the module docstring
@@ -160,6 +166,73 @@ def test_all_ranks_gathers_every_rank_into_one_table(ranks):
     classic = ranks[0]["all_ranks"]["classic"]
     assert "Total params: 835\n" in classic  # the classic table keeps torchsummary's layout ...
     assert classic.endswith("1                  413                413                   1,652")  # ... then the ranks
+
+
+@needs_gloo
+@pytest.mark.distributed
+def test_dtensor_buffer_counts_global_and_local(ranks):
+    # register_buffer("scale", distribute_tensor(arange(6), mesh, [Shard(0)])): 6 elements global
+    # (24 bytes), 3 on each rank (12 bytes); the Linear(4, 4)'s 4*4 + 4 = 20 parameters are whole
+    for rank, result in enumerate(ranks):
+        got = result["dtensor_buffer"]
+        assert got["sharded"] and got["buffers"] == [6, 24, 3, 12]
+        assert (got["total"], got["local"], got["rank"], got["mesh_shapes"]) == (20, 20, rank, [[2]])
+        assert got["roundtrip"]
+        assert re.search(r"^Buffers \(elements\) +6$", got["tree"], re.M)  # the totals stay global
+        assert re.search(r"^Local buffers \(elements\) +3$", got["tree"], re.M)
+        assert re.search(r"^Local buffers size +12 B$", got["tree"], re.M)
+
+
+@needs_gloo
+@pytest.mark.distributed
+def test_tensor_parallel_summary_leaves_no_unwaited_collective(job):
+    # RowwiseParallel's output is an AsyncCollectiveTensor; the summaries of the tp, tp_meta and
+    # 2d scenarios discard it, and torch warns at exit of every collective nobody waited on
+    _, log = job
+    assert "unwaited collective" not in log
+
+
+@needs_gloo
+@pytest.mark.distributed
+def test_all_ranks_when_one_rank_fails_its_arguments(ranks):
+    # rank 1 passes input_size (4, "x"): it raises its own InputTypeError after taking part in the
+    # gather; rank 0's summary succeeded (Linear(4, 4): 4*4 + 4 = 20) and raises RankError naming rank 1
+    error = "InputTypeError: input_size: dimensions must be integers, got str 'x' in (4, 'x')"
+    args0, args1 = ranks[0]["rank_fails"]["args"], ranks[1]["rank_fails"]["args"]
+    assert (args1["type"], args1["error"]) == ("InputTypeError", error.removeprefix("InputTypeError: "))
+    assert args0["type"] == "RankError"
+    assert args0["error"].startswith(f"all_ranks=True: rank 1 of 2 failed: {error}. This rank's summary succeeded")
+    assert (args0["failed"], args0["collective"]) == ({"1": error}, "torch.distributed.all_gather_object")
+    assert args0["ranks"] == [[0, 20]]  # rank 1 reported no figures
+
+
+@needs_gloo
+@pytest.mark.distributed
+def test_all_ranks_when_one_rank_fails_its_forward(ranks):
+    # rank 0's forward raises: its ForwardError's partial summary gets both ranks' figures (20 each);
+    # rank 1 succeeded and raises RankError naming rank 0's ForwardError
+    fwd0, fwd1 = ranks[0]["rank_fails"]["forward"], ranks[1]["rank_fails"]["forward"]
+    assert (fwd0["type"], fwd0["cause"], fwd0["ranks"]) == ("ForwardError", "RuntimeError", [[0, 20], [1, 20]])
+    assert fwd1["type"] == "RankError" and fwd1["ranks"] == [[0, 20], [1, 20]]
+    assert fwd1["error"].startswith("all_ranks=True: rank 0 of 2 failed: ForwardError: the model's forward raised in "
+                                    "module '(root)' (BrokenOnRank0, call 1): RuntimeError: boom on rank 0. ")
+    assert list(fwd1["failed"]) == ["0"] and fwd1["failed"]["0"].startswith("ForwardError: ") and (
+        fwd1["failed"]["0"].splitlines()[0].endswith("boom on rank 0"))
+
+
+@needs_gloo
+@pytest.mark.distributed
+def test_all_ranks_after_a_rank_left_is_a_clear_error(ranks):
+    # rank 1 destroyed its process group; rank 0's gather fails in gloo: wrapped, naming the collective
+    got = ranks[0]["peer_gone"]
+    assert (got["type"], got["failed"], got["cause"]) == ("RankError", {}, "RuntimeError")
+    assert got["error"].startswith("all_ranks=True: the collective torch.distributed.all_gather_object (every "
+                                   "rank's figures, on the default process group of 2 ranks) failed on rank 0: "
+                                   "RuntimeError: ")
+    assert got["error"].endswith("Every rank must call summary(..., all_ranks=True): a rank that exits before it "
+                                 "breaks the collective, and a rank that never calls it leaves the others waiting "
+                                 "until the process group's timeout (init_process_group(timeout=...), 30 minutes by "
+                                 "default)")
 
 
 @needs_gloo
@@ -279,6 +352,83 @@ def test_all_ranks_still_gathers_when_the_forward_fails():
     assert [(r.rank, r.local_params) for r in info.value.partial.ranks] == [(0, 8)]  # 3*2 + 2
 
 
+class _Broken(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 2)  # 3*2 + 2 = 8
+
+    def forward(self, x):
+        raise RuntimeError("boom")
+
+
+@needs_gloo
+@pytest.mark.parametrize("call, raised, text", [
+    (lambda: summary(nn.Linear(4, 4), (4, "x"), all_ranks=True, verbose=0), InputTypeError,
+     "InputTypeError: input_size: dimensions must be integers, got str 'x' in (4, 'x')"),
+    (lambda: summary(nn.Linear(4, 4), (4,), all_ranks=True, verbose=0, mode="fast"), InputSpecError, "InputSpecError: "),
+    (lambda: summary(nn.Linear(4, 4), (4,), all_ranks=True, verbose=0, print_fn=42), InputTypeError,
+     "InputTypeError: print_fn: expected a callable"),
+    (lambda: summary(nn.Linear(4, 4), (4,), all_ranks=True, verbose=0, device="nonsense"), DeviceError, "DeviceError: "),
+    (lambda: summary(_Broken(), (3,), all_ranks=True, verbose=0), ForwardError, "ForwardError: "),
+    (lambda: summary(nn.Linear(4, 4), (4,), all_ranks=True, verbose=0, estimate="everything"), InputSpecError,
+     "InputSpecError: "),
+], ids=["input_size", "mode", "print_fn", "device", "forward", "estimate"])
+def test_every_failing_all_ranks_call_takes_part_in_the_gather_once(monkeypatch, call, raised, text):
+    # one rank of a 1-rank world: whatever fails, the one all_gather_object still runs (carrying
+    # the error text instead of figures), so the other ranks of a real job are never left waiting
+    with one_rank_world():
+        sent = []
+        real = dist.all_gather_object
+
+        def spy(out, obj, *args, **kwargs):
+            sent.append(obj)
+            return real(out, obj, *args, **kwargs)
+
+        monkeypatch.setattr(dist, "all_gather_object", spy)
+        with pytest.raises(raised) as info:
+            call()
+    assert type(info.value) is raised  # the rank's own error, not a wrapper
+    (obj,) = sent  # exactly one collective
+    assert obj["error"].startswith(text) and obj["error"] == f"{raised.__name__}: {info.value}"
+    # only a ForwardError has a partial summary to report: 8 params of its Linear(3, 2)
+    assert obj["figures"] == ((8, 8, 32) if raised is ForwardError else None)
+
+
+@needs_gloo
+def test_a_successful_all_ranks_call_gathers_once(monkeypatch):
+    with one_rank_world():
+        sent = []
+        real = dist.all_gather_object
+        monkeypatch.setattr(dist, "all_gather_object", lambda out, obj, *a, **k: (sent.append(obj), real(out, obj))[1])
+        s = summary(nn.Linear(4, 4), (4,), all_ranks=True, verbose=0)
+        summary(nn.Linear(4, 4), (4,), verbose=0)  # without all_ranks: nothing is communicated
+    assert sent == [{"figures": (20, 20, 80), "error": None}]  # 4*4 + 4 = 20 params, 80 bytes
+    assert [(r.rank, r.local_params) for r in s.ranks] == [(0, 20)]
+
+
+def test_hostile_outputs_cost_bounded_work_once_functional_collectives_are_imported():
+    # with torch.distributed._functional_collectives imported (any DTensor program), the summary
+    # looks for tensor-parallel outputs to wait on: an output that contains itself, or shares one
+    # list at every level (2**40 paths), is walked once per container
+    import torch.distributed._functional_collectives  # noqa: F401
+
+    class SelfListing(nn.Module):
+        def forward(self, x):
+            out = [x]
+            out.append(out)
+            return out
+
+    class SharedEverywhere(nn.Module):
+        def forward(self, x):
+            out = [x]
+            for _ in range(40):
+                out = [out, out]
+            return out
+
+    assert summary(SelfListing(), (3,), verbose=0).layers[0].output_shapes == [(2, 3), "<list: cycle>"]
+    assert summary(SharedEverywhere(), (3,), verbose=0).total_params == 0
+
+
 def _zero3(module: nn.Module, world: int = 2, rank: int = 0) -> nn.Module:
     """Partition ``module``'s parameters as DeepSpeed ZeRO-3 leaves them, by hand: the parameter
     empty (``numel() == 0``), its logical size in ``ds_numel`` / ``ds_shape``, this rank's
@@ -325,6 +475,7 @@ def test_zero3_with_deepspeed():
 def test_unsharded_summary_has_no_sharding_fields():
     s = summary(nn.Linear(6, 3), (6,), verbose=0)
     assert (s.sharded, s.local_params, s.rank, s.mesh_shapes, s.ranks, s.layers[0].shards) == (False, None, None, (), (), ())
+    assert (s.local_buffer_count, s.local_buffer_bytes) == (None, None)
     data = s.to_dict()
     assert not {"local_params", "rank", "ranks", "mesh_shapes"} & data.keys()
     assert "local_params" not in data["layers"][0] and "local_params" not in s.render("csv")

@@ -103,6 +103,18 @@ class ParamStats:
             numel=sum(b.numel() for b in buffers.values()),
             nbytes=sum(b.numel() * b.element_size() for b in buffers.values()),
         )
+        # DTensor buffers (distribute_tensor, distribute_module): counted global above, as
+        # parameters are; this rank's share in local_buffers (None when no buffer is a DTensor)
+        self.sharded_buffers: dict[int, Sharded] = {} if dtensor is None else {
+            i: s for i, b in buffers.items() if isinstance(b, dtensor) and (s := shard_of(b, dtensor)) is not None}
+        self.local_buffers: TensorCounts | None = None
+        if self.sharded_buffers:
+            whole = [b for i, b in buffers.items() if i not in self.sharded_buffers]
+            self.local_buffers = TensorCounts(
+                numel=sum(b.numel() for b in whole) + sum(s.local_numel for s in self.sharded_buffers.values()),
+                nbytes=sum(b.numel() * b.element_size() for b in whole)
+                + sum(s.local_nbytes for s in self.sharded_buffers.values()),
+            )
 
     def _add_quant(self, q: ModuleQuant, name: str, m: nn.Module, own: list) -> None:
         """Count a module's quantized tensors: logical elements, stored bytes (state apart)."""

@@ -13,7 +13,10 @@ A parameter may hold only part of its values on this process:
 
 Every figure is read from the tensor's own metadata, in the one counting pass
 (:class:`~netsummary._analysis.count.ParamStats`), without any collective: the global totals are
-the same on every rank and CI budgets keep working; the local ones are this rank's. Global
+the same on every rank and CI budgets keep working; the local ones are this rank's. A DTensor
+*buffer* (``distribute_tensor`` registered with ``register_buffer``, ``distribute_module``) is
+counted the same way: global in ``buffer_count`` / ``buffer_bytes``, this rank's share in
+``local_buffer_count`` / ``local_buffer_bytes``, and the model is ``sharded``. Global
 counts are never summed across ranks (``Replicate()`` shards would count twice).
 ``torch.distributed.tensor`` is not imported here: if the user's program has not imported it,
 no parameter can be a DTensor, and a model without sharded parameters costs one dict lookup
@@ -100,7 +103,7 @@ def record_fields(stats: Any, ids: Any, module: torch.nn.Module) -> dict[str, An
     """A record's sharding fields (none for a model without sharded parameters): this rank's
     elements and bytes of ``ids`` and the shards of the parameters ``module`` holds itself."""
     sharded = stats.sharded
-    if not sharded:
+    if not sharded and not stats.sharded_buffers:
         return {}
     local = stats.local(ids)
     own = tuple(sharded[id(p)].shard for p in module._parameters.values() if p is not None and id(p) in sharded)
@@ -110,10 +113,14 @@ def record_fields(stats: Any, ids: Any, module: torch.nn.Module) -> dict[str, An
 def summary_fields(stats: Any) -> dict[str, Any]:
     """The summary's sharding fields (none for a model without sharded parameters)."""
     sharded = stats.sharded
-    if not sharded:
+    if not sharded and not stats.sharded_buffers:
         return {}
     local = stats.local(stats.owner)  # every unique parameter once
     rank, world = rank_and_world()
-    meshes = tuple(dict.fromkeys(s.shard.mesh_shape for s in sharded.values() if s.mesh is not None))
-    return {"local_params": local.numel, "local_trainable_params": local.trainable,
-            "local_param_bytes": local.nbytes, "rank": rank, "world_size": world, "mesh_shapes": meshes}
+    every = [*sharded.values(), *stats.sharded_buffers.values()]
+    meshes = tuple(dict.fromkeys(s.shard.mesh_shape for s in every if s.mesh is not None))
+    fields = {"local_params": local.numel, "local_trainable_params": local.trainable,
+              "local_param_bytes": local.nbytes, "rank": rank, "world_size": world, "mesh_shapes": meshes}
+    if stats.local_buffers is not None:  # some buffer is a DTensor: its share too
+        fields |= {"local_buffer_count": stats.local_buffers.numel, "local_buffer_bytes": stats.local_buffers.nbytes}
+    return fields

@@ -24,6 +24,7 @@ MACs), no pre-formatted strings::
       sharded models only (DTensor, ZeRO-3 parameters; see Summary.local_params):
       "local_params": 404, "local_trainable_params": 404, "local_param_bytes": 1616,
       "rank": 0 | null, "world_size": 2 | null, "mesh_shapes": [[2]],
+      "local_buffer_count": ..., "local_buffer_bytes": ... (only when a buffer is a DTensor),
       "ranks": [{"rank": 0, "local_params": ..., "local_trainable_params": ...,
                  "local_param_bytes": ...}, ...] (only with all_ranks=True),
       "memory": {...} (only with summary(..., estimate=...): every category's bytes and method,
@@ -126,7 +127,7 @@ _IF_FALSE = ("forward_ran",)  # written only when false: data without it reads a
 # sharded model): data without them reads as unset (the defaults)
 _IF_SET = ("expert_params", "active_params", "active_params_method", "adapters",
            "local_params", "local_trainable_params", "local_param_bytes", "rank", "world_size", "mesh_shapes",
-           "ranks", "shards")
+           "ranks", "shards", "local_buffer_count", "local_buffer_bytes")
 _NESTED = {"shards", "ranks"}  # tuples of records
 
 
@@ -289,8 +290,8 @@ _SCHEMA: dict[type, dict[str, _Kind]] = {
         "input_shapes": _SHAPE, "input_dtypes": _STRINGS, "batch_size": _COUNT, "run_batch_size": _OPTIONAL_COUNT,
         "device": _STR, "mode": _STR, "complete": _BOOL, "uninitialized": _STRINGS, "total_macs": _OPTIONAL_COUNT,
         "unknown_ops": _STRINGS, "input_batch_axes": _AXES, "forward_ran": _BOOL,
-        **dict.fromkeys(("local_params", "local_trainable_params", "local_param_bytes", "rank", "world_size"),
-                        _OPTIONAL_COUNT),
+        **dict.fromkeys(("local_params", "local_trainable_params", "local_param_bytes", "rank", "world_size",
+                         "local_buffer_count", "local_buffer_bytes"), _OPTIONAL_COUNT),
         "mesh_shapes": _Kind("a list of mesh shapes (lists of ints >= 1)", lambda v: isinstance(v, (list, tuple)) and all(
             isinstance(m, (list, tuple)) and all(_is_int(d) and d >= 1 for d in m) for m in v),
             lambda v: tuple(tuple(m) for m in v)),

@@ -46,6 +46,9 @@ def footer_lines(s: Summary) -> list[tuple[str, str]]:
         ("Local trainable params", f"{s.local_trainable_params:,}"),
         ("Local params size", format_bytes(s.local_param_bytes or 0)),
     ]
+    if s.local_buffer_count is not None:  # a DTensor buffer: this rank's share of the buffers
+        lines += [("Local buffers (elements)", f"{s.local_buffer_count:,}"),
+                  ("Local buffers size", format_bytes(s.local_buffer_bytes or 0))]
     if s.mesh_shapes:
         lines.append(("Device mesh shape", ", ".join(format_tree(m) for m in s.mesh_shapes)))
     return lines

@@ -18,7 +18,9 @@
   parameters are the very same DTensors (counted global and local as always) and run as plain
   fake tensors of their global shape: what each rank computes after the all-gather.
 - **all_ranks**: :func:`gather_ranks` collects every rank's local figures with
-  ``torch.distributed.all_gather_object`` (a collective: every rank must call ``summary``).
+  ``torch.distributed.all_gather_object`` (a collective: every rank must call ``summary``);
+  :func:`collective_on_every_path` makes a call that fails take part in it too (see
+  :class:`RankGather`), so one rank's error never leaves the others waiting.
 
 Nothing here imports ``torch.distributed.fsdp`` or ``torch.distributed.tensor``: what the user's
 program has not imported, no model can use.
@@ -32,10 +34,13 @@ reaches the sharded parameters, with or without netsummary.
 
 from __future__ import annotations
 
+import contextvars
+import dataclasses
+import functools
 import sys
 import weakref
 from collections import OrderedDict
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -111,15 +116,135 @@ def check_all_ranks(all_ranks: Any) -> bool:
     return all_ranks
 
 
-def gather_ranks(local: tuple[int, int, int] | None) -> tuple:
-    """Every rank's ``(local params, local trainable, local bytes)`` as :class:`RankShare` records,
-    in rank order, by ``torch.distributed.all_gather_object`` (every rank must call it)."""
+COLLECTIVE = "torch.distributed.all_gather_object"
+
+_GATHER: contextvars.ContextVar[RankGather | None] = contextvars.ContextVar("netsummary_rank_gather", default=None)
+
+
+class RankGather:
+    """The one ``all_gather_object`` of a ``summary(..., all_ranks=True)`` call.
+
+    Every way out of the call takes part in it exactly once: a success contributes this rank's
+    ``(local params, local trainable, local bytes)`` (:meth:`succeeded`), a failure — argument,
+    device, forward or summary-building error alike — contributes ``"ErrorType: message"``
+    (:meth:`failed`, called by :func:`collective_on_every_path`), so no rank is left waiting
+    on a rank that raised. A rank that succeeded while another failed raises
+    :class:`~netsummary.RankError` naming that rank and its error; the failing rank raises
+    its own error. A collective that fails (a rank exited; the process group's timeout passed)
+    is a :class:`~netsummary.RankError` that names it.
+    """
+
+    def __init__(self) -> None:
+        self.done = False
+
+    def _exchange(self, figures: tuple[int, int, int] | None, error: str | None) -> list[dict]:
+        from .._errors import RankError
+
+        self.done = True
+        dist = torch.distributed
+        rank, world = dist.get_rank(), dist.get_world_size()
+        gathered: list[Any] = [None] * world
+        try:
+            dist.all_gather_object(gathered, {"figures": figures, "error": error})
+        except Exception as err:
+            raise RankError(
+                f"all_ranks=True: the collective {COLLECTIVE} (every rank's figures, on the default process group "
+                f"of {world} ranks) failed on rank {rank}: {type(err).__name__}: {_first_line(err)}. Every rank must "
+                f"call summary(..., all_ranks=True): a rank that exits before it breaks the collective, and a rank "
+                f"that never calls it leaves the others waiting until the process group's timeout "
+                f"(init_process_group(timeout=...), 30 minutes by default)", collective=COLLECTIVE) from err
+        return gathered
+
+    def succeeded(self, result: Any) -> Any:
+        """``result`` with every rank's figures (:attr:`Summary.ranks`), or :class:`RankError` if a
+        rank failed."""
+        from .._errors import RankError
+
+        gathered = self._exchange(_figures(result), None)
+        result = dataclasses.replace(result, ranks=_shares(gathered))
+        failed = {r: g["error"] for r, g in enumerate(gathered) if g["error"] is not None}
+        if failed:
+            world = len(gathered)
+            which = "; ".join(f"rank {r} of {world} failed: {_first_line(e)}" for r, e in failed.items())
+            raise RankError(
+                f"all_ranks=True: {which}. This rank's summary succeeded and is on .partial (its ranks: every "
+                f"rank that reported figures); the failing rank raised its own error", failed,
+                COLLECTIVE, result)
+        return result
+
+    def failed(self, err: Exception) -> None:
+        """Take part in the collective for a call that raised ``err`` (once; nothing if it did already).
+        A :class:`~netsummary.ForwardError`'s partial summary contributes its figures and gets
+        every rank's; what the other ranks reported, or a failed collective, becomes a note on ``err``."""
+        from .._errors import RankError
+        from .._summary import Summary
+
+        if self.done:
+            return
+        partial = getattr(err, "partial", None)
+        partial = partial if isinstance(partial, Summary) else None
+        try:
+            gathered = self._exchange(None if partial is None else _figures(partial), f"{type(err).__name__}: {err}")
+        except RankError as gather_err:
+            err.add_note(str(gather_err))
+            return
+        if partial is not None:
+            err.partial = dataclasses.replace(partial, ranks=_shares(gathered))
+        me = torch.distributed.get_rank()
+        others = [f"rank {r} failed too: {_first_line(g['error'])}" for r, g in enumerate(gathered)
+                  if r != me and g["error"] is not None]
+        if others:
+            err.add_note("all_ranks=True: " + "; ".join(others))
+
+
+def _figures(result: Any) -> tuple[int, int, int]:
+    """This rank's ``(local params, local trainable, local bytes)``; an unsharded model's whole."""
+    if result.sharded:
+        return result.local_params, result.local_trainable_params, result.local_param_bytes
+    return result.total_params, result.trainable_params, result.param_bytes
+
+
+def _shares(gathered: list[dict]) -> tuple:
     from .._summary import RankShare
 
-    dist = torch.distributed
-    gathered: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(gathered, local)
-    return tuple(RankShare(rank, *figures) for rank, figures in enumerate(gathered) if figures is not None)
+    return tuple(RankShare(rank, *g["figures"]) for rank, g in enumerate(gathered) if g["figures"] is not None)
+
+
+def _first_line(err: Any) -> str:
+    text = str(err).strip()
+    line = text.splitlines()[0] if text else ""
+    return line if len(line) <= 500 else line[:497] + "..."
+
+
+def collective_on_every_path(fn: Callable) -> Callable:
+    """Wrap ``summary``: with ``all_ranks=True`` in an initialized job, a call that raises before
+    (or instead of) its gather still takes part in it (:meth:`RankGather.failed`), then raises."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        dist = torch.distributed
+        if kwargs.get("all_ranks") is not True or not (dist.is_available() and dist.is_initialized()):
+            return fn(*args, **kwargs)
+        gather = RankGather()
+        token = _GATHER.set(gather)
+        try:
+            return fn(*args, **kwargs)
+        except Exception as err:
+            gather.failed(err)
+            raise
+        finally:
+            _GATHER.reset(token)
+
+    return wrapper
+
+
+def gather_ranks(result: Any) -> Any:
+    """``result`` with every rank's local figures in :attr:`Summary.ranks`, by the one
+    ``all_gather_object`` of this ``summary(..., all_ranks=True)`` call (see :class:`RankGather`)."""
+    gather = _GATHER.get()
+    if gather is None or gather.done:  # not under collective_on_every_path: a gather of its own
+        gather = RankGather()
+    return gather.succeeded(result)
 
 
 def has_fsdp(named: list[tuple[str, nn.Module]]) -> bool:
@@ -179,6 +304,63 @@ def logical_stand_in(t: torch.Tensor) -> torch.Tensor:
     if dtensor is not None and isinstance(t, dtensor):
         return torch.empty(t.shape, dtype=t.dtype, device="meta")
     return t
+
+
+def wait_collectives(output: Any) -> Any:
+    """Wait on the collectives still in flight in a forward's ``output`` and return it.
+
+    A tensor-parallel layer's output (``RowwiseParallel``'s all-reduce, a DTensor's
+    ``to_local()`` after a redistribute) is an ``AsyncCollectiveTensor``: its collective is
+    waited on when the tensor is first used. A summary discards the output unused, which leaves
+    the collective unwaited (torch warns at exit: "there are still 1 unwaited collective
+    calls"), so each such tensor in ``output`` (a DTensor's local tensor too) is waited on here
+    with its own ``trigger_wait()``. Nothing to do, and nothing imported, if the program never
+    imported ``torch.distributed._functional_collectives``."""
+    functional = sys.modules.get("torch.distributed._functional_collectives")
+    act = getattr(functional, "AsyncCollectiveTensor", None)
+    if act is None:
+        return output
+    dtensor = dtensor_class()
+    for t in _tensors_in(output):
+        if dtensor is not None and isinstance(t, dtensor):
+            with torch.no_grad():
+                t = t.to_local()
+        if isinstance(t, act):
+            t.trigger_wait()
+    return output
+
+
+_MAX_VALUES = 100_000  # as in netsummary._tracing.structure: hostile outputs cost bounded work
+
+
+def _tensors_in(output: Any) -> list[torch.Tensor]:
+    """The tensors in ``output``: its containers (lists, tuples, dicts, registered pytree nodes,
+    through ``torch.utils._pytree``'s flatten functions) each visited once, so an output that
+    contains itself or shares a container at every level costs bounded work."""
+    from torch.utils import _pytree as pytree
+
+    found: list[torch.Tensor] = []
+    seen: set[int] = set()
+    todo, visited = [output], 0
+    while todo and visited < _MAX_VALUES:
+        value = todo.pop()
+        visited += 1
+        if isinstance(value, torch.Tensor):
+            found.append(value)
+            continue
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        if isinstance(value, (list, tuple)):
+            todo.extend(value)
+        elif isinstance(value, dict):
+            todo.extend(value.values())
+        elif (node := pytree.SUPPORTED_NODES.get(type(value))) is not None:
+            try:
+                todo.extend(node.flatten_fn(value)[0])
+            except Exception:  # a node type whose flatten fails on this value: nothing to wait on there
+                pass
+    return found
 
 
 def dtensor_locals(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
