@@ -229,3 +229,51 @@ def test_unquantized_bnb_4bit_layer_hint_says_move_it_to_a_device() -> None:
     assert ("hint: bitsandbytes layer '0' (Linear4bit) is not quantized yet: bitsandbytes quantizes a 4-bit "
             'weight when the layer is moved to a device; call model.to("cpu") (or .cuda()) before summary()') in text
     assert_unchanged(before, m)
+
+
+# --- 4. an unknown layout claims only its own tensors; its rows and totals say unknown ---------------
+
+class MaskedLinear(nn.Module):
+    """A Linear beside a uint8 ``mask_weight`` (an unknown layout by its name and dtype) and an
+    ordinary int8 ``idx`` buffer that is no part of it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.register_buffer("mask_weight", torch.zeros(6, dtype=torch.uint8))
+        self.register_buffer("idx", torch.zeros(3, dtype=torch.int8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin(x)
+
+
+def test_unknown_layout_leaves_ordinary_integer_buffers_buffers() -> None:
+    s = summary(MaskedLinear(), (4,), verbose=0)
+    assert s.total_params == 4 * 4 + 4 == 20 and s.quant_unknown == ("(root) (MaskedLinear)",)
+    # Linear 20 float32 = 80 B + mask_weight 6 uint8 = 6 B; before the fix idx was taken too (89 B)
+    assert s.param_bytes == 80 + 6 == 86
+    assert (s.buffer_count, s.buffer_bytes) == (3, 3)  # idx: 3 int8 elements, 1 byte each
+    text = str(s)
+    assert "MaskedLinear-1                    [-1, 4]         unknown\n" in text  # its own row, not 0
+    assert "Quantized params: unknown layout\n" in text  # not "0 of 20 (0.00%)"
+    tree = s.render("tree", columns=["params"]).splitlines()
+    assert tree[2].split() == ["(root)", "(MaskedLinear)", "20", "+", "unknown"]
+    assert tree[3].split() == ["(root)", "(MaskedLinear,", "own", "params)", "unknown"]
+
+
+class IntWeightWithBias(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(4, 4, dtype=torch.int8), requires_grad=False)
+        self.weight_scale = nn.Parameter(torch.ones(4), requires_grad=False)
+        self.bias = nn.Parameter(torch.zeros(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.bias
+
+
+def test_unknown_layout_claims_its_weight_and_scale_not_the_float_bias() -> None:
+    s = summary(nn.Sequential(IntWeightWithBias()), (4,), verbose=0)
+    # weight 16 int8 = 16 B and weight_scale 4 float32 = 16 B are the layout; bias 4 float32 params
+    assert s.total_params == 4 and s.param_bytes == 16 + 16 + 16 == 48
+    assert "IntWeightWithBias-1                    [-1, 4]     4 + unknown\n" in str(s)
