@@ -277,3 +277,41 @@ def test_unknown_layout_claims_its_weight_and_scale_not_the_float_bias() -> None
     # weight 16 int8 = 16 B and weight_scale 4 float32 = 16 B are the layout; bias 4 float32 params
     assert s.total_params == 4 and s.param_bytes == 16 + 16 + 16 == 48
     assert "IntWeightWithBias-1                    [-1, 4]     4 + unknown\n" in str(s)
+
+
+# --- 5. config bits are checked against the shapes ---------------------------------------------------
+
+def _gptq_layer(bits: int, n_in: int = 64, n_out: int = 128, group: int = 32, qzeros: bool = True) -> dict:
+    p = "model.proj."
+    sd = {p + "qweight": torch.zeros(n_in * bits // 32, n_out, dtype=torch.int32),
+          p + "scales": torch.zeros(n_in // group, n_out, dtype=torch.float16),
+          p + "g_idx": torch.zeros(n_in, dtype=torch.int32)}
+    if qzeros:
+        sd[p + "qzeros"] = torch.zeros(n_in // group, n_out * bits // 32, dtype=torch.int32)
+    return sd
+
+
+@pytest.mark.parametrize("qzeros", [True, False])
+def test_inspect_config_bits_contradicted_by_the_shapes_counts_at_the_shapes_bits(tmp_path: Path, qzeros: bool) -> None:
+    from netsummary._checkpoints.inspect import inspect_checkpoint
+
+    torch.save(_gptq_layer(8, qzeros=qzeros), tmp_path / "model.pt")  # an 8-bit export
+    (tmp_path / "quantize_config.json").write_text(json.dumps({"bits": 4, "group_size": 32}))
+    c = inspect_checkpoint(tmp_path / "model.pt")
+    # qweight [64 * 8 / 32 = 16, 128] = 2,048 words; at 8 bits 4 per word: 8,192 = 64 * 128
+    # (g_idx 64 inputs x scales 128 outputs); the config's 4 bits would say 2,048 * 8 = 16,384
+    assert c.quantized_params == c.total_params == 8192 and c.packed.bits == (8,)
+    assert c.packed.bits_from == "quantize_config.json, overridden by the shapes where they disagree"
+    # shapes: qzeros [2, 32] / scales [2, 128]: 32 * 32 / 128 = 8; or 2,048 * 32 / (64 * 128) = 8
+    assert c.packed.conflicts == ("model.proj: quantize_config.json says 4 bits, the shapes say 8",)
+    assert ("Note: bits contradict the shapes for model.proj: quantize_config.json says 4 bits, the shapes say 8: "
+            "counted at the shapes' bits") in c.render()
+
+
+def test_inspect_config_bits_agreeing_with_the_shapes_has_no_note(tmp_path: Path) -> None:
+    from netsummary._checkpoints.inspect import inspect_checkpoint
+
+    torch.save(_gptq_layer(4), tmp_path / "model.pt")
+    (tmp_path / "quantize_config.json").write_text(json.dumps({"bits": 4}))
+    c = inspect_checkpoint(tmp_path / "model.pt")
+    assert c.total_params == 64 * 128 == 8192 and c.packed.conflicts == () and "Note: bits" not in c.render()
