@@ -315,3 +315,21 @@ def test_inspect_config_bits_agreeing_with_the_shapes_has_no_note(tmp_path: Path
     (tmp_path / "quantize_config.json").write_text(json.dumps({"bits": 4}))
     c = inspect_checkpoint(tmp_path / "model.pt")
     assert c.total_params == 64 * 128 == 8192 and c.packed.conflicts == () and "Note: bits" not in c.render()
+
+
+def test_inference_estimate_of_bnb_4bit_leaves_the_quant_state_alone() -> None:
+    bnb = _bnb()
+    torch.manual_seed(0)
+    m = nn.Sequential(bnb.nn.Linear4bit(64, 128, compute_dtype=torch.float32)).to("cpu")
+    x = torch.randn(2, 64)
+    m.train()
+    y = m(x)
+    qs = m[0].weight.quant_state
+    view, sd = _quant_state_view(qs), _state_dict(m)
+    s = summary(m, (64,), estimate="inference", verbose=0)  # the memory step runs its own forward on stand-ins
+    assert s.memory is not None and s.total_params == 8320
+    assert m[0].weight.quant_state is qs
+    _assert_same_view(view, _quant_state_view(qs))
+    _assert_same_state_dict(sd, _state_dict(m))
+    m.train()
+    assert torch.equal(m(x), y)
