@@ -19,12 +19,14 @@ from ._reporting.formats import render, resolve_format
 from ._tracing.distributed import (check_all_ranks, check_process_groups, collective_on_every_path, fsdp_free_view,
                                    gather_ranks, has_fsdp, is_fsdp_view, logical_stand_in, wait_collectives)
 from ._tracing.guard import ModelGuard
+from ._tracing.standins import meta_stand_in, overrides_to
 from ._tracing.interrupts import deferred_interrupts, interruptible
 from ._tracing.inputs import ForwardInputs, build_inputs, check_batch_size, check_mode, make_inputs, resolve_device
 from ._tracing.model import check_forward_kwargs, eager_module, has_lazy, shape_only_copy, walk_modules
 from ._analysis.records import build_structure_summary, build_summary
 from ._analysis import experts as _experts
 from ._analysis.extras import find_adapters, with_extras
+from ._analysis.quant_hints import quantized_hint
 from ._summary import Summary
 from ._tracing.switches import GC_PAUSED, MHA_FASTPATH_OFF
 from ._tracing.trace import Tracer
@@ -308,8 +310,9 @@ def summary(
     if error is not None:  # with all_ranks, the ForwardError takes part in the collective on its way out
         shown = "tree" if shown_format in ("json", "csv") else shown_format  # a report is for reading
         hint = _experts.routing_hint(error, groups, failed.module if failed is not None else None) if dev.type == "meta" else None
+        qhint = quantized_hint(error, failed.module if failed is not None else None, named, dev.type)
         raise forward_error(error, failed, received, result, lambda p: render(p, shown, depth, columns, fold), lazy=lazy,
-                            hint=hint) from error
+                            hint=hint, quant_hint=qhint) from error
     if estimate is not None:
         result = _with_memory(result, model, named, dev, inputs, memory_args, plan_args)
     if all_ranks:  # the last step before printing: every error above takes part in the collective instead
@@ -473,7 +476,11 @@ def _forward_now(model: nn.Module, inputs: ForwardInputs, fake: bool, stand_in: 
         def to_fake(t: torch.Tensor) -> torch.Tensor:
             if logical:
                 t = logical_stand_in(t)
-            return fake.from_tensor(t if t.device.type == "meta" else t.to("meta"))
+            if t.device.type != "meta":
+                # a Parameter subclass with its own .to() (bitsandbytes' Params4bit moves its shared
+                # QuantState in place) is never asked to move: a stand-in from its metadata instead
+                t = meta_stand_in(t) if overrides_to(t) else t.to("meta")
+            return fake.from_tensor(t)
 
         stand_ins = {
             name: to_fake(t) for name, t in [*model.named_parameters(), *model.named_buffers()]

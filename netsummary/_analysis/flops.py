@@ -300,12 +300,35 @@ MATMUL_CLASS: frozenset[str] = frozenset(FORMULAS) | UNKNOWN_OPS | frozenset(_IN
     name for name in _torch_formulas() if isinstance(name, str))
 
 
+class _Unkeyable(Exception):
+    """An argument the memo cannot key on safely (see :func:`_freeze`)."""
+
+
+_PLAIN_KEYS = (bool, int, float, str, torch.dtype, torch.device, torch.layout, torch.memory_format)
+
+
 def _freeze(x: Any) -> Any:
+    """A memo key for one operator argument, built only from values whose hash and equality are
+    plain Python's: a tensor's shape (integer sizes), ints, floats, bools, strings, ``None``,
+    dtypes, devices, and tuples / lists of those. Anything else (a TorchScript object such as
+    ``torch.ao``'s packed params, whose ``__eq__`` raises; symbolic sizes; a user object with a
+    raising ``__hash__``) raises :class:`_Unkeyable`: the call is then not memoised.
+
+    >>> _freeze((torch.zeros(2, 3), 1, None, "mean"))
+    (('t', (2, 3)), (<class 'int'>, 1), None, (<class 'str'>, 'mean'))
+    """
     if isinstance(x, Tensor):
-        return x.shape
-    if isinstance(x, (list, tuple)):
+        shape = tuple(x.shape)
+        if not all(type(d) is int for d in shape):
+            raise _Unkeyable
+        return ("t", shape)
+    if x is None:
+        return None
+    if type(x) in _PLAIN_KEYS:
+        return (type(x), x)
+    if type(x) in (list, tuple):
         return tuple([_freeze(e) for e in x])
-    return x
+    raise _Unkeyable
 
 
 def _no_formula(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:  # HOPs: unknown
@@ -418,7 +441,7 @@ class MacCounter(TorchDispatchMode):
                 hit = memo.get(key, _UNSEEN)
                 if hit is not _UNSEEN:
                     return hit  # type: ignore[return-value]
-        except TypeError:  # unhashable, e.g. symbolic sizes
+        except _Unkeyable:  # an argument that cannot be keyed safely: not memoised
             key = None
         try:
             macs = formula(args, kwargs, out)

@@ -43,8 +43,10 @@ when ``sys.modules`` already holds it (netsummary never imports torchao or bitsa
 **Unknown layouts.** A module holding a quantized-looking tensor netsummary does not recognize
 (a parameter of an integer or ``torch.q*`` dtype, a buffer named ``*weight*`` of such a dtype, a
 tensor subclass whose inner tensors are integers, a ``torch.ao`` quantized module without
-``weight()``) is reported as unknown: every tensor it holds itself counts in the stored bytes
-(``numel × element_size``, exact), none counts as parameters, and the summary names the layer
+``weight()``) is reported as unknown: the tensors of that layout it holds itself (the
+quantized-looking ones and those named as quantization state, ``*scale*``, ``*zero*``, ...; every
+tensor of a ``torch.ao`` module) count in the stored bytes (``numel × element_size``, exact), none
+counts as parameters (its other tensors, an ``idx`` buffer or a float bias, count as usual), and the summary names the layer
 in ``quant_unknown`` — never a silent wrong number.
 
 **MACs.** ``quantized::linear*`` (torch.ao) and ``bitsandbytes::gemv_4bit`` / ``gemm_4bit`` /
@@ -176,7 +178,7 @@ class Probe:
         else:
             for n, b in m._buffers.items():
                 if b is not None and "weight" in n and b.dtype in _PACKED_BUFFER_DTYPES:
-                    return _unknown(m)
+                    return _unknown(m, layout_only=True)
         if not special:
             return None
         tensors, names = [], []
@@ -185,7 +187,7 @@ class Probe:
                 continue
             q = self._param(p, n, m)
             if q is False:
-                return _unknown(m)
+                return _unknown(m, layout_only=True)
             if q is not None:
                 tensors.append(q)
                 names.append(n)
@@ -354,14 +356,14 @@ def _packed(m: nn.Module) -> ModuleQuant:
     held = {**m._buffers, **m._parameters}
     qw = held["qweight"]
     if qw is None:
-        return _unknown(m)
+        return _unknown(m, layout_only=True)
     qz, sc = held.get("qzeros"), held.get("scales")
     bits = getattr(m, "bits", None)
     bits = getattr(m, "w_bit", None) if bits is None else bits
     layout = packed_layout(tuple(qw.shape), _dtype_name(qw.dtype), None if qz is None else tuple(qz.shape),
                            None if sc is None else tuple(sc.shape), bits if type(bits) is int else None)
     if layout is None:
-        return _unknown(m)
+        return _unknown(m, layout_only=True)
     names = {"qweight", *(n for n in STATE_NAMES if held.get(n) is not None)}
     state = tuple((id(held[n]), _nbytes(held[n])) for n in STATE_NAMES if held.get(n) is not None)
     out = sc.shape[-1] if sc is not None else None
@@ -376,13 +378,38 @@ def _packed(m: nn.Module) -> ModuleQuant:
     return ModuleQuant(tuple(tensors), params, frozenset(names) - params)
 
 
-def _unknown(m: nn.Module) -> ModuleQuant:
-    """A quantized layer of a layout netsummary does not know: every tensor it holds itself, at
-    its stored size, and no logical count."""
+_STATE_MARKERS = ("scale", "zero", "absmax", "scb", "qparam", "g_idx", "qweight", "qzeros")
+
+
+def _in_layout(name: str, t: torch.Tensor, is_param: bool) -> bool:
+    """Whether a tensor of a module of unknown layout is part of that layout: a parameter of an
+    integer / ``torch.q*`` dtype or a tensor subclass, a ``*weight*``-named buffer of a packed
+    dtype, or a tensor named as quantization state (``*scale*``, ``*zero*``, ``*absmax*``, ``SCB``,
+    ``*qparam*``, ``g_idx``, ``qweight``, ``qzeros``). Anything else (an ``idx`` or mask buffer, a
+    float ``bias``) is an ordinary parameter or buffer beside it, counted as usual."""
+    low = name.lower()
+    if any(k in low for k in _STATE_MARKERS):
+        return True
+    if is_param:
+        return t.dtype in QUANT_DTYPES or type(t) not in (torch.Tensor, Parameter)
+    return "weight" in low and t.dtype in _PACKED_BUFFER_DTYPES
+
+
+def _unknown(m: nn.Module, layout_only: bool = False) -> ModuleQuant:
+    """A quantized layer of a layout netsummary does not know: the tensors of that layout it
+    holds itself, at their stored size, and no logical count. ``layout_only``: claim only the
+    tensors :func:`_in_layout` names (a layer recognized by a tensor's dtype and name); else
+    every tensor it holds (a ``torch.ao`` quantized module, all of whose state is its layout)."""
     held: dict[int, torch.Tensor] = {}
-    for t in [*m._parameters.values(), *m._buffers.values()]:
-        if isinstance(t, torch.Tensor):
-            held.setdefault(id(t), t)
+    params: set[str] = set()
+    buffers: set[str] = set()
+    for names, table, is_param in ((params, m._parameters, True), (buffers, m._buffers, False)):
+        for n, t in table.items():
+            if isinstance(t, torch.Tensor) and (not layout_only or _in_layout(n, t, is_param)):
+                held.setdefault(id(t), t)
+                names.add(n)
+    if not layout_only:
+        params, buffers = set(m._parameters), set(m._buffers)
     if type(m).__module__.startswith(("torch.ao.nn.quantized", "torch.nn.quantized")):
         try:  # packed parameters are reachable only through the state dict
             for v in torch.utils._pytree.tree_leaves(m.state_dict(keep_vars=True)):
@@ -395,5 +422,4 @@ def _unknown(m: nn.Module) -> ModuleQuant:
         inner = _inner(t, "") if hasattr(type(t), "__tensor_flatten__") and type(t) not in (torch.Tensor, Parameter) else None
         data += sum(_nbytes(x) for _, x in inner) if inner else _nbytes(t)
     entry = QuantTensor(("unknown", id(m)), "(tensors)", None, False, data, (), "unknown")
-    return ModuleQuant((entry,), frozenset(m._parameters), frozenset(m._buffers), unknown=True)
-
+    return ModuleQuant((entry,), frozenset(params), frozenset(buffers), unknown=True)

@@ -246,6 +246,8 @@ class CheckpointSummary:
                          f"{f' of {bits} bits' if bits else ''}{where}: Params count each qweight's logical "
                          f"elements{per_word}, {format_count(self.quantized_params)} in all; qzeros, scales and g_idx "
                          f"are quantization state ({format_bytes(self.quant_state_bytes)}), not params; Bytes include them")
+            for c in p.conflicts:
+                lines.append(f"Note: bits contradict the shapes for {c}: counted at the shapes' bits")
             if p.unknown:
                 lines.append(f"Logical params unknown for {len(p.unknown):,} packed layer"
                              f"{'s' if len(p.unknown) > 1 else ''} (bits neither in a quantize_config.json / config.json "

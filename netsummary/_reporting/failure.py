@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import sys
 import traceback
 from collections.abc import Callable
@@ -110,24 +112,32 @@ def forward_error(
     render: Callable[[Summary], str] = render_classic,
     lazy: bool = False,
     hint: str | None = None,
+    quant_hint: str | None = None,
 ) -> ForwardError:
     """netsummary's error for a failed forward: where, what it received, hints, the partial table.
 
     ``lazy``: the forward ran on the meta copy of a model with uninitialized lazy modules.
     ``hint``: a more specific hint for a forward on meta (a MoE layer's routing), shown instead of
-    the general one."""
+    the general one. ``quant_hint``: a quantized layer's hint (:mod:`netsummary._analysis.quant_hints`),
+    shown on any device, instead of the general meta hint."""
     if failed is None:  # raised before any of the model's modules ran (or in the root's hooks)
         name, kind = "", partial.model_type
         where = f"the forward of {kind}"
     else:
         name, kind = failed.name, type(failed.module).__name__
         where = f"module {name or '(root)'!r} ({kind}, call {failed.call_index})"
-    lines = [f"the model's forward raised in {where}: {type(err).__name__}: {err}"]
+    text = str(err)
+    if quant_hint is not None:  # torch's pointer to an internal module that would load a fake kernel: noise
+        text = re.sub(r"\s*The operator specified that you may need to import (the )?'[^']*' Python module to load the fake impl\.",
+                      "", text).strip() or "(no message)"
+    lines = [f"the model's forward raised in {where}: {type(err).__name__}: {text}"]
     if received is not None:
         lines.append(f"  it received: {received}")
     if failed is not None and isinstance(failed.module, (nn.Embedding, nn.EmbeddingBag)) and received and "float" in received:
         lines.append("  hint: embeddings take integer ids; pass dtypes=[torch.long] (or real input_data)")
-    if partial.device == "meta":
+    if quant_hint is not None:
+        lines.append(f"  hint: {quant_hint}")
+    elif partial.device == "meta":
         hint = (hint if hint is not None and needs_real_values(err, lazy) is not None else None) or needs_real_values(err, lazy)
         if hint is not None:
             lines.append(f"  hint: {hint}")

@@ -155,7 +155,10 @@ def quant_lines(s: Summary) -> list[tuple[str, str]]:
         return []
     share = f" ({100 * s.quantized_params / s.total_params:.2f}%)" if s.total_params else ""
     stored = f", stored as {', '.join(s.quant_dtypes)}" if s.quant_dtypes else ""
-    lines = [("Quantized params", f"{s.quantized_params:,} of {s.total_params:,}{share}{stored}")]
+    if not s.quantized_params and not s.quant_dtypes:  # only unknown layouts: a 0% share would mislead
+        lines = [("Quantized params", "unknown layout")]
+    else:
+        lines = [("Quantized params", f"{s.quantized_params:,} of {s.total_params:,}{share}{stored}")]
     if s.quant_unknown:
         n = len(s.quant_unknown)
         lines.append((f"Params unknown ({n} quantized layer{'s' if n > 1 else ''} of unknown layout)",
@@ -171,8 +174,21 @@ def param_text(params: int, unknown: int) -> str:
     return "unknown" if not params else f"{params:,} + unknown"
 
 
-def _param_cell(r: LayerRecord, params: int, shared: int) -> str:
-    cell = param_text(params, r.quant_unknown if r.is_leaf else 0)
+def _own_unknown(s: Summary) -> dict[int, int]:
+    """Per layer index: the quantized layers of unknown layout the module is itself (its subtree's
+    ``quant_unknown`` less its children's, each child counted once): a container that holds an
+    unknown layout's tensors itself reads ``unknown`` on its own-params row too."""
+    if not s.quant_unknown:
+        return {}
+    children: dict[int, dict[str, int]] = {}
+    for r in s.layers:
+        if r.parent is not None:
+            children.setdefault(r.parent, {}).setdefault(r.name, r.quant_unknown)
+    return {i: r.quant_unknown - sum(children.get(i, {}).values()) for i, r in enumerate(s.layers) if r.quant_unknown}
+
+
+def _param_cell(r: LayerRecord, params: int, shared: int, unknown: int | None = None) -> str:
+    cell = param_text(params, (r.quant_unknown if r.is_leaf else 0) if unknown is None else unknown)
     if shared:
         if r.call_index > 1:
             cell += " (repeat)"
@@ -232,10 +248,13 @@ def _label(r: LayerRecord, i: int) -> str:
 def classic_rows(s: Summary) -> list[tuple[str, str, str]]:
     """(label, output shape, params) cells of the classic table, in call order."""
     entries, groups = classic_entries(s)
+    own_unknown = _own_unknown(s)
+    index = {id(r): i for i, r in enumerate(s.layers)} if own_unknown else {}
     rows = []
     for i, (r, params, shared) in enumerate(entries, 1):
         shape = format_tree(shown_shape(r.output_shapes, r.output_batch_axes)) if r.completed else "(failed here)"
-        rows.append((_label(r, i), shape, _param_cell(r, params, shared)))
+        unknown = None if r.is_leaf or not own_unknown else own_unknown.get(index[id(r)], 0)
+        rows.append((_label(r, i), shape, _param_cell(r, params, shared, unknown)))
     for g in groups:
         where = "own params" if g.called else "not called"
         rows.append((f"{g.type} ({g.name or 'root'}: {where})", "--", f"{g.params:,}"))

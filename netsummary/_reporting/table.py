@@ -230,8 +230,9 @@ def _cut_labels(rows: list[list[str]], headers: Sequence[str], elidable: Sequenc
 
 def _group_row(g: ParamGroup, s: Summary, columns: Sequence[str], depth: int, tablefmt: str) -> list[str]:
     where = "own params" if g.called else "not called"
+    unknown = int(f"{g.name or '(root)'} ({g.type})" in s.quant_unknown)  # the module is itself an unknown layout
     cells = {
-        "params": f"{g.params:,}",
+        "params": param_text(g.params, unknown),
         "params_percent": f"{100 * g.params / s.total_params:.2f}%" if s.total_params else "--",
         "trainable": _trainable_text(g.params, g.trainable_params),
         "param_bytes": f"{g.param_bytes:,}",

@@ -14,6 +14,9 @@ on ``KeyboardInterrupt`` alike:
   place (``t_()``, ``resize_()``, ``set_()``) has the tensor bound to its original storage again;
 - the tensor objects under each module's existing ``_parameters`` / ``_buffers`` names, where
   the forward replaced one by another of the same shape (an update of its values, a conversion);
+- bitsandbytes' quantized weights and state: a ``Linear4bit`` CPU eval forward repacks its
+  weight (``.data`` rebound) and rewrites its ``QuantState``; ``Linear8bitLt`` moves its
+  ``CB`` / ``SCB`` into its matmul state: put back as they were (:mod:`netsummary._tracing.bnb_state`);
 - FSDP2's sharding: a module the forward left unsharded (FSDP2's root keeps its all-gathered
   parameters after the forward) is resharded through ``FSDPModule.reshard()``
   (:mod:`netsummary._tracing.distributed`);
@@ -55,6 +58,7 @@ from torch import nn
 from torch._subclasses.fake_tensor import is_fake
 from torch.nn.parameter import is_lazy
 
+from .bnb_state import BnbState
 from .distributed import dtensor_locals, reshard_unsharded
 from .interrupts import uninterrupted
 from .watch import StateWatch
@@ -192,6 +196,8 @@ class ModelGuard:
         # without the watch, buffers with values are copied up front and compared after
         self._copies = [] if self._watch_writes else [
             (b, b.detach().clone()) for b in tensors if not isinstance(b, nn.Parameter) and _has_values(b)]
+        # bitsandbytes layers repack their weight and rewrite their QuantState on a CPU eval forward
+        self._bnb = BnbState(modules)
         self._rng = _RNGState()
         self._grad_enabled = torch.is_grad_enabled()
         if self._watch_writes:
@@ -226,6 +232,7 @@ class ModelGuard:
                     object.__setattr__(m, "training", training)
             _restore_entries(m._parameters, params)
             _restore_entries(m._buffers, buffers)
+        self._bnb.restore()  # before the aliases: a bitsandbytes weight's own .data comes back first
         with torch.no_grad():
             for t, alias in self._aliases:  # first the layout, so that values and .grad fit again
                 if not _same_layout(t, alias):
