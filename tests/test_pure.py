@@ -12,10 +12,10 @@ from torch import nn
 from torch.nn.modules import module as module_globals
 
 from netsummary import summary
-from netsummary._analysis.flops import MacCounter
+from netsummary._analysis.flops import SHAPE_MACS, MacCounter
 from netsummary._analysis.records import make_record
 from netsummary._summary import LayerRecord
-from netsummary._tracing.pure import SHAPE_MACS, pure_forward
+from netsummary._tracing.pure import pure_forward
 
 CPU = torch.device("cpu")
 

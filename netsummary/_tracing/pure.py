@@ -7,12 +7,9 @@ needed when the whole forward is **known-pure**: every module of the model is on
 layers (the exact class, not a subclass) running torch's own ``forward``, which provably writes no
 parameter or buffer and draws no random number, and MACs follow from the shapes:
 
-- ``nn.Linear`` computes ``input @ weight.T`` on ``rows = input.numel() / in_features`` rows:
-  ``rows × in_features × out_features`` MACs (what the dispatch counter counts for ``addmm`` /
-  ``mm``, torch's ``mm_flop`` / 2);
-- ``nn.Conv1d/2d/3d`` (any padding mode, stride, dilation, groups) computes each output element
-  from ``in_channels / groups × prod(kernel_size)`` products: ``output.numel() × prod(weight.shape[1:])``
-  MACs (torch's ``conv_flop_count`` / 2 for ``aten.convolution``);
+- ``nn.Linear`` and ``nn.Conv1d/2d/3d`` through torch's own formulas applied to the call's
+  shapes (:data:`netsummary._analysis.flops.SHAPE_MACS`: the ones the dispatch counter applies
+  to the ``addmm`` / ``mm`` / ``convolution`` they run);
 - every other allowed layer (activations, pooling, normalization, dropout in eval, ``Flatten``,
   ``Identity``, ``Embedding`` without ``max_norm``, ``Sequential``) runs no matmul-class operator:
   0 MACs.
@@ -32,7 +29,6 @@ in-place activation given inputs the caller passed in (it would write them), or 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -117,16 +113,3 @@ def pure_forward(named: Iterable[tuple[str, nn.Module]], inputs: Any, fresh_inpu
             if t is not None and (type(t) not in plain or t.layout != strided or t.is_meta):
                 return False
     return True
-
-
-def _linear_macs(m: nn.Linear, x: torch.Tensor, out: Any) -> int:
-    k = m.in_features
-    return x.numel() // k * k * m.out_features if k else 0
-
-
-def _conv_macs(m: nn.Module, x: torch.Tensor, out: Any) -> int:
-    return out.numel() * math.prod(m.weight.shape[1:])
-
-
-#: class -> MACs of one call from its input and output (classes not listed: 0)
-SHAPE_MACS = {nn.Linear: _linear_macs, nn.Conv1d: _conv_macs, nn.Conv2d: _conv_macs, nn.Conv3d: _conv_macs}

@@ -39,7 +39,7 @@ from torch.nn.utils import parametrize
 from torch.utils import _python_dispatch
 
 from .interrupts import uninterrupted
-from .pure import OWN_HOOK, SHAPE_MACS
+from .pure import OWN_HOOK
 from .structure import Described, describe
 
 Tensor = torch.Tensor
@@ -153,7 +153,9 @@ class Tracer:
         names, raw, stack, failed = self.names, self._raw, self.stack, self._failed
         known, created = self._known, self.created
         thread, this_thread = threading.get_ident(), threading.get_ident
-        shape_macs = SHAPE_MACS if self._shape_macs else None
+        shape_macs = None
+        if self._shape_macs:
+            from .._analysis.flops import SHAPE_MACS as shape_macs  # torch's formulas, on the shapes
 
         # The hooks do the least they can: a lookup, a push or pop, and shapes of plain tensors.
         def pre_hook(module: nn.Module, args: tuple) -> None:
