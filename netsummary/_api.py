@@ -28,6 +28,7 @@ from ._analysis import experts as _experts
 from ._analysis.extras import find_adapters, with_extras
 from ._analysis.quant_hints import quantized_hint
 from ._summary import Summary
+from ._tracing.pure import pure_forward
 from ._tracing.switches import GC_PAUSED, MHA_FASTPATH_OFF
 from ._tracing.trace import Tracer
 
@@ -281,8 +282,12 @@ def summary(
     shown_batch = inputs.run_batch if inputs.batch_size == -1 else None  # figures per sample
     # the forward of a meta model runs on fake stand-ins (or on a lazy model's copy): the user's
     # tensors cannot be written, and fake kernels draw no random numbers
-    guard = ModelGuard(model, [m for _, m in named], watch_writes=dev.type != "meta")
-    tracer = Tracer(model, named, count_macs=bool(macs), guard=guard)
+    # a forward of torch's own stateless layers only needs neither the write watch nor the MAC
+    # counter's dispatch mode: MACs then come from each call's shapes (see _tracing/pure.py)
+    pure = not lazy and pure_forward(named, (inputs.args, inputs.kwargs), input_data is None and not kwargs, dev,
+                                     mode)
+    guard = ModelGuard(model, [m for _, m in named], watch_writes=dev.type != "meta", pure=pure)
+    tracer = Tracer(model, named, count_macs=bool(macs), guard=guard, shape_macs=pure)
     axes = BatchAxes(shown_batch)  # the probe below refines it after a successful forward
     error: Exception | None = None
     # Ctrl-C interrupts the model's forward only, never the restore (held, then delivered)

@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import torch
 from torch import nn
-from torch.nn.parameter import is_lazy
+from torch.nn.parameter import Parameter, is_lazy
 
 from .quantized import ModuleQuant, Probe
 from .sharding import Sharded, dtensor_class, shard_of
@@ -68,6 +68,7 @@ class ParamStats:
         self.tensor_names: dict = {}  # quantized keys -> attribute name (for formulas)
         self.sharded: dict[int, Sharded] = {}  # param id -> its shard, for sharded parameters only
         dtensor = dtensor_class()
+        info = self._info
         buffers: dict[int, torch.Tensor] = {}
         probe = Probe()
         for name, m in named:
@@ -80,10 +81,16 @@ class ParamStats:
             for pname, p in m._parameters.items():
                 if p is None or pname in skip_p:
                     continue
-                own.append(id(p))
-                if id(p) in self._info:
+                key = id(p)
+                own.append(key)
+                if key in info:
                     continue
-                if is_lazy(p):
+                if type(p) is Parameter and "ds_numel" not in p.__dict__:  # plain: the common case
+                    n = p.numel()
+                    info[key] = (n, p.requires_grad, n * p.element_size())
+                    self._shapes[key] = tuple(p.shape)
+                    self.owner[key] = name
+                elif is_lazy(p):
                     self.uninitialized.append(f"{name}.{pname}" if name else pname)
                     self._info[id(p)] = (0, p.requires_grad, 0)
                 elif (sharded := shard_of(p, dtensor, pname)) is not None:
@@ -93,7 +100,8 @@ class ParamStats:
                 else:
                     self._info[id(p)] = (p.numel(), p.requires_grad, p.numel() * p.element_size())
                     self._shapes[id(p)] = tuple(p.shape)
-                self.owner[id(p)] = name
+                if key not in self.owner:
+                    self.owner[key] = name
             self._own[id(m)] = own
             for bname, b in m._buffers.items():
                 if b is not None and bname not in skip_b and not is_lazy(b):

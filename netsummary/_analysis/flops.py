@@ -65,7 +65,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from .quantized_ops import FORMULAS as QUANTIZED_FORMULAS
 
-__all__ = ["MacCounter", "MATMUL_CLASS", "UNKNOWN_OPS"]
+__all__ = ["MacCounter", "MATMUL_CLASS", "SHAPE_MACS", "UNKNOWN_OPS"]
 
 OnOp = Callable[[str, "int | None"], Any]
 Formula = Callable[[tuple[Any, ...], dict[str, Any], Any], int]
@@ -451,3 +451,35 @@ class MacCounter(TorchDispatchMode):
         if key is not None:
             memo[key] = macs  # type: ignore[index]
         return macs
+
+
+_MM_FLOP = getattr(_tfc.mm_flop, "__wrapped__", _tfc.mm_flop)  # torch's formula without its pytree wrapper
+
+
+def _linear_from_shapes(m: torch.nn.Linear, x: Tensor, out: Tensor) -> int:
+    """``nn.Linear`` on ``x [..., in]``: one ``[rows, in] @ [in, out]`` product with
+    ``rows = x.numel() / in`` (how ``aten.linear`` folds the leading dimensions into ``addmm`` /
+    ``mm``): torch's ``mm_flop`` / 2 = ``rows × in × out``."""
+    k = m.in_features
+    rows = x.numel() // k if k else 0
+    return _MM_FLOP((rows, k), (k, m.out_features)) // 2
+
+
+def _conv_from_shapes(m: torch.nn.Module, x: Tensor, out: Tensor) -> int:
+    """``nn.Conv1d/2d/3d`` (any padding mode, stride, dilation, groups): torch's
+    ``conv_flop_count`` / 2 on the weight and output shapes, as for the ``aten.convolution`` the
+    layer runs (an unbatched call runs it on a batch of 1): ``out.numel() × prod(weight.shape[1:])``."""
+    w = tuple(m.weight.shape)
+    o = tuple(out.shape)
+    if len(o) < len(w):  # unbatched: the kernel sees a batch of one
+        o = (1, *o)
+    return _tfc.conv_flop_count(o, w, o) // 2
+
+
+#: MACs of one call of torch's own layers from the call's input and output, for a forward that
+#: runs without the counter (see :mod:`netsummary._tracing.pure`; tested against the counter).
+#: Layers not listed run no matmul-class operator.
+SHAPE_MACS: dict[type, Callable[[Any, Tensor, Any], int]] = {
+    torch.nn.Linear: _linear_from_shapes, torch.nn.Conv1d: _conv_from_shapes, torch.nn.Conv2d: _conv_from_shapes,
+    torch.nn.Conv3d: _conv_from_shapes,
+}

@@ -10,6 +10,8 @@ batch axes of :mod:`netsummary._tracing.batch`.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 
@@ -25,6 +27,33 @@ from .._summary import LayerRecord, ParamGroup, Summary
 from .._tracing.trace import Tracer
 
 _DTYPE_NAMES: dict[torch.dtype, str] = {}
+
+
+def _record_maker():
+    """A constructor of :class:`LayerRecord` taking the same arguments, about twice as fast.
+
+    The dataclass's own ``__init__`` of a frozen class sets each of its fields through
+    ``object.__setattr__``; this one (generated the way :mod:`dataclasses` generates ``__init__``)
+    stores them through the slots' own descriptors. Same fields, same defaults, same object
+    (``tests/test_pure.py`` compares the two)."""
+    fields = dataclasses.fields(LayerRecord)
+    ns: dict = {"_new": object.__new__, "_cls": LayerRecord}
+    params = []
+    for f in fields:
+        ns[f"_set_{f.name}"] = LayerRecord.__dict__[f.name].__set__
+        if f.default is not dataclasses.MISSING:
+            ns[f"_d_{f.name}"] = f.default
+            params.append(f"{f.name}=_d_{f.name}")
+        else:
+            assert f.default_factory is dataclasses.MISSING, f.name  # noqa: S101 - none has a factory
+            params.append(f.name)
+    body = "".join(f"    _set_{f.name}(o, {f.name})\n" for f in fields)
+    src = f"def make_record(*, {', '.join(params)}):\n    o = _new(_cls)\n{body}    return o\n"
+    exec(src, ns)  # noqa: S102 - generated from the dataclass's own field list, as dataclasses does
+    return ns["make_record"]
+
+
+make_record = _record_maker()
 
 
 def dtype_names(d: Described | None) -> tuple[str, ...]:
@@ -94,7 +123,7 @@ def build_summary(
             counted |= ids
             output_bytes += call_bytes
         layers.append(
-            LayerRecord(
+            make_record(
                 index=i,
                 name=name,
                 type=type_name,

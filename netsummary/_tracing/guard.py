@@ -138,6 +138,10 @@ class ModelGuard:
             cannot touch the model's tensors (fake stand-ins): then buffers with values are copied
             up front and compared after, parameters are not protected, and the torch generators
             are not restored.
+        pure: the forward is known-pure (:func:`~netsummary._tracing.pure.pure_forward`: only
+            torch's own layers, which write no parameter or buffer and draw nothing): no watch
+            and no copies; everything else (flags, layouts, ``requires_grad``, ``.grad``, the
+            generators when reseeded) is restored as always.
 
     >>> m = nn.BatchNorm1d(3).train()
     >>> with ModelGuard(m):
@@ -147,10 +151,12 @@ class ModelGuard:
     (0, True)
     """
 
-    def __init__(self, model: nn.Module, modules: list[nn.Module] | None = None, watch_writes: bool = True) -> None:
+    def __init__(self, model: nn.Module, modules: list[nn.Module] | None = None, watch_writes: bool = True,
+                 pure: bool = False) -> None:
         self.model = model
         self._module_list = modules
-        self._watch_writes = watch_writes
+        self._watch_writes = watch_writes and not pure
+        self._pure = pure
         self._watch: StateWatch | None = None
         self._watching = False
         self._draws: set[str] = set()
@@ -194,7 +200,7 @@ class ModelGuard:
         # (t_(), resize_(), set_()) is undone by binding the tensor to its alias again
         self._aliases = [(t, t.data) for t in tensors if _has_metadata(t)]
         # without the watch, buffers with values are copied up front and compared after
-        self._copies = [] if self._watch_writes else [
+        self._copies = [] if self._watch_writes or self._pure else [
             (b, b.detach().clone()) for b in tensors if not isinstance(b, nn.Parameter) and _has_values(b)]
         # bitsandbytes layers repack their weight and rewrite their QuantState on a CPU eval forward
         self._bnb = BnbState(modules)
@@ -259,8 +265,10 @@ def _has_metadata(t: torch.Tensor) -> bool:
 
 
 def _same_layout(t: torch.Tensor, alias: torch.Tensor) -> bool:
-    return (t.device == alias.device and t.dtype == alias.dtype and t.shape == alias.shape
-            and (t.device.type == "meta" or (t.data_ptr() == alias.data_ptr() and t.stride() == alias.stride())))
+    if t.is_meta or alias.is_meta:  # no storage to compare
+        return t.device == alias.device and t.dtype == alias.dtype and t.shape == alias.shape
+    # is_set_to: the same storage, offset, sizes and strides (so the same device), in one call
+    return t.is_set_to(alias) and t.dtype == alias.dtype
 
 
 def _restore_entries(live: dict, saved: dict) -> None:

@@ -39,6 +39,7 @@ from torch.nn.utils import parametrize
 from torch.utils import _python_dispatch
 
 from .interrupts import uninterrupted
+from .pure import OWN_HOOK
 from .structure import Described, describe
 
 Tensor = torch.Tensor
@@ -109,9 +110,11 @@ class Tracer:
     """Context manager that records the calls of ``model``'s modules into :attr:`calls`."""
 
     def __init__(self, model: nn.Module, named: list[tuple[str, nn.Module]] | None = None, count_macs: bool = False,
-                 guard: Any = None) -> None:
+                 guard: Any = None, shape_macs: bool = False) -> None:
         self.model = model
         self._count_macs = count_macs
+        # a known-pure forward (see .pure): MACs from each call's shapes, no dispatch mode
+        self._shape_macs = count_macs and shape_macs
         self._counter: Any = None  # a MacCounter while counting
         # the ModelGuard around the forward: while counting, the counter runs the checks of the
         # guard's write watch and takes its place on the dispatch-mode stack (one Python mode per
@@ -150,6 +153,9 @@ class Tracer:
         names, raw, stack, failed = self.names, self._raw, self.stack, self._failed
         known, created = self._known, self.created
         thread, this_thread = threading.get_ident(), threading.get_ident
+        shape_macs = None
+        if self._shape_macs:
+            from .._analysis.flops import SHAPE_MACS as shape_macs  # torch's formulas, on the shapes
 
         # The hooks do the least they can: a lookup, a push or pop, and shapes of plain tensors.
         def pre_hook(module: nn.Module, args: tuple) -> None:
@@ -194,6 +200,10 @@ class Tracer:
                 rec[4] = describe([*args, *kwargs.values()])
             plain = type(output) is Tensor and not output.is_nested
             rec[5] = (output.shape, output.dtype) if plain else describe(output)
+            if shape_macs is not None:
+                f = shape_macs.get(type(module))
+                if f is not None:
+                    rec[6] += f(module, args[0] if args else kwargs["input"], output)
 
         def on_op(op: str, macs: int | None) -> None:
             if stack:  # attribute the operator to the innermost module call running it
@@ -203,10 +213,12 @@ class Tracer:
                 else:
                     rec[6] += macs
 
+        setattr(pre_hook, OWN_HOOK, True)  # they only record: see .pure
+        setattr(post_hook, OWN_HOOK, True)
         try:
             self._handles.append(_module_globals.register_module_forward_pre_hook(pre_hook))
             self._handles.append(_module_globals.register_module_forward_hook(post_hook, with_kwargs=True, always_call=True))
-            if self._count_macs:
+            if self._count_macs and not self._shape_macs:
                 from .._analysis.flops import MacCounter  # imported when first needed: flop_counter pulls in triton
 
                 watch = self._guard.watch if self._guard is not None else None
