@@ -31,9 +31,10 @@ def render_fit(fit: FitVerdict, per_rank: bool = False) -> str:
         (b1, _), (b2, _) = fit.batches[:2]
         at = f"; set in the {fit.limit_phase}" if fit.limit_phase else ""
         shown = f"{fit.largest_batch:,}" if fit.largest_batch else "none, not even 1"
-        lines.append(f"  largest batch{rank} that fits: {shown} (from batches {b1:,} and {b2:,}: "
-                     f"{format_bytes(fit.fixed_bytes or 0)} fixed + {format_bytes(fit.per_sample_bytes or 0)} "
-                     f"per sample{at})")
+        tokens = "" if fit.lines_context is None else f" at {fit.lines_context:,} tokens"
+        lines.append(f"  largest batch{rank}{tokens} that fits: {shown}")
+        lines.append(f"    from batches {b1:,} and {b2:,}: {format_bytes(fit.fixed_bytes or 0)} fixed + "
+                     f"{format_bytes(fit.per_sample_bytes or 0)} per sample{tokens}{at}")
     elif len(fit.batches) >= 2:
         lines.append("  largest batch that fits: not derived (the peak did not grow with the batch between "
                      f"batches {fit.batches[0][0]:,} and {fit.batches[1][0]:,})")
@@ -41,6 +42,10 @@ def render_fit(fit: FitVerdict, per_rank: bool = False) -> str:
         cap = "" if fit.context_limit is None else f" (the model's max_position_embeddings: {fit.context_limit:,})"
         shown = f"~{fit.largest_context:,} tokens" if fit.largest_context else "none, not even 1 token"
         lines.append(f"  largest context that fits at batch {fit.batch_size:,}: {shown}{cap}")
+        if not fit.largest_context and fit.context_floor_bytes is not None:
+            lines.append(f"    with no tokens at all the step{rank} already needs "
+                         f"{format_bytes(fit.context_floor_bytes)} with overheads (parameters, gradients, "
+                         "optimizer state, transients)")
         if fit.context_note:
             lines.append(f"    {fit.context_note}")
     lines.append("  overheads the estimate cannot see:")
