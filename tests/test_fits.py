@@ -66,7 +66,7 @@ def test_largest_context_solves_the_given_growth():
     (2.5e9, InputTypeError, r"an int of bytes.*got 2500000000.0 \(float\)"),
     ([24], InputTypeError, r"got \[24\] \(list\)"),
     ("cpu", InputSpecError, r"fits: got 'cpu'; cpu memory has no fixed budget .*give its size instead, e.g. fits='64GiB'"),
-    ("meta", InputSpecError, "meta memory has no fixed budget"),
+    ("meta", InputSpecError, "meta tensors hold no memory, so the meta device has no budget"),
     ("cuda:x", InputSpecError, "not a device torch knows"),
 ], ids=["ambiguous-unit", "word", "zero", "negative", "fraction", "list", "cpu", "meta", "bad-device"])
 def test_bad_fits(fits, error, match):

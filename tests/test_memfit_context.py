@@ -92,3 +92,35 @@ def test_fsdp_optimizer_step_holds_no_all_gathered_unit():
     # what is left of "none, not even 1 token" says why: the step without tokens needs more than 4 MiB
     assert fit.largest_context == 0 and fit.context_floor_bytes > 4 * MIB
     assert "already needs" in str(fit).split("largest context")[1].splitlines()[1]
+
+
+@pytest.mark.parametrize("batch, ranks, per_rank", [(4, 3, 2), (4, 8, 1)])
+def test_a_batch_that_does_not_divide_over_the_ranks_is_stated(batch, ranks, per_rank):
+    from torch import nn
+
+    model = nn.Sequential(nn.Linear(8, 8))
+    s = summary(model, (8,), batch_size=batch, estimate="train", world_size=ranks, strategy="ddp", verbose=0)
+    sh = s.memory.plan.sharded
+    assert sh.rank_batch == per_rank == math.ceil(batch / ranks)  # ⌈4 / 3⌉ = 2, ⌈4 / 8⌉ = 1
+    text = str(s.memory.plan)
+    # 2 × 3 = 6 samples (2 repeated), 1 × 8 = 8 samples (4 repeated), as DistributedSampler pads
+    padded = per_rank * ranks
+    assert f"{batch} samples do not split evenly over {ranks} ranks" in text
+    assert f"({padded} samples in all, as DistributedSampler pads by repeating {padded - batch})" in text
+    even = summary(model, (8,), batch_size=6, estimate="train", world_size=3, strategy="ddp", verbose=0)
+    assert "do not split evenly" not in str(even.memory.plan)
+
+
+def test_wording_of_the_verdict_and_its_refusals():
+    from netsummary import InputSpecError
+
+    with pytest.raises(InputSpecError) as meta:
+        parse_fits("meta")
+    assert "meta tensors hold no memory" in str(meta.value) and "swap" not in str(meta.value)
+    with pytest.raises(InputSpecError) as abc:
+        parse_fits("abc")
+    assert str(abc.value).count("expected a size with a unit") == 1
+    sdpa = _llama(attn_implementation="sdpa")
+    eager = _llama(attn_implementation="eager")
+    notes = [_fit(m, 1, estimate="inference", fits="64MiB", context=64).context_note for m in (sdpa, eager)]
+    assert "squared" not in notes[0] and "eager attention's scores grow with tokens squared" in notes[1]

@@ -170,9 +170,10 @@ def plan_memory(model: Any, est: MemoryEstimate, remeasure: Callable[[int], Memo
                 scale = b * t / tokens
                 return max(f + s * scale for f, s, _ in lines) + (kv.at(t, b) if add_kv else 0)
 
+            eager = getattr(decoder_config(model), "_attn_implementation", None) == "eager"
             note = (f"per-sample bytes scaled linearly from the measured {tokens:,} tokens"
                     + ("; KV cache by formula" if add_kv else "")
-                    + " (eager attention's scores grow with tokens squared)")
+                    + (" (eager attention's scores grow with tokens squared)" if eager else ""))
             if args.context is not None and args.context != tokens:
                 peak = math.ceil(context_bytes(args.context, rank_batch))
                 peak_note = f"derived at {args.context:,} tokens from the measured {tokens:,}"

@@ -193,6 +193,8 @@ def parse_fits(fits: Any) -> Capacity:
         size = parse_bytes(fits)
     except InputSpecError as err:
         why = str(err).split(": ", 1)[-1]
+        if why.startswith("expected a size with a unit, "):  # said once already by _EXPECTED
+            why = "not a size: " + why[len("expected a size with a unit, "):]
         raise InputSpecError(f"fits: {_EXPECTED}; got {fits!r} ({why})", fits) from None
     if size == 0:
         raise InputSpecError(f"fits: {_EXPECTED}; got {fits!r}, a size of 0 bytes", fits)
@@ -211,6 +213,10 @@ def _device_capacity(fits: Any) -> Capacity:
         dev = torch.device(fits.strip() if isinstance(fits, str) else fits)
     except RuntimeError:
         raise InputSpecError(f"fits: {_EXPECTED}; got {fits!r}, not a device torch knows", fits) from None
+    if dev.type == "meta":
+        raise InputSpecError(f"fits: got {fits!r}; meta tensors hold no memory, so the meta device has no "
+                             "budget: give the size of the memory the step must fit in, e.g. fits='80GB', or a "
+                             "CUDA device such as 'cuda:0'", fits)
     if dev.type != "cuda":
         raise InputSpecError(f"fits: got {fits!r}; {dev.type} memory has no fixed budget netsummary can read "
                              "reliably (other processes, swap, overcommit): give its size instead, e.g. "

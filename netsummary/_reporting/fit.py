@@ -60,7 +60,7 @@ def render_kv(kv: KVCache) -> str:
     return f"KV cache ({kv.context:,} tokens, batch {kv.batch:,}): {format_bytes(kv.bytes)}  formula\n  {kv.formula}"
 
 
-_LABELS = {"all_gathered": "All-gathered (transient)", "peak": "Peak during the step"}
+_LABELS = {"all_gathered": "All-gathered (transient)", "peak": "Peak during the step", "ddp_buckets": "DDP buckets"}
 
 
 def render_sharded(sh: ShardedMemory) -> str:
@@ -70,6 +70,14 @@ def render_sharded(sh: ShardedMemory) -> str:
     rows = [(_LABELS.get(name, name.replace("_", " ").capitalize()), item.bytes, item.note) for name, item in sh.items]
     width = max(len(n) for n, _, _ in rows)
     lines = [title]
+    padded = sh.rank_batch * sh.world_size
+    if padded != sh.batch_size:
+        # not divisible: stated, not silent. DistributedSampler (drop_last=False) pads the dataset by
+        # repeating samples to a multiple of the ranks, so every rank runs ⌈batch / N⌉ samples.
+        lines.append(f"  note: {sh.batch_size:,} samples do not split evenly over {sh.world_size:,} ranks: each rank "
+                     f"runs ⌈{sh.batch_size:,} / {sh.world_size:,}⌉ = {sh.rank_batch:,}")
+        lines.append(f"    ({padded:,} samples in all, as DistributedSampler pads by repeating "
+                     f"{padded - sh.batch_size:,}); the figures are for {sh.rank_batch:,} per rank")
     for name, n, note in rows:
         lines.append(f"  {name:<{width}}  {format_bytes(n):>12}  {note}")
     return "\n".join(lines)

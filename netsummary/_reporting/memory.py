@@ -53,7 +53,7 @@ def render_memory(est: MemoryEstimate) -> str:
     peak_label = "Peak during the step" if train else "Peak during the forward"
     where = "in optimizer.step()" if est.peak_phase == "optimizer" else f"in {est.peak_phase}"
     if est.peak_module:
-        where += f", {'after' if est.peak_phase == 'backward' else 'in'} {est.peak_module}"
+        where += f", {'after' if est.peak_phase == 'backward' else 'in'} module {est.peak_module!r}"
     if est.peak_op:
         where += f" ({est.peak_op})"
     bound = "at least " if est.lower_bound else ""
