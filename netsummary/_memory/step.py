@@ -384,6 +384,12 @@ class _Step:
             notes.append(f"lower bound: {ops} allocate(s) workspace memory inside the kernel, which the estimate does not "
                          f"see" + ("; fake tensors do not model its size either (a real run, device='cpu', sees more)"
                                    if self.fake else ""))
+        if live.transient_ops:
+            from .transients import RULES
+
+            for op in sorted(live.transient_ops):
+                notes.append(f"counted by rule: {RULES[op]}; oneDNN makes it for most shapes, not all (not for "
+                             "Conv2d(512, 1024, 4, 2, 1) on 8×8), so such a moment may be high by the input's bytes")
         if self.train and self.dev.type == "meta" and not any(op.startswith("aten._foreach") for op in live.ops):
             notes.append("the optimizer ran its single-tensor implementation (torch's default off CUDA); on CUDA "
                          "torch defaults to foreach, whose step holds one more copy of some state at once (about "
