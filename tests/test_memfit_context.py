@@ -124,3 +124,17 @@ def test_wording_of_the_verdict_and_its_refusals():
     eager = _llama(attn_implementation="eager")
     notes = [_fit(m, 1, estimate="inference", fits="64MiB", context=64).context_note for m in (sdpa, eager)]
     assert "squared" not in notes[0] and "eager attention's scores grow with tokens squared" in notes[1]
+
+
+def test_the_memory_sections_prose_lines_wrap_at_100_columns():
+    from torch import nn
+
+    with torch.device("meta"):
+        model = nn.Sequential(nn.Linear(256, 512), nn.ReLU(), nn.Linear(512, 10))
+    s = summary(model, (256,), batch_size=8, estimate="train", world_size=2, strategy="fsdp", fits="80GB",
+                verbose=0)
+    text = s.render("memory")
+    # the notes (the foreach note on meta was 286 columns) and "At the peak" (123-161) wrap
+    prose = [ln for ln in text.splitlines() if ln.lstrip().startswith(("Note:", "At the peak:", "largest", "from"))]
+    assert prose and max(len(ln) for ln in prose) <= 100
+    assert "foreach" in text.replace("\n", " ")

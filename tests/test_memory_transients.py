@@ -45,3 +45,17 @@ def test_no_copy_is_counted_when_only_the_weight_gradient_is_asked():
     assert transient_bytes("aten.convolution_backward", args) == 0
     meta = tuple(a.to("meta") if isinstance(a, torch.Tensor) else a for a in args[:10]) + ([True, True, True],)
     assert transient_bytes("aten.convolution_backward", meta) == 0  # not a CPU kernel
+
+
+def test_lstm_backward_macs_are_not_a_silent_undercount():
+    from netsummary._memory.step import estimate_memory
+
+    torch.manual_seed(0)
+    model = nn.LSTM(16, 32, batch_first=True)
+    est = estimate_memory(model, (8, 16), batch_size=2)
+    if "aten.mkldnn_rnn_layer_backward" not in " ".join(est.notes):
+        pytest.skip("this build's LSTM backward is not the fused oneDNN kernel")
+    # was "backward 20,480 (0.01 × forward)": the fused backward's own MACs had no formula
+    assert est.backward_macs is None
+    assert any(n.startswith("backward MACs unknown") and "a lower bound" in n for n in est.notes)
+    assert "backward" not in [ln for ln in str(est).splitlines() if ln.lstrip().startswith("MACs")][0]
