@@ -181,7 +181,8 @@ def fit_check(summary: Summary, name: str | None = None) -> Check | None:
     fit = None if est is None or est.plan is None else est.plan.fit
     if fit is None:
         return None
-    largest = "" if fit.largest_batch is None else f"largest batch that fits: {fit.largest_batch:,}"
+    shown = f"{fit.largest_batch:,}" if fit.largest_batch else "none, not even 1"  # the API's wording
+    largest = "" if fit.largest_batch is None else f"largest batch that fits: {shown}"
     cls = Check if fit.fits else Violation
     return cls(f"{est.kind} peak + overheads on {fit.capacity.label}", fit.need_bytes, fit.capacity.bytes, name,
                "bytes", largest or None)

@@ -31,6 +31,8 @@ import torch
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from .transients import transient_bytes
+
 Tensor = torch.Tensor
 
 _SEEDED = torch.Tag.nondeterministic_seeded
@@ -76,6 +78,7 @@ class LiveStorages(TorchDispatchMode):
         self.draws: set[str] = set()
         self.ops: set[str] = set()
         self.last_op = ""
+        self.transient_ops: set[str] = set()
 
     # -- registration -----------------------------------------------------------------------
     def register(self, t: Tensor, category: str = "", op: str = "") -> int | None:
@@ -134,10 +137,21 @@ class LiveStorages(TorchDispatchMode):
             else:
                 device = kwargs.get("device")
                 self.draws.add(torch.device(device).type if device is not None else "cpu")
+        extra = transient_bytes(op, args)
+        if extra:  # a copy the kernel makes inside itself (see .transients): live before its outputs
+            self.live += extra
+            self.events.append((self.live, self.where.phase, self.where.module(), op))
+            rec = [-len(self.records) - 1, extra, len(self.events) - 1, None, ""]
+            self.records.append(rec)
+            self.transient_ops.add(op)
         out = func(*args, **kwargs)
         for t in pytree.tree_leaves(out):
             if isinstance(t, Tensor):
                 self.register(t, op=op)
+        if extra:
+            self.live -= extra
+            self.events.append((self.live, self.where.phase, self.where.module(), "free"))
+            rec[3] = len(self.events) - 1
         return out
 
     # -- reading ------------------------------------------------------------------------------

@@ -160,7 +160,7 @@ def plan_memory(model: Any, est: MemoryEstimate, remeasure: Callable[[int], Memo
         curves = tuple(e.live_curve if sharded is None else _rank_curve(e, sharded) for e in runs_ab)
         pairs = tuple((e.batch_size, max(c[0] for c in cv) if cv else e.peak.bytes) for e, cv in zip(runs_ab, curves))
         peak = pairs[0][1]
-        context_bytes = note = None
+        context_bytes = note = at_context = None
         peak_note = ""
         if kv is not None and tokens:
             lines, _ = lines_from(pairs, curves)
@@ -170,15 +170,22 @@ def plan_memory(model: Any, est: MemoryEstimate, remeasure: Callable[[int], Memo
                 scale = b * t / tokens
                 return max(f + s * scale for f, s, _ in lines) + (kv.at(t, b) if add_kv else 0)
 
+            eager = getattr(decoder_config(model), "_attn_implementation", None) == "eager"
             note = (f"per-sample bytes scaled linearly from the measured {tokens:,} tokens"
                     + ("; KV cache by formula" if add_kv else "")
-                    + " (eager attention's scores grow with tokens squared)")
+                    + (" (eager attention's scores grow with tokens squared)" if eager else ""))
             if args.context is not None and args.context != tokens:
                 peak = math.ceil(context_bytes(args.context, rank_batch))
                 peak_note = f"derived at {args.context:,} tokens from the measured {tokens:,}"
+                # The largest batch is for the same context as the verdict: every moment's line at
+                # ``context`` tokens is context_bytes(context, b) = max(f + s·b·context/tokens) + KV(context, b),
+                # and the KV cache is linear in b, so each line becomes (f, s·context/tokens + KV per sequence).
+                kv1 = kv.at(args.context, 1) if add_kv else 0
+                at_context = [(f, s * args.context / tokens + kv1, ph) for f, s, ph in lines]
         limit = getattr(decoder_config(model), "max_position_embeddings", None) if context_bytes else None
         fit = fit_verdict(peak, args.capacity, pairs, rank_batch, curves=curves, context=(args.context or tokens) if kv else None,
-                          context_bytes=context_bytes, context_limit=limit, context_note=note or "", peak_note=peak_note)
+                          context_bytes=context_bytes, context_limit=limit, context_note=note or "", peak_note=peak_note,
+                          lines=at_context, lines_context=args.context if at_context is not None else None)
     measured = tuple((b, e.peak.bytes) for b, e in runs.items())
     return MemoryPlan(fit, kv if not train else None, sharded, measured)
 
@@ -201,17 +208,33 @@ def _parts(e: MemoryEstimate) -> dict[str, int]:
 def _rank_curve(e: MemoryEstimate, sh: ShardedMemory) -> tuple:
     """``e``'s live curve per rank: at every moment the sharded categories' savings taken off
     (parameters for fsdp; optimizer state and the gradients live then for zero2 and fsdp), DDP's
-    buckets and FSDP's transient added."""
+    buckets added, and FSDP's all-gathered unit added in the forward and backward only.
+
+    ``optimizer.step()`` under FSDP (ZeRO-3) and ZeRO-2 runs on each rank's shards: FSDP2
+    reshards every unit after the backward (the root's too: ``reshard_after_backward``), so no
+    unit is all-gathered then, and the step's temporaries (Adam's per-parameter intermediates,
+    sized like the tensor they update: what was live beyond parameters, buffers, inputs,
+    optimizer state and gradients) are those of ``1/N`` shards: ``⌈temporaries / N⌉``.
+    """
     n = sh.world_size
     params = e.parameters.bytes
     state = e.optimizer_state.bytes
+    held = params + e.buffers.bytes + e.inputs.bytes + state
     save = (params - math.ceil(params / n)) if sh.strategy == "fsdp" else 0
     if sh.strategy in ("fsdp", "zero2"):
         save += state - math.ceil(state / n)
-    add = sh.ddp_buckets.bytes + sh.all_gathered.bytes
     shard_grads = sh.strategy in ("fsdp", "zero2")
-    return tuple((live - save - ((g - math.ceil(g / n)) if shard_grads else 0) + add, g, phase)
-                 for live, g, phase in e.live_curve)
+    out = []
+    for live, g, phase in e.live_curve:
+        add = sh.ddp_buckets.bytes
+        rank = live - save - ((g - math.ceil(g / n)) if shard_grads else 0)
+        if phase == "optimizer" and shard_grads:
+            temporaries = max(0, live - held - g)
+            rank -= temporaries - math.ceil(temporaries / n)
+        else:
+            add += sh.all_gathered.bytes
+        out.append((rank + add, g, phase))
+    return tuple(out)
 
 
 def _rest(e: MemoryEstimate) -> int:

@@ -384,6 +384,18 @@ class _Step:
             notes.append(f"lower bound: {ops} allocate(s) workspace memory inside the kernel, which the estimate does not "
                          f"see" + ("; fake tensors do not model its size either (a real run, device='cpu', sees more)"
                                    if self.fake else ""))
+        uncounted = sorted(live.ops & _NO_MAC_FORMULA)
+        if self.train and uncounted and self.backward_macs is not None:
+            # never a silent undercount: torch.utils.flop_counter has no formula for these ops
+            notes.append(f"backward MACs unknown: torch.utils.flop_counter has no formula for {', '.join(uncounted)} "
+                         f"(the ops it counts: {self.backward_macs:,} MACs, a lower bound)")
+            self.backward_macs = None
+        if live.transient_ops:
+            from .transients import RULES
+
+            for op in sorted(live.transient_ops):
+                notes.append(f"counted by rule: {RULES[op]}; oneDNN makes it for most shapes, not all (not for "
+                             "Conv2d(512, 1024, 4, 2, 1) on 8×8), so such a moment may be high by the input's bytes")
         if self.train and self.dev.type == "meta" and not any(op.startswith("aten._foreach") for op in live.ops):
             notes.append("the optimizer ran its single-tensor implementation (torch's default off CUDA); on CUDA "
                          "torch defaults to foreach, whose step holds one more copy of some state at once (about "
@@ -450,6 +462,10 @@ class _Step:
             ran = "forward's" if phase == "backward" else "forward's and backward's"
             msg += f"; the {ran} figures are in err.partial"
         return MemoryEstimateError(msg, phase, module, op, partial)
+
+
+#: Backward ops that do multiply-accumulates torch.utils.flop_counter has no formula for (fused RNNs).
+_NO_MAC_FORMULA = frozenset({"aten.mkldnn_rnn_layer_backward", "aten._cudnn_rnn_backward", "aten.miopen_rnn_backward"})
 
 
 def _live_curve(live: LiveStorages, extra: list[int], recs: list) -> tuple:

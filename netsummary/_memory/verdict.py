@@ -118,6 +118,10 @@ class FitVerdict:
         fit_note: how the batch fit was made (every moment of the step, or the two peaks).
         peak_note: how ``peak_bytes`` was derived when it is not a measured peak (``"derived at
             2,048 tokens from the measured 16"``).
+        lines_context: the tokens per sample ``fixed_bytes`` / ``per_sample_bytes`` and the
+            largest batch are for when that is not the measured length (``None``: as measured).
+        context_floor_bytes: when not even 1 token fits, what the step needs at 0 tokens (the
+            largest tokens-free moment plus its overheads), the reason; else ``None``.
     """
 
     peak_bytes: int
@@ -135,6 +139,8 @@ class FitVerdict:
     limit_phase: str = ""
     fit_note: str = ""
     peak_note: str = ""
+    lines_context: int | None = None
+    context_floor_bytes: int | None = None
 
     @property
     def overhead_bytes(self) -> int:
@@ -187,6 +193,8 @@ def parse_fits(fits: Any) -> Capacity:
         size = parse_bytes(fits)
     except InputSpecError as err:
         why = str(err).split(": ", 1)[-1]
+        if why.startswith("expected a size with a unit, "):  # said once already by _EXPECTED
+            why = "not a size: " + why[len("expected a size with a unit, "):]
         raise InputSpecError(f"fits: {_EXPECTED}; got {fits!r} ({why})", fits) from None
     if size == 0:
         raise InputSpecError(f"fits: {_EXPECTED}; got {fits!r}, a size of 0 bytes", fits)
@@ -205,6 +213,10 @@ def _device_capacity(fits: Any) -> Capacity:
         dev = torch.device(fits.strip() if isinstance(fits, str) else fits)
     except RuntimeError:
         raise InputSpecError(f"fits: {_EXPECTED}; got {fits!r}, not a device torch knows", fits) from None
+    if dev.type == "meta":
+        raise InputSpecError(f"fits: got {fits!r}; meta tensors hold no memory, so the meta device has no "
+                             "budget: give the size of the memory the step must fit in, e.g. fits='80GB', or a "
+                             "CUDA device such as 'cuda:0'", fits)
     if dev.type != "cuda":
         raise InputSpecError(f"fits: got {fits!r}; {dev.type} memory has no fixed budget netsummary can read "
                              "reliably (other processes, swap, overcommit): give its size instead, e.g. "
@@ -272,6 +284,8 @@ def fit_verdict(
     context_limit: int | None = None,
     context_note: str = "",
     peak_note: str = "",
+    lines: list[tuple[float, float, str]] | None = None,
+    lines_context: int | None = None,
 ) -> FitVerdict:
     """Hold ``peak`` (bytes) to ``capacity``; derive the largest batch from two measured
     ``(batch, peak)`` pairs in ``batches`` (and their allocation ``curves``, see
@@ -281,27 +295,46 @@ def fit_verdict(
     ``batch_size`` defaults to the first measured batch. The largest batch is the largest ``b``
     with ``max over moments (fixed + per_sample × b) × (1 + fragmentation) + other overheads <=
     capacity``; ``fixed_bytes`` / ``per_sample_bytes`` are those of the moment that sets it.
+    ``lines`` (with ``lines_context``, the tokens per sample they are for) replaces the lines fitted
+    from ``batches``: the caller's lines at the context the verdict is for, so that the largest
+    batch and the yes/no line answer the same question. Every batch and context is held to the
+    capacity with the verdict's own arithmetic (the peak in whole bytes plus :func:`overheads`),
+    so a verdict "no" at batch ``b`` always comes with a largest batch below ``b``.
     """
     if batch_size is None:
         batch_size = batches[0][0] if batches else 1
     extra = overheads(capacity, peak, fragmentation)
-    others = sum(o.bytes for o in extra[1:])
-    usable = (capacity.bytes - others) / (1 + fragmentation)
     fixed = slope = largest = None
     phase = how = ""
+    def holds(value: float) -> bool:  # the verdict's test: whole-byte peak + its overheads <= capacity
+        whole = _whole(value)
+        return whole + sum(o.bytes for o in overheads(capacity, whole, fragmentation)) <= capacity.bytes
+
     if len(batches) >= 2 and batches[0][0] != batches[1][0]:
-        lines, how = lines_from(batches, curves)
-        largest, (fixed_f, slope_f, phase) = _largest_batch(lines, usable)
+        fitted, how = lines_from(batches, curves)
+        largest, (fixed_f, slope_f, phase) = _largest_batch(fitted if lines is None else lines, holds)
         fixed, slope = round(fixed_f), round(slope_f)
-    largest_context = None
+    largest_context = floor_need = None
     if context_bytes is not None:
-        largest_context = _largest_context(context_bytes, batch_size, capacity.bytes - others, fragmentation)
+        largest_context = _largest_context(context_bytes, batch_size, holds)
+        if largest_context == 0:  # say why: what the step needs with no tokens at all
+            floor = _whole(context_bytes(0, batch_size))
+            floor_need = floor + sum(o.bytes for o in overheads(capacity, floor, fragmentation))
     return FitVerdict(peak, capacity, extra, batch_size, fixed, slope, tuple(batches), largest, context,
-                      largest_context, context_limit, context_note, phase, how, peak_note)
+                      largest_context, context_limit, context_note, phase, how, peak_note,
+                      lines_context if lines is not None else None,
+                      floor_need)
 
 
-def _largest_batch(lines: list[tuple[float, float, str]], usable: float) -> tuple[int | None, tuple[float, float, str]]:
-    """The largest ``b >= 0`` with every line ``fixed + per_sample × b <= usable`` (``None``: no
+def _whole(value: float) -> int:
+    """Bytes as the verdict counts them: a fitted value rounded up to a whole byte (a value
+    within a thousandth of a byte of an integer is that integer: float error of the fit)."""
+    near = round(value)
+    return near if abs(value - near) < 1e-3 else math.ceil(value)
+
+
+def _largest_batch(lines: list[tuple[float, float, str]], holds: Any) -> tuple[int | None, tuple[float, float, str]]:
+    """The largest ``b >= 0`` whose highest line ``fixed + per_sample × b`` ``holds`` (``None``: no
     line grows, no limit), and the line that sets it (the highest one at ``b + 1``)."""
 
     def top(b: int) -> tuple[float, float, str]:
@@ -309,7 +342,7 @@ def _largest_batch(lines: list[tuple[float, float, str]], usable: float) -> tupl
 
     def ok(b: int) -> bool:
         f, s, _ = top(b)
-        return f + s * b <= usable
+        return holds(f + s * b)
 
     if all(s <= 0 for _, s, _ in lines):
         return None, top(1)
@@ -324,12 +357,12 @@ def _largest_batch(lines: list[tuple[float, float, str]], usable: float) -> tupl
     return lo, top(lo + 1)
 
 
-def _largest_context(peak_at: Any, batch: int, usable: int, fragmentation: float) -> int:
-    """The largest token count ``t >= 0`` with ``peak_at(t, batch) × (1 + fragmentation) <= usable``
-    (``peak_at`` grows with ``t``), by doubling then bisection; capped at 2**40 tokens."""
+def _largest_context(peak_at: Any, batch: int, holds: Any) -> int:
+    """The largest token count ``t >= 0`` whose ``peak_at(t, batch)`` ``holds`` (``peak_at`` grows
+    with ``t``), by doubling then bisection; capped at 2**40 tokens."""
 
     def ok(t: int) -> bool:
-        return peak_at(t, batch) * (1 + fragmentation) <= usable
+        return holds(peak_at(t, batch))
 
     if not ok(1):
         return 0

@@ -31,9 +31,10 @@ def render_fit(fit: FitVerdict, per_rank: bool = False) -> str:
         (b1, _), (b2, _) = fit.batches[:2]
         at = f"; set in the {fit.limit_phase}" if fit.limit_phase else ""
         shown = f"{fit.largest_batch:,}" if fit.largest_batch else "none, not even 1"
-        lines.append(f"  largest batch{rank} that fits: {shown} (from batches {b1:,} and {b2:,}: "
-                     f"{format_bytes(fit.fixed_bytes or 0)} fixed + {format_bytes(fit.per_sample_bytes or 0)} "
-                     f"per sample{at})")
+        tokens = "" if fit.lines_context is None else f" at {fit.lines_context:,} tokens"
+        lines.append(f"  largest batch{rank}{tokens} that fits: {shown}")
+        lines.append(f"    from batches {b1:,} and {b2:,}: {format_bytes(fit.fixed_bytes or 0)} fixed + "
+                     f"{format_bytes(fit.per_sample_bytes or 0)} per sample{tokens}{at}")
     elif len(fit.batches) >= 2:
         lines.append("  largest batch that fits: not derived (the peak did not grow with the batch between "
                      f"batches {fit.batches[0][0]:,} and {fit.batches[1][0]:,})")
@@ -41,6 +42,10 @@ def render_fit(fit: FitVerdict, per_rank: bool = False) -> str:
         cap = "" if fit.context_limit is None else f" (the model's max_position_embeddings: {fit.context_limit:,})"
         shown = f"~{fit.largest_context:,} tokens" if fit.largest_context else "none, not even 1 token"
         lines.append(f"  largest context that fits at batch {fit.batch_size:,}: {shown}{cap}")
+        if not fit.largest_context and fit.context_floor_bytes is not None:
+            lines.append(f"    with no tokens at all the step{rank} already needs "
+                         f"{format_bytes(fit.context_floor_bytes)} with overheads (parameters, gradients, "
+                         "optimizer state, transients)")
         if fit.context_note:
             lines.append(f"    {fit.context_note}")
     lines.append("  overheads the estimate cannot see:")
@@ -55,7 +60,7 @@ def render_kv(kv: KVCache) -> str:
     return f"KV cache ({kv.context:,} tokens, batch {kv.batch:,}): {format_bytes(kv.bytes)}  formula\n  {kv.formula}"
 
 
-_LABELS = {"all_gathered": "All-gathered (transient)", "peak": "Peak during the step"}
+_LABELS = {"all_gathered": "All-gathered (transient)", "peak": "Peak during the step", "ddp_buckets": "DDP buckets"}
 
 
 def render_sharded(sh: ShardedMemory) -> str:
@@ -65,6 +70,14 @@ def render_sharded(sh: ShardedMemory) -> str:
     rows = [(_LABELS.get(name, name.replace("_", " ").capitalize()), item.bytes, item.note) for name, item in sh.items]
     width = max(len(n) for n, _, _ in rows)
     lines = [title]
+    padded = sh.rank_batch * sh.world_size
+    if padded != sh.batch_size:
+        # not divisible: stated, not silent. DistributedSampler (drop_last=False) pads the dataset by
+        # repeating samples to a multiple of the ranks, so every rank runs ⌈batch / N⌉ samples.
+        lines.append(f"  note: {sh.batch_size:,} samples do not split evenly over {sh.world_size:,} ranks: each rank "
+                     f"runs ⌈{sh.batch_size:,} / {sh.world_size:,}⌉ = {sh.rank_batch:,}")
+        lines.append(f"    ({padded:,} samples in all, as DistributedSampler pads by repeating "
+                     f"{padded - sh.batch_size:,}); the figures are for {sh.rank_batch:,} per rank")
     for name, n, note in rows:
         lines.append(f"  {name:<{width}}  {format_bytes(n):>12}  {note}")
     return "\n".join(lines)

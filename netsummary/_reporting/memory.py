@@ -33,6 +33,18 @@ _LABELS = {
 }
 
 
+#: The memory section's prose lines (the parts at the peak, the notes) wrap at this many columns.
+WIDTH = 100
+
+
+def _wrap(line: str) -> list[str]:
+    """``line`` wrapped at :data:`WIDTH` columns on spaces, continuation lines indented 4 more."""
+    import textwrap
+
+    return textwrap.wrap(line, WIDTH, subsequent_indent="    ", break_long_words=False, break_on_hyphens=False,
+                         drop_whitespace=True) or [line]
+
+
 def render_memory(est: MemoryEstimate) -> str:
     """The memory section as text (see the module docstring)."""
     train = est.kind == "train" and est.optimizer is not None
@@ -53,7 +65,7 @@ def render_memory(est: MemoryEstimate) -> str:
     peak_label = "Peak during the step" if train else "Peak during the forward"
     where = "in optimizer.step()" if est.peak_phase == "optimizer" else f"in {est.peak_phase}"
     if est.peak_module:
-        where += f", {'after' if est.peak_phase == 'backward' else 'in'} {est.peak_module}"
+        where += f", {'after' if est.peak_phase == 'backward' else 'in'} module {est.peak_module!r}"
     if est.peak_op:
         where += f" ({est.peak_op})"
     bound = "at least " if est.lower_bound else ""
@@ -63,7 +75,14 @@ def render_memory(est: MemoryEstimate) -> str:
     lines = [head, *("  " + line.rstrip() for line in table.splitlines()[1:])]
     parts = [f"{k.replace('_', ' ')} {format_bytes(n)}" for k, n in est.peak_parts if n]
     if parts:
-        lines.append("  At the peak: " + ", ".join(parts))
+        line = "  At the peak:"
+        for i, part in enumerate(parts):  # wrapped between parts, never inside a size
+            piece = " " + part + ("," if i < len(parts) - 1 else "")
+            if len(line) + len(piece) > WIDTH and line.strip():
+                lines.append(line)
+                line = "   "
+            line += piece
+        lines.append(line)
     if est.forward_macs is not None:
         macs = f"  MACs: forward {est.forward_macs:,}"
         if est.backward_macs is not None:
@@ -71,7 +90,8 @@ def render_memory(est: MemoryEstimate) -> str:
             if est.forward_macs:
                 macs += f" ({est.backward_macs / est.forward_macs:.2f} × forward)"
         lines.append(macs + " (FLOPs = 2 × MACs)")
-    lines.extend(f"  Note: {note}" for note in est.notes)
+    for note in est.notes:
+        lines.extend(_wrap(f"  Note: {note}"))
     if est.plan is not None:  # the verdict, KV cache and per-rank figures (netsummary._reporting.fit)
         lines.append(str(est.plan))
     return "\n".join(lines)
