@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from netsummary import InputSpecError
+from netsummary import InputSpecError, summary
 from netsummary._memory.plan import check_plan, measured_tokens, plan_memory, remeasurer
 from netsummary._memory.step import estimate_memory
 from netsummary._memory.verdict import FRAGMENTATION
@@ -210,3 +210,16 @@ def test_fits_on_the_cuda_device_the_model_lives_on():
     assert fit.overheads[1].bytes == torch.backends.cuda.cublas_workspace_size()
     assert fit.fits and fit.largest_batch > 16
     assert "Fits in cuda:0 (" in str(s.memory.plan)
+
+
+def test_per_rank_table_lines_stay_within_100_columns():
+    """A long method note (DDP's buckets) continues on its own line under itself, never past 100
+    columns; the bytes column is unchanged (DDP buckets = the gradients: 534.04 KiB =
+    (256*512 + 512 + 512*10 + 10) * 4 bytes = 546,856 bytes)."""
+    model = nn.Sequential(nn.Linear(256, 512), nn.ReLU(), nn.Linear(512, 10))
+    s = summary(model, (256,), batch_size=8, estimate="train", optimizer="adam", world_size=2, strategy="ddp",
+                verbose=0)
+    text = str(s.memory.plan)
+    assert max(len(line) for line in text.splitlines()) <= 100
+    assert s.memory.plan.sharded.ddp_buckets.bytes == (256 * 512 + 512 + 512 * 10 + 10) * 4
+    assert "  DDP buckets             534.04 KiB  = gradients: DDP copies them into buckets" in text

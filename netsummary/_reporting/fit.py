@@ -6,9 +6,12 @@ Sizes in binary units (``GiB`` = 2**30 bytes) with two decimals, as the tree vie
 from __future__ import annotations
 
 import dataclasses
+import textwrap
 from typing import TYPE_CHECKING, Any
 
 from .._units import format_bytes
+
+MAX_LINE = 100  # columns of the per-rank table's lines
 
 if TYPE_CHECKING:
     from .._memory.kvcache import KVCache
@@ -79,7 +82,11 @@ def render_sharded(sh: ShardedMemory) -> str:
         lines.append(f"    ({padded:,} samples in all, as DistributedSampler pads by repeating "
                      f"{padded - sh.batch_size:,}); the figures are for {sh.rank_batch:,} per rank")
     for name, n, note in rows:
-        lines.append(f"  {name:<{width}}  {format_bytes(n):>12}  {note}")
+        head = f"  {name:<{width}}  {format_bytes(n):>12}  "
+        # a long note continues under itself, so no line passes MAX_LINE columns
+        notes = textwrap.wrap(note, max(40, MAX_LINE - len(head)), break_on_hyphens=False) or [""]
+        lines.append(head + notes[0])
+        lines += [" " * len(head) + more for more in notes[1:]]
     return "\n".join(lines)
 
 
