@@ -127,17 +127,25 @@ _IF_FALSE = ("forward_ran",)  # written only when false: data without it reads a
 # sharded model): data without them reads as unset (the defaults)
 _IF_SET = ("expert_params", "active_params", "active_params_method", "adapters",
            "local_params", "local_trainable_params", "local_param_bytes", "rank", "world_size", "mesh_shapes",
-           "ranks", "shards", "local_buffer_count", "local_buffer_bytes")
-_NESTED = {"shards", "ranks"}  # tuples of records
+           "ranks", "shards", "local_buffer_count", "local_buffer_bytes", "memory")
+_NESTED = {"layers", "other_params", "ranks", "adapters", "shards"}  # tuples of records
+
+
+def _left_out(name: str, value: Any) -> bool:
+    """A field written only when it differs from its default (the sets above), so data written
+    before the field existed reads the same."""
+    if name in _IF_TRUE or name in _IF_NONZERO:
+        return not value
+    if name in _IF_FALSE:
+        return bool(value)
+    return name in _IF_SET and (value is None or value == ())
 
 
 def _record_to_dict(obj: Any) -> dict[str, Any]:
     out = {}
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
-        if (f.name in _IF_TRUE or f.name in _IF_NONZERO) and not value:
-            continue
-        if f.name in _IF_SET and (value is None or value == ()):
+        if _left_out(f.name, value):
             continue
         if f.name in _NESTED:
             value = [_record_to_dict(x) for x in value]
@@ -153,22 +161,16 @@ def to_dict(s: Summary) -> dict[str, Any]:
     """The summary as plain data (JSON schema version 1); :func:`from_dict` reverses it."""
     out: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
     for f in dataclasses.fields(s):
-        if f.name.startswith("_"):
-            continue
         value = getattr(s, f.name)
-        if (f.name in _IF_FALSE and value) or (f.name in _IF_NONZERO and not value):
+        if f.name.startswith("_") or _left_out(f.name, value):
             continue
-        if f.name in _IF_SET and (value is None or value == ()):
-            continue
-        if f.name == "memory":  # written only when estimated
-            if value is None:
-                continue
+        if f.name == "memory":
             from .memory import memory_to_dict
 
             value = memory_to_dict(value)
         elif f.name == "mesh_shapes":
             value = [list(m) for m in value]
-        elif f.name in ("layers", "other_params", "ranks", "adapters"):
+        elif f.name in _NESTED:
             value = [_record_to_dict(r) for r in value]
         elif f.name == "input_shapes":
             value = encode_shape(value)
