@@ -29,7 +29,7 @@ from ._analysis.extras import find_adapters, with_extras
 from ._analysis.quant_hints import quantized_hint
 from ._summary import Summary
 from ._tracing.pure import pure_forward
-from ._tracing.switches import GC_PAUSED, MHA_FASTPATH_OFF
+from ._tracing.switches import GC_PAUSED, mha_fast_path_off
 from ._tracing.trace import Tracer
 
 
@@ -296,7 +296,7 @@ def summary(
             _set_training(model, named, mode == "train")
         grad = torch.no_grad() if mode == "eval" else contextlib.nullcontext()
         try:
-            with grad, MHA_FASTPATH_OFF.held(), tracer, _experts.RoutingProbe(groups):
+            with grad, mha_fast_path_off(m for _, m in named), tracer, _experts.RoutingProbe(groups):
                 # a lazy copy materializes its own meta tensors: plain meta, not fake stand-ins
                 _forward(model, inputs, fake=dev.type == "meta" and not lazy, stand_in=stand_in)
         except Exception as err:  # the user's model failed: report it, never swallow it
@@ -305,7 +305,7 @@ def summary(
             received = failed_inputs(failed, err) if failed is not None else None
         else:
             if shown_batch is not None:
-                with grad, MHA_FASTPATH_OFF.held():
+                with grad, mha_fast_path_off(m for _, m in named):
                     axes = _batch_axes(model, named, inputs, tracer, dev, stand_in)
         # the guard restores the model before anything else happens
 

@@ -198,3 +198,34 @@ def test_plain_chain_is_not_ambiguous_but_two_batch_tensors_are():
     assert ambiguous([x, describe((torch.zeros(2, 3), torch.zeros(2, 8)))], 2)
     assert ambiguous([describe([]), y], 2)  # an output with a 2 from a call given nothing
     assert not ambiguous([describe([]), describe(torch.zeros(5, 8))], 2)
+
+
+class SelfAttention(nn.Module):
+    """``attn(x, x, x)``: one tensor passed three times (ViT's encoder blocks)."""
+
+    def __init__(self, distinct: bool):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+        self.distinct = distinct
+        self.forwards = 0
+
+    def forward(self, x):
+        self.forwards += 1
+        kv = x + 0 if self.distinct else x  # a different tensor of the same shape
+        return self.attn(x, kv, kv, need_weights=False)[0]
+
+
+def test_the_same_tensor_passed_twice_needs_no_second_forward():
+    # [2, 5, 8] three times is one tensor with the batch first: as clear as a single input
+    q = describe([torch.zeros(2, 5, 8)] * 3)
+    assert q.repeats == {1, 2} and not ambiguous([q, describe(torch.zeros(2, 5, 8))], 2)
+    one, two = SelfAttention(distinct=False), SelfAttention(distinct=True)
+    a, b = summary(one, (5, 8), verbose=0), summary(two, (5, 8), verbose=0)
+    assert one.forwards == 1  # the probe with 3 samples never ran
+    assert two.forwards == 2  # two different tensors with 2 rows: the probe settles which is the batch
+    # and both read the same: every tensor has the batch first
+    for s in (a, b):
+        attn = _row(s, "attn")
+        assert attn.input_batch_axes == (0, 0, 0) and attn.output_batch_axes == (0,)  # (out, None)
+        assert attn.output_bytes == 5 * 8 * 4  # one sample's [5, 8] float32 (the weights are None)
+    assert str(a) == str(b)

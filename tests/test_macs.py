@@ -89,6 +89,43 @@ def test_multihead_attention_counted_with_rows_for_its_parts():
     assert torch.backends.mha.get_fastpath_enabled()  # restored after the summary
 
 
+def test_multihead_attention_keeps_its_fast_path_and_the_same_summary():
+    """A model holding only nn.MultiheadAttention runs the fused path the user's own eval forward
+    runs (out_proj is never called on either path, so no row is lost); the summary equals the
+    one made with the fast path forced off, MACs included. The switch other threads see is
+    left alone."""
+    from netsummary._tracing.switches import MHA_FASTPATH_OFF
+
+    seen = []
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attn = nn.MultiheadAttention(16, 2, batch_first=True)
+
+        def forward(self, x):
+            seen.append(torch.backends.mha.get_fastpath_enabled())
+            return self.attn(x, x, x, need_weights=False)[0]
+
+    if not torch.backends.mha.get_fastpath_enabled():
+        pytest.skip("the fast path is switched off in this process")
+    net = Net()
+    fast = run(net, (5, 16))
+    with MHA_FASTPATH_OFF.held():
+        slow = run(net, (5, 16))
+    assert seen == [True, False]
+    assert fast.to_dict() == slow.to_dict()
+    assert fast.total_macs == 3840 + 800 + 1280  # as in the test above
+
+
+def test_transformer_encoder_layer_turns_the_fast_path_off_during_its_summary():
+    seen = []
+    layer = nn.TransformerEncoderLayer(16, 2, 32, batch_first=True)
+    layer.register_forward_pre_hook(lambda m, a: seen.append(torch.backends.mha.get_fastpath_enabled()))
+    run(layer, (5, 16))
+    assert seen == [False]  # else the fused kernel would run instead of self_attn, linear1, ...
+
+
 def test_transformer_encoder_layer_shows_its_submodules():
     s = run(nn.TransformerEncoderLayer(16, 2, 32, batch_first=True), (5, 16))
     names = [r.name for r in s.layers]

@@ -43,8 +43,9 @@ def ambiguous(described: Sequence[Described | None], run_batch: int) -> bool:
     ``described`` holds every call's inputs then its output, in call order (``None`` where a
     call has none recorded). Ambiguous: a tensor with an axis of size ``run_batch`` other than
     its first alone; a call's inputs, or its output, holding more than one tensor with such an
-    axis (one of them may be a constant that merely has ``run_batch`` rows); an output with such
-    a tensor from a call whose inputs hold none (the size cannot have come from the batch).
+    axis (one of them may be a constant that merely has ``run_batch`` rows; the same tensor
+    passed twice, as ``attn(x, x, x)`` is, counts once); an output with such a tensor from a call
+    whose inputs hold none (the size cannot have come from the batch).
 
     >>> from netsummary._tracing.structure import describe
     >>> import torch
@@ -53,13 +54,17 @@ def ambiguous(described: Sequence[Described | None], run_batch: int) -> bool:
     (False, True)
     >>> ambiguous([describe([]), describe(torch.zeros(2, 8))], 2)  # made from no batch at all
     True
+    >>> q = torch.zeros(2, 5, 8)
+    >>> ambiguous([describe([q, q, q]), x], 2), ambiguous([describe([q, q + 0]), x], 2)
+    (False, True)
     """
     carried = True  # whether the current call's inputs hold a tensor with an axis of size run_batch
     for j, d in enumerate(described):
         n = 0
         if d is not None:
-            for shape in d.shapes:
-                if run_batch in shape:
+            repeats = d.repeats
+            for k, shape in enumerate(d.shapes):
+                if run_batch in shape and k not in repeats:  # attn(x, x, x) receives one tensor
                     if not _clear(shape, run_batch):
                         return True
                     n += 1

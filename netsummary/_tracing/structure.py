@@ -50,6 +50,9 @@ class Described(NamedTuple):
     dtypes: tuple[torch.dtype | str, ...]  # a NumPy array's dtype as its name, "float64"
     shapes: tuple[tuple[int, ...], ...]  # every tensor leaf's shape, in tree order
     itemsizes: tuple[int, ...]  # bytes per element of each leaf
+    # positions of leaves that are the very tensor of an earlier leaf (``attn(x, x, x)``): one
+    # tensor, not three (see netsummary._tracing.batch.ambiguous)
+    repeats: frozenset[int] = frozenset()
 
     @property
     def nbytes(self) -> int:
@@ -80,7 +83,7 @@ def describe(value: Any) -> Described:
         return Described(shape, (value.dtype,), (shape,), (value.element_size(),))
     walk = _Walk()
     tree = walk.walk(value, 0)
-    return Described(tree, tuple(walk.dtypes), tuple(walk.shapes), tuple(walk.sizes))
+    return Described(tree, tuple(walk.dtypes), tuple(walk.shapes), tuple(walk.sizes), frozenset(walk.repeats))
 
 
 _MAX_DEPTH = 32  # nesting deeper than this is described by the inner value's type name
@@ -91,7 +94,7 @@ class _Walk:
     """One :func:`describe` walk: the tensor leaves found so far, the containers on the current
     path (for cycles) and the number of values visited (a bound on shared sub-structures)."""
 
-    __slots__ = ("dtypes", "shapes", "sizes", "path", "visited", "in_object")
+    __slots__ = ("dtypes", "shapes", "sizes", "path", "visited", "in_object", "tensors", "repeats")
 
     def __init__(self) -> None:
         self.dtypes: list[torch.dtype] = []
@@ -100,10 +103,16 @@ class _Walk:
         self.path: set[int] = set()
         self.visited = 0
         self.in_object = False  # walking a plain object's attributes
+        self.tensors: set[int] = set()  # ids of the tensor leaves found (alive while walked)
+        self.repeats: list[int] = []  # positions of leaves that repeat an earlier leaf's tensor
 
     def walk(self, value: Any, depth: int) -> ShapeTree:
         if isinstance(value, _Tensor) and not value.is_nested:
             shape = tuple(value.shape)
+            if id(value) in self.tensors:
+                self.repeats.append(len(self.shapes))
+            else:
+                self.tensors.add(id(value))
             self.dtypes.append(value.dtype)
             self.shapes.append(shape)
             self.sizes.append(value.element_size())
