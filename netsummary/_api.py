@@ -3,24 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import nn
-from torch._subclasses.fake_tensor import FakeTensorMode
-from torch.utils import _pytree as pytree
 
-from ._tracing.batch import BatchAxes, ambiguous
+from ._tracing.batch import BatchAxes
 from ._errors import InputSpecError, InputTypeError
-from ._tracing.fakelog import quiet_fake_tensor_logs
 from ._reporting.failure import failed_inputs, forward_error
 from ._reporting.formats import render, resolve_format
 from ._tracing.distributed import (check_all_ranks, check_process_groups, collective_on_every_path, fsdp_free_view,
-                                   gather_ranks, has_fsdp, is_fsdp_view, logical_stand_in, wait_collectives)
+                                   gather_ranks, has_fsdp)
 from ._tracing.guard import ModelGuard
-from ._tracing.standins import meta_stand_in, overrides_to
-from ._tracing.interrupts import deferred_interrupts, interruptible
+from ._tracing.forward import probe_batch_axes, run_forward
+from ._tracing.interrupts import deferred_interrupts
 from ._tracing.inputs import ForwardInputs, build_inputs, check_batch_size, check_mode, make_inputs, resolve_device
 from ._tracing.model import check_forward_kwargs, eager_module, has_lazy, shape_only_copy, walk_modules
 from ._analysis.records import build_structure_summary, build_summary
@@ -298,7 +296,9 @@ def summary(
         try:
             with grad, mha_fast_path_off(m for _, m in named), tracer, _experts.RoutingProbe(groups):
                 # a lazy copy materializes its own meta tensors: plain meta, not fake stand-ins
-                _forward(model, inputs, fake=dev.type == "meta" and not lazy, stand_in=stand_in)
+                started = time.perf_counter()
+                run_forward(model, inputs, fake=dev.type == "meta" and not lazy, stand_in=stand_in)
+                first_seconds = time.perf_counter() - started
         except Exception as err:  # the user's model failed: report it, never swallow it
             error = err
             failed = tracer.failing_call()
@@ -306,7 +306,7 @@ def summary(
         else:
             if shown_batch is not None:
                 with grad, mha_fast_path_off(m for _, m in named):
-                    axes = _batch_axes(model, named, inputs, tracer, dev, stand_in)
+                    axes = probe_batch_axes(model, named, inputs, tracer, dev, stand_in, first_seconds)
         # the guard restores the model before anything else happens
 
     with GC_PAUSED.held():
@@ -414,25 +414,6 @@ def _shown(result: Summary, shown_format: str, depth: int | None, columns: Any, 
     return text
 
 
-def _batch_axes(model: nn.Module, named: list, inputs: ForwardInputs, tracer: Tracer, dev: torch.device,
-                stand_in: bool = False) -> BatchAxes:
-    """Batch axes for the ``-1`` display; a second forward with one more sample settles
-    ambiguous shapes (see :mod:`netsummary._tracing.batch`)."""
-    rb = inputs.run_batch
-    calls = tracer.calls
-    if not ambiguous([d for c in calls for d in (c.inp, c.out)], rb):
-        return BatchAxes(rb)
-    probe = Tracer(model, named)
-    try:
-        args, _ = make_inputs(model, list(inputs.sizes), list(inputs.dtypes), rb + 1, dev)
-        with probe:
-            # after the first forward nothing is lazy any more
-            _forward(model, ForwardInputs(args, inputs.kwargs, -1, rb + 1), fake=dev.type == "meta", stand_in=stand_in)
-    except Exception:  # the shapes of the first run stand; the first axis of size rb is marked
-        return BatchAxes(rb)
-    return BatchAxes(rb, probe=[(c.module, c.inp, c.out) for c in probe.calls])
-
-
 def _defines_no_forward(model: nn.Module) -> bool:
     """The model's class keeps ``nn.Module``'s ``forward``, which raises NotImplementedError
     (``nn.ModuleList``, ``nn.ModuleDict``, ``nn.ParameterList``, a holder of parameters). Looked up
@@ -457,42 +438,3 @@ def _set_training(model: nn.Module, named: list[tuple[str, nn.Module]], flag: bo
     else:
         for _, m in named:
             object.__setattr__(m, "training", flag)
-
-
-def _forward(model: nn.Module, inputs: ForwardInputs, fake: bool, stand_in: bool = False) -> Any:
-    with interruptible():  # Ctrl-C reaches the model's forward; the guard undoes a cut-short one
-        out = _forward_now(model, inputs, fake, stand_in)
-    # a tensor-parallel output's collective is waited on when the output is used: the summary
-    # does not use it, so wait here (else torch warns of an unwaited collective at exit)
-    return out if fake else wait_collectives(out)
-
-
-def _forward_now(model: nn.Module, inputs: ForwardInputs, fake: bool, stand_in: bool = False) -> Any:
-    if not fake:
-        return model(*inputs.args, **inputs.kwargs)
-    # On "meta" the forward runs on fake tensors: shapes and dtypes only, no memory, and code that
-    # would read values (mask checks calling .item()) can tell it is being traced. Fake stand-ins
-    # of the model's tensors are swapped in by functional_call and back after: never moved.
-    # torch logs a meta kernel's failure with its traceback before raising it: netsummary reports it
-    with quiet_fake_tensor_logs(), FakeTensorMode(allow_non_fake_inputs=True) as fake:
-
-        logical = is_fsdp_view(model)  # FSDP2 on meta: DTensors run as their all-gathered whole
-
-        def to_fake(t: torch.Tensor) -> torch.Tensor:
-            if logical:
-                t = logical_stand_in(t)
-            if t.device.type != "meta":
-                # a Parameter subclass with its own .to() (bitsandbytes' Params4bit moves its shared
-                # QuantState in place) is never asked to move: a stand-in from its metadata instead
-                t = meta_stand_in(t) if overrides_to(t) else t.to("meta")
-            return fake.from_tensor(t)
-
-        stand_ins = {
-            name: to_fake(t) for name, t in [*model.named_parameters(), *model.named_buffers()]
-        }
-        args, kwargs = pytree.tree_map_only(torch.Tensor, to_fake, (inputs.args, inputs.kwargs))
-        # MoE experts' grouped matmul: its fake kernel wants bf16, the stand-in keeps the model's dtype
-        with _experts.GroupedMmStandIn() if stand_in else contextlib.nullcontext():
-            return torch.func.functional_call(model, stand_ins, args, kwargs, tie_weights=True, strict=False)
-
-

@@ -62,6 +62,7 @@ class ParamStats:
         self.owner: dict[int, str] = {}  # param id -> qualified name of the module owning it
         self._own: dict[int, list[int]] = {}  # module id -> ids of its direct parameters
         self._subtree: dict[int, frozenset[int]] = {}
+        self._counted: dict[int, tuple[frozenset[int], TensorCounts]] = {}
         self.uninitialized: list[str] = []
         self.quant: dict = {}  # key -> QuantTensor of every quantized weight (and its layer's plain bias)
         self.quant_unknown: list[str] = []  # "name (Type)" of quantized layers of an unknown layout
@@ -196,6 +197,20 @@ class ParamStats:
     def of(self, module: nn.Module) -> TensorCounts:
         """Counts of ``module``'s own and descendants' unique parameters."""
         return self._sum(self.ids_of(module))
+
+    def counted(self, module: nn.Module) -> tuple[frozenset[int], TensorCounts]:
+        """:meth:`ids_of` and their counts together, memoized per module (a module called
+        again, or in every call of a loop, is counted once)."""
+        got = self._counted.get(id(module))
+        if got is None:
+            ids = self.ids_of(module)
+            got = self._counted[id(module)] = (ids, self._sum(ids))
+        return got
+
+    @property
+    def plain(self) -> bool:
+        """No quantized and no sharded tensor: records need none of their fields (the common case)."""
+        return not (self.quant or self.quant_unknown or self.sharded or self.sharded_buffers)
 
     def quant_formula(self, module: nn.Module) -> str | None:
         """How a module holding quantized weights gets its logical count, from the logical shapes

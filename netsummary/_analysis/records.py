@@ -92,6 +92,7 @@ def build_summary(
     output_bytes = 0
     calls = tracer.calls
     created = _CreatedModules(model, stats) if tracer.created else None
+    plain = stats.plain  # no quantized or sharded tensor: no record needs their fields
     for i, c in enumerate(calls):
         inp, out = c.inp, c.out
         leaf = c.n_children == 0
@@ -103,8 +104,7 @@ def build_summary(
             ids, counts = created.ids_of(c.module)
         else:
             called.add(id(c.module))
-            ids = stats.ids_of(c.module)
-            counts = stats.count(ids)
+            ids, counts = stats.counted(c.module)
         shared = 0
         call_macs = None
         unknown_ops = c.unknown_ops
@@ -122,6 +122,8 @@ def build_summary(
                 shared = counts.numel if both == ids else created.count(both) if c.created else stats.count(both).numel
             counted |= ids
             output_bytes += call_bytes
+        module = c.module
+        k = module.__dict__.get("kernel_size")
         layers.append(
             make_record(
                 index=i,
@@ -145,11 +147,10 @@ def build_summary(
                 completed=out is not None,
                 macs=call_macs,
                 unknown_ops=unknown_ops,
-                kernel_shape=_kernel_shape(c.module),
-                formula=_formula(c.module, stats) if formulas and leaf else None,
+                kernel_shape=None if k is None else _kernel_shape(module),
+                formula=_formula(module, stats) if formulas and leaf else None,
                 created=c.created,
-                **quant_fields(counts),
-                **({} if c.created else record_fields(stats, ids, c.module)),
+                **(_NO_QUANT if plain else _special_fields(stats, counts, ids, module, c.created)),
             )
         )
     # the forward's inputs: positional arguments, then a dict of the keyword ones (names kept)
@@ -302,6 +303,13 @@ def quantized_kernel_op(module: nn.Module) -> str:
 def _formula(module: nn.Module, stats: ParamStats) -> str:
     """A leaf's formula: from the logical shapes for a quantized layer, else :func:`param_formula`."""
     return stats.quant_formula(module) or param_formula(module).text
+
+
+def _special_fields(stats: ParamStats, counts: TensorCounts, ids: frozenset[int], module: nn.Module,
+                    created: bool) -> dict:
+    """A record's quantized-weight and sharding fields."""
+    fields = quant_fields(counts)
+    return fields if created else {**fields, **record_fields(stats, ids, module)}
 
 
 def quant_fields(c: TensorCounts) -> dict:

@@ -36,6 +36,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import torch
+from torch._subclasses.fake_tensor import FakeTensor
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from .._analysis.sharding import dtensor_class
@@ -59,6 +60,8 @@ _UNSEEN = object()
 
 def _storage_key(t: Tensor) -> int:
     """The address of ``t``'s storage (shared by every view and alias of it); 0 when unknown."""
+    if isinstance(t, FakeTensor):  # a fake probe's stand-in (see .forward): never the model's own storage
+        return 0
     try:
         ptr = t.data_ptr()
         return ptr - t.storage_offset() * t.element_size() if ptr else 0  # meta: no address
