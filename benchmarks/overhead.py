@@ -220,8 +220,8 @@ def large(repeats: int) -> None:
         ratio(lambda: read_all(summary(model, input_data=data, verbose=0, macs=True)), lambda: model(**data), repeats),
         1.1)
     # not in the table: input_size shows the batch as -1, and BERT's layers receive two
-    # batch tensors (states, mask), so a probe forward on 3 samples settles the axes (on fake inputs
-    # here, see netsummary/_tracing/forward.py)
+    # batch tensors (states, mask), so a probe forward on 3 samples settles the axes (real tensors:
+    # see netsummary/_tracing/forward.py for why not fake ones)
     r = ratio(lambda: read_all(summary(model, (128,), dtypes=[torch.long], verbose=0, macs=True)),
               lambda: model(**data), repeats)
     print(f"{'BERT-base T=128 via input_size (batch shown -1), macs=True':62s} {r:9.2f}x   (no target)", flush=True)

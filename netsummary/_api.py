@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -296,9 +295,7 @@ def summary(
         try:
             with grad, mha_fast_path_off(m for _, m in named), tracer, _experts.RoutingProbe(groups):
                 # a lazy copy materializes its own meta tensors: plain meta, not fake stand-ins
-                started = time.perf_counter()
                 run_forward(model, inputs, fake=dev.type == "meta" and not lazy, stand_in=stand_in)
-                first_seconds = time.perf_counter() - started
         except Exception as err:  # the user's model failed: report it, never swallow it
             error = err
             failed = tracer.failing_call()
@@ -306,7 +303,7 @@ def summary(
         else:
             if shown_batch is not None:
                 with grad, mha_fast_path_off(m for _, m in named):
-                    axes = probe_batch_axes(model, named, inputs, tracer, dev, stand_in, first_seconds)
+                    axes = probe_batch_axes(model, named, inputs, tracer, dev, stand_in)
         # the guard restores the model before anything else happens
 
     with GC_PAUSED.held():

@@ -231,118 +231,29 @@ def test_the_same_tensor_passed_twice_needs_no_second_forward():
     assert str(a) == str(b)
 
 
-# --- the probe on fake tensors (netsummary/_tracing/forward.py) ------------------------------------
+class AddTwo(nn.Module):
+    def forward(self, a, b):
+        return a + b
 
 
-class Seen(nn.Module):
-    """Counts the forwards it sees, real and fake, and keeps a constant table beside its output
-    (ambiguous: the probe must run)."""
+class ConstantTwice(nn.Module):
+    """A buffer of 2 rows passed twice: one tensor, but a constant, not the batch."""
 
-    def __init__(self, reads_values: bool = False, fake_branch: bool = False):
+    def __init__(self):
         super().__init__()
-        self.fc = nn.Linear(4, 3)
-        self.table = nn.Embedding(2, 8)
-        self.extra = nn.Linear(3, 3)
-        self.reads_values, self.fake_branch = reads_values, fake_branch
-        self.real = self.fake = 0
+        self.lin = nn.Linear(8, 8)
+        self.add = AddTwo()
+        self.register_buffer("table", torch.ones(2, 8))
 
     def forward(self, x):
-        from torch._subclasses.fake_tensor import is_fake
-
-        if is_fake(x):
-            self.fake += 1
-        else:
-            self.real += 1
-        if self.reads_values and x.sum().item() > 1e9:  # a value read: fake tensors cannot answer
-            x = x * 2
-        y = self.fc(x)
-        if self.fake_branch and is_fake(x):
-            y = self.extra(y)  # another path on fake tensors: one more call than the real run
-        return y, self.table(torch.arange(2, device=x.device))
+        return self.lin(x) + self.add(self.table, self.table).sum()
 
 
-def _probe_modes(monkeypatch, model, *args, **kw):
-    """The summary with the fake probe forced on, and with it off (real probe): both."""
-    from netsummary._tracing import forward
-
-    monkeypatch.setattr(forward, "fake_probe_pays", lambda *a: True)
-    fake = summary(model, *args, verbose=0, **kw)
-    monkeypatch.setattr(forward, "fake_probe_pays", lambda *a: False)
-    real = summary(model, *args, verbose=0, **kw)
-    return fake, real
-
-
-def test_fake_probe_gives_the_summary_of_the_real_probe(monkeypatch):
-    m = Seen()
-    fake, real = _probe_modes(monkeypatch, m, (4,), macs=True)
-    assert (m.real, m.fake) == (3, 1)  # fake-probed: 1 real + 1 fake; real-probed: 2 real
-    assert m.fc.weight.device.type == "cpu" and type(m.fc.weight) is nn.Parameter  # never swapped
-    assert fake.to_dict() == real.to_dict() and str(fake) == str(real)
-    root = fake.layers[0]
-    assert root.output_batch_axes == (0, None) and root.output_bytes == 3 * 4 + 2 * 8 * 4  # per sample + as run
-
-
-def test_fake_probe_falls_back_to_real_tensors(monkeypatch):
-    # a forward that reads a value fails on fake tensors; one that takes another path there makes
-    # other calls: both are probed on real tensors after all, with the same answer
-    for m in (Seen(reads_values=True), Seen(fake_branch=True)):
-        fake, real = _probe_modes(monkeypatch, m, (4,))
-        assert m.fake == 1 and m.real == 4  # 2 real forwards per summary: the fake answer was not used
-        assert fake.to_dict() == real.to_dict()
-        assert [r.name for r in fake.layers] == ["", "fc", "table"]
-
-
-def test_fake_probe_leaves_the_model_unchanged(monkeypatch):
-    torch.manual_seed(0)
-    m = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
-    m.train()
-    before = {k: v.clone() for k, v in m.state_dict().items()}
-
-    class Two(nn.Module):  # two batch tensors: ambiguous
-        def __init__(self):
-            super().__init__()
-            self.body = m
-
-        def forward(self, x):
-            return self.body(x), self.body(x + 1)
-
-    fake, real = _probe_modes(monkeypatch, Two(), (4,), mode="train")
-    assert fake.to_dict() == real.to_dict()
-    assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())  # running stats restored
-    assert m.training
-
-
-def test_fake_probe_is_chosen_by_cost():
-    from netsummary._tracing.forward import FAKE_MARGIN, FAKE_SECONDS_PER_CALL, fake_probe_pays
-
-    # 100 calls: a fake run is estimated at 100 * 1.5 ms = 0.15 s; a real probe on 3 samples after
-    # a 2-sample forward of t seconds at 1.5 t: fake first when 1.5 t > 2 * 0.15, i.e. t > 0.2 s
-    assert (FAKE_SECONDS_PER_CALL, FAKE_MARGIN) == (1.5e-3, 2.0)
-    assert fake_probe_pays(0.21, 100, 2) and not fake_probe_pays(0.19, 100, 2)
-    assert not fake_probe_pays(None, 100, 2) and not fake_probe_pays(10.0, 0, 2)
-
-
-def test_fake_probe_swaps_nothing_a_forward_in_another_thread_reads(monkeypatch):
-    """While the fake probe runs, the modules keep their real parameters: a plain forward of the
-    same model that another thread runs meanwhile (here: from inside the probe's own forward,
-    in a second thread) computes with real values."""
-    import threading
-
-    from torch._subclasses.fake_tensor import is_fake
-
-    seen = []
-
-    class Probe(Seen):
-        def forward(self, x):
-            if is_fake(x):  # the probe is running: another thread runs a real forward now
-                t = threading.Thread(target=lambda: seen.append(self.fc(torch.ones(1, 4))))
-                t.start()
-                t.join()
-            return super().forward(x)
-
-    m = Probe()
-    fake, real = _probe_modes(monkeypatch, m, (4,))
-    assert m.fake == 1 and len(seen) == 1
-    out = seen[0]
-    assert not is_fake(out) and torch.equal(out, m.fc(torch.ones(1, 4)))  # real weights, real values
-    assert fake.to_dict() == real.to_dict()
+def test_a_parameter_or_buffer_passed_twice_is_still_probed():
+    s = summary(ConstantTwice(), (8,), verbose=0)
+    add = _row(s, "add")
+    assert add.input_batch_axes == (None, None) and add.output_batch_axes == (None,)
+    assert "[2, 8]" in str(s) and add.output_bytes == 2 * 8 * 4  # as run: the table does not grow
+    t = torch.ones(2, 8)
+    d = describe([t, t], constants={id(t)})
+    assert d.repeats == {1} and d.constants == {0, 1} and ambiguous([d, describe(torch.ones(2, 8))], 2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections import namedtuple
 
 import torch
@@ -131,7 +132,8 @@ def test_lstm_with_packed_sequence_input():
 def test_runs_under_fake_tensor_mode():
     from torch._subclasses.fake_tensor import FakeTensorMode
 
-    with FakeTensorMode():
+    with FakeTensorMode(), warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "data pointer of FakeTensor" warning from the write watch
         model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 2))
         s = summary(model, (4,), mode="train", verbose=0)
     assert s.total_params == 4 * 8 + 8 + 2 * 8 + 8 * 2 + 2

@@ -44,8 +44,12 @@ def ambiguous(described: Sequence[Described | None], run_batch: int) -> bool:
     call has none recorded). Ambiguous: a tensor with an axis of size ``run_batch`` other than
     its first alone; a call's inputs, or its output, holding more than one tensor with such an
     axis (one of them may be a constant that merely has ``run_batch`` rows; the same tensor
-    passed twice, as ``attn(x, x, x)`` is, counts once); an output with such a tensor from a call
-    whose inputs hold none (the size cannot have come from the batch).
+    passed twice, as ``attn(x, x, x)`` is, counts once); one of the model's parameters or buffers
+    with such an axis, among several values (``Described.constants``; it never carries the
+    batch); an output with such a tensor from a call whose inputs hold none (the size cannot have
+    come from the batch). A lone tensor that is a model constant, or a tensor made in the forward
+    that merely has ``run_batch`` rows, passed alone (or twice), is not recognized: its first axis
+    is read as the batch.
 
     >>> from netsummary._tracing.structure import describe
     >>> import torch
@@ -62,9 +66,13 @@ def ambiguous(described: Sequence[Described | None], run_batch: int) -> bool:
     for j, d in enumerate(described):
         n = 0
         if d is not None:
-            repeats = d.repeats
+            repeats, constants = d.repeats, d.constants
             for k, shape in enumerate(d.shapes):
-                if run_batch in shape and k not in repeats:  # attn(x, x, x) receives one tensor
+                if run_batch in shape:
+                    if k in constants:  # a parameter or buffer: its size run_batch is no batch
+                        return True
+                    if k in repeats:  # attn(x, x, x) receives one tensor
+                        continue
                     if not _clear(shape, run_batch):
                         return True
                     n += 1

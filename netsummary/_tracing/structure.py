@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import types
+from collections.abc import Container
 from typing import Any, NamedTuple
 
 import torch
@@ -51,8 +52,10 @@ class Described(NamedTuple):
     shapes: tuple[tuple[int, ...], ...]  # every tensor leaf's shape, in tree order
     itemsizes: tuple[int, ...]  # bytes per element of each leaf
     # positions of leaves that are the very tensor of an earlier leaf (``attn(x, x, x)``): one
-    # tensor, not three (see netsummary._tracing.batch.ambiguous)
+    # tensor, not three; and of leaves that are one of the model's parameters or buffers (see
+    # netsummary._tracing.batch.ambiguous)
     repeats: frozenset[int] = frozenset()
+    constants: frozenset[int] = frozenset()
 
     @property
     def nbytes(self) -> int:
@@ -67,8 +70,11 @@ def _numel(shape: tuple[int, ...]) -> int:
     return n
 
 
-def describe(value: Any) -> Described:
+def describe(value: Any, constants: Container[int] = ()) -> Described:
     """Describe ``value`` (any nesting of tensors and Python objects) as a :class:`Described`.
+
+    ``constants``: ids of tensors known not to carry the batch (the model's parameters and
+    buffers); the positions of such leaves are marked. A lone tensor is never looked up.
 
     Bounded on hostile structures: a container that contains itself is described as
     ``"<list: cycle>"`` where it recurs, nesting deeper than 32 levels as the inner value's type
@@ -81,9 +87,10 @@ def describe(value: Any) -> Described:
     if isinstance(value, _Tensor) and not value.is_nested:  # fast path: most outputs are one tensor
         shape = tuple(value.shape)
         return Described(shape, (value.dtype,), (shape,), (value.element_size(),))
-    walk = _Walk()
+    walk = _Walk(constants)
     tree = walk.walk(value, 0)
-    return Described(tree, tuple(walk.dtypes), tuple(walk.shapes), tuple(walk.sizes), frozenset(walk.repeats))
+    return Described(tree, tuple(walk.dtypes), tuple(walk.shapes), tuple(walk.sizes), frozenset(walk.repeats),
+                     frozenset(walk.constant))
 
 
 _MAX_DEPTH = 32  # nesting deeper than this is described by the inner value's type name
@@ -94,9 +101,10 @@ class _Walk:
     """One :func:`describe` walk: the tensor leaves found so far, the containers on the current
     path (for cycles) and the number of values visited (a bound on shared sub-structures)."""
 
-    __slots__ = ("dtypes", "shapes", "sizes", "path", "visited", "in_object", "tensors", "repeats")
+    __slots__ = ("dtypes", "shapes", "sizes", "path", "visited", "in_object", "tensors", "repeats", "constants",
+                 "constant")
 
-    def __init__(self) -> None:
+    def __init__(self, constants: Container[int] = ()) -> None:
         self.dtypes: list[torch.dtype] = []
         self.shapes: list[tuple[int, ...]] = []
         self.sizes: list[int] = []
@@ -105,6 +113,8 @@ class _Walk:
         self.in_object = False  # walking a plain object's attributes
         self.tensors: set[int] = set()  # ids of the tensor leaves found (alive while walked)
         self.repeats: list[int] = []  # positions of leaves that repeat an earlier leaf's tensor
+        self.constants = constants
+        self.constant: list[int] = []  # positions of leaves that are one of ``constants``
 
     def walk(self, value: Any, depth: int) -> ShapeTree:
         if isinstance(value, _Tensor) and not value.is_nested:
@@ -113,6 +123,8 @@ class _Walk:
                 self.repeats.append(len(self.shapes))
             else:
                 self.tensors.add(id(value))
+            if id(value) in self.constants:
+                self.constant.append(len(self.shapes))
             self.dtypes.append(value.dtype)
             self.shapes.append(shape)
             self.sizes.append(value.element_size())

@@ -89,6 +89,23 @@ def _as_described(raw: Any) -> Described | None:
     return Described(shape, (dtype,), (shape,), (dtype.itemsize,))
 
 
+class _ModelTensors:
+    """The ids of the model's parameters and buffers, collected on the first lookup (a forward
+    whose calls all take and return one tensor never asks)."""
+
+    __slots__ = ("_named", "_ids")
+
+    def __init__(self, named: list[tuple[str, nn.Module]]) -> None:
+        self._named = named
+        self._ids: set[int] | None = None
+
+    def __contains__(self, key: object) -> bool:
+        if self._ids is None:
+            self._ids = {id(t) for _, m in self._named for d in (m._parameters, m._buffers) for t in d.values()
+                         if t is not None}
+        return key in self._ids
+
+
 def module_names(named: list[tuple[str, nn.Module]]) -> dict[int, str]:
     """``id(module) -> qualified name`` (the state_dict prefix; ``""`` for the root).
 
@@ -123,6 +140,7 @@ class Tracer:
         self._watch: Any = None
         self._stood_in = False
         named = named if named is not None else list(model.named_modules())
+        self._named = named
         self.names = module_names(named)
         self._known = {id(m) for _, m in named}  # parametrization containers included (never recorded)
         self.created: dict[int, nn.Module] = {}  # modules first called during the forward, by id
@@ -152,6 +170,7 @@ class Tracer:
     def __enter__(self) -> Tracer:
         names, raw, stack, failed = self.names, self._raw, self.stack, self._failed
         known, created = self._known, self.created
+        constants = _ModelTensors(self._named)  # marked in described values (see .batch.ambiguous)
         thread, this_thread = threading.get_ident(), threading.get_ident
         shape_macs = None
         if self._shape_macs:
@@ -197,9 +216,9 @@ class Tracer:
             if not kwargs and len(args) == 1 and type(a := args[0]) is Tensor and not a.is_nested:
                 rec[4] = [(a.shape, a.dtype)]
             else:
-                rec[4] = describe([*args, *kwargs.values()])
+                rec[4] = describe([*args, *kwargs.values()], constants)
             plain = type(output) is Tensor and not output.is_nested
-            rec[5] = (output.shape, output.dtype) if plain else describe(output)
+            rec[5] = (output.shape, output.dtype) if plain else describe(output, constants)
             if shape_macs is not None:
                 f = shape_macs.get(type(module))
                 if f is not None:

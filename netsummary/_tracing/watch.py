@@ -60,8 +60,8 @@ _UNSEEN = object()
 
 def _storage_key(t: Tensor) -> int:
     """The address of ``t``'s storage (shared by every view and alias of it); 0 when unknown."""
-    if isinstance(t, FakeTensor):  # a fake probe's stand-in (see .forward): never the model's own storage
-        return 0
+    if isinstance(t, FakeTensor):  # a model built under the caller's FakeTensorMode: no storage
+        return 0  # (and reading its data_ptr warns)
     try:
         ptr = t.data_ptr()
         return ptr - t.storage_offset() * t.element_size() if ptr else 0  # meta: no address
