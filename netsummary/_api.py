@@ -429,7 +429,11 @@ def _is_rank_zero() -> bool:
 
 
 def _set_training(model: nn.Module, named: list[tuple[str, nn.Module]], flag: bool) -> None:
-    """``model.train(flag)``; set directly when no module overrides ``train()`` (much faster)."""
+    """``model.train(flag)``; set directly when no module overrides ``train()`` (much faster), and
+    nothing at all when every module is already in that mode (a model's own ``train()``, such as
+    transformers', is not called to change nothing)."""
+    if all(m.training is flag for _, m in named):
+        return
     if any(type(m).train is not nn.Module.train or isinstance(m, torch.jit.ScriptModule) for _, m in named):
         model.train(flag)
     else:
