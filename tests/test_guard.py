@@ -600,3 +600,27 @@ def test_one_dispatch_mode_runs_the_forward_and_the_watch_works_while_counting(u
     assert depths[0] == 1  # the MAC counter stands in for the write watch
     if macs:
         assert s.total_macs == 4 * 4 + 4 * 4  # two Linear(4, 4) layers, per sample
+
+
+def test_a_models_own_train_is_called_only_to_change_the_mode():
+    calls = []
+
+    class Own(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.fc(x)
+
+        def train(self, mode=True):  # as transformers' PreTrainedModel.train does extra work
+            calls.append(mode)
+            return super().train(mode)
+
+    m = Own().eval()
+    calls.clear()
+    summary(m, (4,), verbose=0)  # eval asked, eval already: nothing to change
+    assert calls == [] and not m.training and not m.fc.training
+    summary(m, (4,), verbose=0, mode="train")  # a change: through the model's own train()
+    assert calls == [True]
+    assert not m.training and not m.fc.training  # and the flags are back afterwards
