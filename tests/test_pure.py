@@ -44,12 +44,24 @@ LAYERS = [
     ("conv2d-reflect", nn.Conv2d(3, 5, 3, padding=1, padding_mode="reflect"), (2, 3, 8, 8)),
     ("conv2d-unbatched", nn.Conv2d(3, 5, (3, 2)), (3, 8, 8)),
     ("conv3d", nn.Conv3d(2, 3, 2, bias=False), (1, 2, 4, 5, 6)),
+    # recurrent layers: rows (T*B) times their 2-D weights' elements, against the counter's steps
+    ("gru", nn.GRU(6, 10, batch_first=True), (2, 7, 6)),             # 14 rows * 3*10*(6+10) = 6,720
+    ("gru-2layer-bi", nn.GRU(6, 10, num_layers=2, bidirectional=True), (7, 2, 6)),
+    ("rnn-relu", nn.RNN(6, 10, nonlinearity="relu", bias=False), (7, 2, 6)),
+    ("lstm", nn.LSTM(6, 10, batch_first=True), (2, 7, 6)),
+    ("lstm-proj-2layer", nn.LSTM(6, 10, num_layers=2, proj_size=4, batch_first=True), (2, 7, 6)),
+    ("lstm-unbatched", nn.LSTM(6, 10), (7, 6)),
+    ("gru-packed", nn.GRU(6, 10, batch_first=True), "packed"),
 ]
 
 
 @pytest.mark.parametrize("layer, shape", [(lay, shape) for _, lay, shape in LAYERS], ids=[i for i, _, _ in LAYERS])
 def test_macs_from_shapes_equal_the_dispatch_counter(layer, shape):
-    x = torch.randn(5, 6, 3).transpose(0, 2) if shape == "t" else torch.randn(*shape)
+    layer.eval()
+    if shape == "packed":  # lengths 7 and 4: 11 rows
+        x = nn.utils.rnn.pack_padded_sequence(torch.randn(2, 7, 6), [7, 4], batch_first=True)
+    else:
+        x = torch.randn(5, 6, 3).transpose(0, 2) if shape == "t" else torch.randn(*shape)
     with torch.no_grad():
         out = layer(x)
     assert SHAPE_MACS[type(layer)](layer, x, out) == counted(layer, x)
@@ -63,6 +75,28 @@ def test_macs_by_hand():
     x = torch.randn(1, 4, 5, 5)
     # output 1 x 8 x 3 x 3 = 72 elements, each (4 / 2) * 3 * 3 = 18 products
     assert SHAPE_MACS[nn.Conv2d](conv, x, conv(x)) == 72 * 18
+    gru = nn.GRU(6, 10, num_layers=2)
+    x = torch.randn(7, 2, 6)
+    # 14 rows; layer 0: 3 gates * 10 * (6 + 10) = 480, layer 1: 3 * 10 * (10 + 10) = 600
+    assert SHAPE_MACS[nn.GRU](gru, x, gru(x)) == 14 * (480 + 600)
+
+
+def _recurrent() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 8), nn.GRU(8, 16, num_layers=2, batch_first=True))
+
+
+@pytest.mark.parametrize("macs", [False, True])
+def test_recurrent_layers_in_eval_take_the_fast_path_with_the_same_summary(macs):
+    fast, slow = _recurrent().eval(), _recurrent().eval()
+    assert is_pure(fast, torch.zeros(2, 5, 6))
+    assert not is_pure(fast, torch.zeros(2, 5, 6), mode="train")  # dropout between layers draws
+    slow.register_forward_hook(lambda m, a, o: None)  # turns the fast path off: watched and counted
+    a = summary(fast, (5, 6), verbose=0, macs=macs)
+    b = summary(slow, (5, 6), verbose=0, macs=macs)
+    assert a.to_dict() == b.to_dict()
+    if macs:  # per sample, 5 rows: linear 6*8; GRU 3*16*(8+16) + 3*16*(16+16)
+        assert a.total_macs == 5 * (6 * 8 + 3 * 16 * 24 + 3 * 16 * 32)
 
 
 def _stack() -> nn.Module:

@@ -476,10 +476,22 @@ def _conv_from_shapes(m: torch.nn.Module, x: Tensor, out: Tensor) -> int:
     return _tfc.conv_flop_count(o, w, o) // 2
 
 
+def _rnn_from_shapes(m: torch.nn.RNNBase, x: Any, out: Any) -> int:
+    """``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU``: every 2-D weight (W_ih, W_hh, W_hr of each layer and
+    direction) applied once per input row, as :func:`_rnn` counts the fused kernels and as the
+    per-step ``addmm`` / ``mm`` of the unfused path add up: ``rows * sum(W.numel() for 2-D W)``,
+    ``rows = T*B`` (``input.numel() // input.shape[-1]``; a packed sequence's ``data`` has
+    ``sum(lengths)`` rows)."""
+    data = x.data if isinstance(x, torch.nn.utils.rnn.PackedSequence) else x
+    rows = data.numel() // data.shape[-1] if data.dim() and data.shape[-1] else 0
+    return rows * sum(w.numel() for w in m._parameters.values() if w is not None and w.dim() == 2)
+
+
 #: MACs of one call of torch's own layers from the call's input and output, for a forward that
 #: runs without the counter (see :mod:`netsummary._tracing.pure`; tested against the counter).
 #: Layers not listed run no matmul-class operator.
 SHAPE_MACS: dict[type, Callable[[Any, Tensor, Any], int]] = {
     torch.nn.Linear: _linear_from_shapes, torch.nn.Conv1d: _conv_from_shapes, torch.nn.Conv2d: _conv_from_shapes,
     torch.nn.Conv3d: _conv_from_shapes,
+    torch.nn.RNN: _rnn_from_shapes, torch.nn.LSTM: _rnn_from_shapes, torch.nn.GRU: _rnn_from_shapes,
 }

@@ -9,7 +9,10 @@ parameter or buffer and draws no random number, and MACs follow from the shapes:
 
 - ``nn.Linear`` and ``nn.Conv1d/2d/3d`` through torch's own formulas applied to the call's
   shapes (:data:`netsummary._analysis.flops.SHAPE_MACS`: the ones the dispatch counter applies
-  to the ``addmm`` / ``mm`` / ``convolution`` they run);
+  to the ``addmm`` / ``mm`` / ``convolution`` they run); ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` (in
+  eval) as rows times their weight matrices' elements, what the counter adds up over their steps
+  (a GRU runs its steps as separate operators on CPU: 14,000 of them at 512 steps, each a trip
+  through a Python dispatch mode);
 - every other allowed layer (activations, pooling, normalization, dropout in eval, ``Flatten``,
   ``Identity``, ``Embedding`` without ``max_norm``, ``Sequential``) runs no matmul-class operator:
   0 MACs.
@@ -21,8 +24,8 @@ parametrized layer), a ``forward`` or ``_call_impl`` set on the instance, a forw
 backward hook on any module, a global module hook that is not one of netsummary's own (marked
 :data:`OWN_HOOK`), an active dispatch or ``__torch_function__`` mode (``with torch.device(...)``
 included), a tensor that is not a plain strided tensor on a real device (tensor subclasses,
-quantized or sharded weights, meta), BatchNorm or Dropout in training mode (they write running
-statistics or draw), ``nn.Embedding(max_norm=...)`` (renormalizes its weight in place), an
+quantized or sharded weights, meta), BatchNorm, Dropout or a recurrent layer in training mode
+(they write running statistics or draw), ``nn.Embedding(max_norm=...)`` (renormalizes its weight in place), an
 in-place activation given inputs the caller passed in (it would write them), or a class whose
 ``forward`` was replaced (checked by its defining module and name).
 """
@@ -49,8 +52,9 @@ _ALWAYS = (
     nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
     nn.LayerNorm, nn.GroupNorm, nn.Embedding,
 )
+# (the recurrent layers draw for their between-layer dropout in training; in eval they only read)
 _EVAL_ONLY = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.Dropout, nn.Dropout1d, nn.Dropout2d,
-              nn.Dropout3d, nn.AlphaDropout)
+              nn.Dropout3d, nn.AlphaDropout, nn.RNN, nn.LSTM, nn.GRU)
 # class -> its forward as torch defines it (checked by where it was defined: a class whose
 # forward someone replaced is not stock any more)
 _STOCK = {cls: cls.forward for cls in (*_ALWAYS, *_EVAL_ONLY)}
