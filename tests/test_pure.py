@@ -13,7 +13,7 @@ from torch.nn.modules import module as module_globals
 
 from netsummary import summary
 from netsummary._analysis.flops import SHAPE_MACS, MacCounter
-from netsummary._analysis.records import make_record
+from netsummary._analysis.records import _PLAIN_FIELDS, make_plain_record, make_record
 from netsummary._summary import LayerRecord
 from netsummary._tracing.pure import pure_forward
 
@@ -213,3 +213,8 @@ def test_the_record_maker_builds_the_dataclass_record():
         a.name = "c"
     with pytest.raises(TypeError):
         make_record(index=1)  # required fields stay required
+    # the positional maker of plain records: the same record from the same values in field order
+    plain = {f: values.get(f, LayerRecord.__dataclass_fields__[f].default) for f in _PLAIN_FIELDS}
+    plain["quant_dtype"] = None
+    c = make_plain_record(*(plain[f] for f in _PLAIN_FIELDS))
+    assert c == LayerRecord(**plain) and c.quant_dtype is None and c.shards == ()
