@@ -65,7 +65,15 @@ def ambiguous(described: Sequence[Described | None], run_batch: int) -> bool:
     carried = True  # whether the current call's inputs hold a tensor with an axis of size run_batch
     for j, d in enumerate(described):
         n = 0
-        if d is not None:
+        if d is not None and len(d.shapes) == 1 and not d.constants:  # one tensor: the common case
+            shape = d.shapes[0]
+            if run_batch in shape:
+                if shape[0] != run_batch or shape.count(run_batch) > 1:
+                    return True
+                if j % 2 and not carried:
+                    return True
+                n = 1
+        elif d is not None:
             repeats, constants = d.repeats, d.constants
             for k, shape in enumerate(d.shapes):
                 if run_batch in shape:
