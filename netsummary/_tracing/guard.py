@@ -139,9 +139,10 @@ class ModelGuard:
             up front and compared after, parameters are not protected, and the torch generators
             are not restored.
         pure: the forward is known-pure (:func:`~netsummary._tracing.pure.pure_forward`: only
-            torch's own layers, which write no parameter or buffer and draw nothing): no watch
-            and no copies; everything else (flags, layouts, ``requires_grad``, ``.grad``, the
-            generators when reseeded) is restored as always.
+            torch's own layers, which write no parameter or buffer, replace no entry, rebind no
+            ``.data``, touch no ``.grad`` or ``requires_grad`` and draw nothing): no watch, no
+            copies and no snapshot of tensors; the training flags (which the summary sets), grad
+            mode and the generators (when reseeded) are restored as always.
 
     >>> m = nn.BatchNorm1d(3).train()
     >>> with ModelGuard(m):
@@ -177,6 +178,11 @@ class ModelGuard:
             raise
 
     def _snapshot(self, modules: list[nn.Module]) -> ModelGuard:
+        self._rng = _RNGState()
+        self._grad_enabled = torch.is_grad_enabled()
+        if self._pure:  # torch's own layers change no tensor, entry, layout, .grad or requires_grad
+            self._flags = [(m, m.training) for m in modules]  # the summary itself sets these
+            return self
         # (module, training, _parameters copy, _buffers copy)
         self._modules = [(m, m.training, dict(m._parameters), dict(m._buffers)) for m in modules]
         seen: set[int] = set()
@@ -204,8 +210,6 @@ class ModelGuard:
             (b, b.detach().clone()) for b in tensors if not isinstance(b, nn.Parameter) and _has_values(b)]
         # bitsandbytes layers repack their weight and rewrite their QuantState on a CPU eval forward
         self._bnb = BnbState(modules)
-        self._rng = _RNGState()
-        self._grad_enabled = torch.is_grad_enabled()
         if self._watch_writes:
             self._watch = StateWatch([alias for _, alias in self._aliases] + dtensor_locals(tensors))
             self._watch.__enter__()
@@ -229,6 +233,13 @@ class ModelGuard:
                 self._watch.__exit__(None, None, None)
             drawn |= self._watch.global_draws
         torch.set_grad_enabled(self._grad_enabled)
+        if self._pure:
+            for m, training in self._flags:
+                if m.training is not training:
+                    object.__setattr__(m, "training", training)  # stock layers: no ScriptModule
+            self._rng.restore(drawn)
+            _CLAIMS.release(self._claim)
+            return
         reshard_unsharded(self._modules)  # FSDP2 modules the forward left unsharded: sharded again
         for m, training, params, buffers in self._modules:
             if m.training is not training:
