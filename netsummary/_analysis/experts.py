@@ -69,6 +69,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.parameter import is_lazy
 from torch.nn.modules import module as _module_globals
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -117,11 +118,14 @@ def _int_attr(obj: Any, names: tuple[str, ...]) -> int | None:
 
 def _fused_count(m: nn.Module) -> int | None:
     """E for a fused experts module (see the module docstring), else ``None``."""
-    e = _int_attr(m, _COUNT_ATTRS)
-    if e is None or e < 2:
+    for p in m._parameters.values():  # nearly every module stops here: no 3-D parameter
+        if p is not None and not is_lazy(p) and p.dim() == 3:  # (a lazy one has no shape yet)
+            break
+    else:
         return None
     params = [p for p in m._parameters.values() if p is not None]
-    if not params or not any(p.dim() == 3 for p in params):
+    e = _int_attr(m, _COUNT_ATTRS)
+    if e is None or e < 2:
         return None
     return e if all(p.dim() >= 2 and p.shape[0] == e for p in params) else None
 
@@ -158,10 +162,11 @@ def find_experts(named: list[tuple[str, nn.Module]]) -> list[ExpertGroup]:
     groups: list[ExpertGroup] = []
     inside: list[str] = []  # a group's subtree is not searched again
     for name, m in named:
-        if any(name.startswith(p + ".") for p in inside):
+        if inside and any(name.startswith(p + ".") for p in inside):
             continue
-        parent = by_name.get(name.rpartition(".")[0]) if name else None
         e = _fused_count(m)
+        parent = by_name.get(name.rpartition(".")[0]) if name and (
+            e is not None or isinstance(m, (nn.ModuleList, nn.ModuleDict))) else None
         if e is not None:
             router = _router(parent)
             groups.append(ExpertGroup(name, "fused", e, m, [m], parent, _top_k(router, parent, m),
