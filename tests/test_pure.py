@@ -8,6 +8,7 @@ import dataclasses
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules import module as module_globals
 
@@ -218,3 +219,53 @@ def test_the_record_maker_builds_the_dataclass_record():
     plain["quant_dtype"] = None
     c = make_plain_record(*(plain[f] for f in _PLAIN_FIELDS))
     assert c == LayerRecord(**plain) and c.quant_dtype is None and c.shards == ()
+
+
+def test_user_code_inside_a_stock_forward_turns_the_fast_path_off(monkeypatch):
+    """Stock forwards call other methods and torch.nn.functional: user code there could write or
+    draw, so it takes the watched path (found by review: each of these used to stay pure)."""
+    x = torch.zeros(2, 3, 8, 8)
+
+    conv = nn.Conv2d(3, 4, 3)
+    assert is_pure(nn.Sequential(conv), x)
+    original = conv._conv_forward
+
+    def writes_and_draws(inp, w, b):
+        conv.bias.data.add_(1.0)
+        torch.rand(1)
+        return original(inp, w, b)
+
+    conv._conv_forward = writes_and_draws  # an instance override of a helper the forward calls
+    assert not is_pure(nn.Sequential(conv), x)
+    before, rng = conv.bias.detach().clone(), torch.get_rng_state()
+    summary(nn.Sequential(conv, nn.ReLU()), (3, 8, 8), verbose=0)
+    assert torch.equal(conv.bias, before) and torch.equal(torch.get_rng_state(), rng)  # watched and restored
+
+    bn = nn.BatchNorm1d(4).eval()
+    monkeypatch.setattr(nn.BatchNorm1d, "_check_input_dim", lambda self, inp: None)  # a class-level patch
+    assert not is_pure(bn, torch.zeros(2, 4))
+    monkeypatch.undo()
+    assert is_pure(bn, torch.zeros(2, 4))
+
+    lin = nn.Linear(4, 4)
+    monkeypatch.setattr(F, "linear", lambda *a, **k: torch.ops.aten.linear(*a, **k))  # F.linear replaced
+    assert not is_pure(lin, torch.zeros(2, 4))
+    monkeypatch.undo()
+
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t):  # user code on every save
+        assert is_pure(lin, torch.zeros(2, 4))  # eval runs under no_grad: nothing is saved
+        assert not is_pure(lin, torch.zeros(2, 4), mode="train")
+
+    original_getattr = nn.Module.__getattr__
+    monkeypatch.setattr(nn.Module, "__getattr__", lambda self, name: original_getattr(self, name))
+    assert not is_pure(lin, torch.zeros(2, 4))  # nn.Module's own method replaced
+    monkeypatch.undo()
+    nn.Module.extra_helper_of_some_library = lambda self: None  # added, not replaced: no stock forward calls it
+    try:
+        assert is_pure(lin, torch.zeros(2, 4))
+    finally:
+        del nn.Module.extra_helper_of_some_library
+
+    shadowed = nn.Linear(4, 4)
+    shadowed.__dict__["weight"] = torch.zeros(4, 4)  # read instead of the parameter
+    assert not is_pure(shadowed, torch.zeros(2, 4))

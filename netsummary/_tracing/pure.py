@@ -20,10 +20,14 @@ parameter or buffer and draws no random number, and MACs follow from the shapes:
 Tests check these numbers against the dispatch counter on the same layers
 (``tests/test_pure.py``). Anything that could run other code turns the fast path off, and the
 forward then runs under the watch as always: a module of another class (a user's block, a
-parametrized layer), a ``forward`` or ``_call_impl`` set on the instance, a forward hook or
-backward hook on any module, a global module hook that is not one of netsummary's own (marked
-:data:`OWN_HOOK`), an active dispatch or ``__torch_function__`` mode (``with torch.device(...)``
-included), a tensor that is not a plain strided tensor on a real device (tensor subclasses,
+parametrized layer), any method set on the instance (``forward``, ``_conv_forward``, ...) or a
+method of the class or its bases that is not torch's own code (a patched ``_check_input_dim``),
+a ``torch.nn.functional`` entry replaced (``F.relu = ...``), a forward hook or backward hook on
+any module, a global module hook that is not one of netsummary's own (marked
+:data:`OWN_HOOK`), saved-tensor hooks outside ``"eval"`` (they run user code when the forward
+saves a tensor for backward), an active dispatch or ``__torch_function__`` mode (``with
+torch.device(...)`` included), a tensor in a module's instance dict under a parameter's or
+buffer's name (it would be read instead), a tensor that is not a plain strided tensor on a real device (tensor subclasses,
 quantized or sharded weights, meta), BatchNorm, Dropout or a recurrent layer in training mode
 (they write running statistics or draw), ``nn.Embedding(max_norm=...)`` (renormalizes its weight in place), an
 in-place activation given inputs the caller passed in (it would write them), or a class whose
@@ -32,10 +36,12 @@ in-place activation given inputs the caller passed in (it would write them), or 
 
 from __future__ import annotations
 
+import types
 from collections.abc import Iterable
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules import module as _module_globals
 from torch.utils import _pytree as pytree
@@ -67,6 +73,66 @@ def _stock_forward(cls: type) -> bool:
     return f is _STOCK[cls] and getattr(f, "__module__", "").startswith("torch.nn.modules.")
 
 
+def _torch_own(value: Any) -> bool:
+    """A class attribute or ``torch.nn.functional`` entry that is not Python code from outside
+    torch (a patched ``_conv_forward``, a replaced ``F.relu``)."""
+    f = getattr(value, "__func__", value)  # staticmethod / classmethod
+    if not isinstance(f, types.FunctionType):
+        return True
+    module = f.__module__ or ""
+    return module == "torch" or module.startswith("torch.")
+
+
+def _stock_methods(cls: type) -> frozenset[str] | None:
+    """The method names of a stock class and its torch bases when every one of them is still
+    torch's own code (a stock forward calls ``self._conv_forward``, ``self._check_input_dim``,
+    ``self.check_forward_args``...), else ``None``. ``nn.Module`` itself is checked by
+    :func:`_module_stock` (libraries add methods to it: transformers' ``smart_apply``)."""
+    names = set(_MODULE_METHODS)
+    for c in cls.__mro__[:-2]:  # the class and its bases up to, not including, nn.Module
+        for name, value in vars(c).items():
+            if isinstance(value, (types.FunctionType, staticmethod, classmethod)):
+                if not _torch_own(value):
+                    return None
+                names.add(name)
+    return frozenset(names)
+
+
+def _methods_of_module() -> dict[str, Any]:
+    return {n: v for n, v in vars(nn.Module).items()
+            if isinstance(v, (types.FunctionType, staticmethod, classmethod)) and _torch_own(v)}
+
+
+# nn.Module's own methods as imported: every module call goes through several of them
+_MODULE_METHODS = _methods_of_module()
+
+
+def _module_stock() -> bool:
+    """None of ``nn.Module``'s own methods replaced since import by code outside torch (methods a
+    library adds are not torch's, and no stock forward calls them)."""
+    now = vars(nn.Module)
+    return all(_same_or_torch(v, now.get(n)) for n, v in _MODULE_METHODS.items()) and all(
+        _torch_own(now.get(n)) for n in ("__call__", "_call_impl", "_wrapped_call_impl", "__getattr__"))
+
+
+def _same_or_torch(old: Any, new: Any) -> bool:
+    """An entry is as imported, or replaced by torch itself (torch._dynamo wraps
+    ``nn.Module.__init__`` once it is imported)."""
+    return new is old or (isinstance(getattr(new, "__func__", new), types.FunctionType) and _torch_own(new))
+
+
+# torch.nn.functional as imported: the stock forwards call F.linear, F.relu, ... through it
+_FUNCTIONAL = dict(vars(F))
+
+
+def _functional_stock() -> bool:
+    """No entry of ``torch.nn.functional`` replaced since import by code outside torch, nor holding
+    Python code from outside torch."""
+    now = vars(F)
+    return all(_same_or_torch(v, now.get(n)) for n, v in _FUNCTIONAL.items()) and all(
+        _torch_own(v) for v in now.values())
+
+
 def _global_hooks_own() -> bool:
     g = _module_globals
     for table in (g._global_forward_pre_hooks, g._global_forward_hooks, g._global_backward_hooks,
@@ -89,31 +155,38 @@ def pure_forward(named: Iterable[tuple[str, nn.Module]], inputs: Any, fresh_inpu
     """
     if device.type == "meta" or torch._C._len_torch_dispatch_stack() or torch._C._len_torch_function_stack():
         return False
-    if not _global_hooks_own():
+    if not _global_hooks_own() or not _functional_stock() or not _module_stock():
         return False
+    saved_hooks = getattr(torch._C._autograd, "_top_saved_tensors_default_hooks", None)
+    if mode != "eval" and (saved_hooks is None or saved_hooks(False) is not None):
+        return False  # saved-tensor hooks (torch.autograd.graph.saved_tensors_hooks) run user code
     for leaf in pytree.tree_leaves(inputs):
         if isinstance(leaf, torch.Tensor) and (type(leaf) is not torch.Tensor or leaf.layout != torch.strided):
             return False
-    checked: set[type] = set()
+    methods: dict[type, frozenset[str]] = {}
     plain, strided, evals = _PLAIN, torch.strided, _EVAL
     for _, m in named:
         cls = type(m)
-        if cls not in checked:
+        names = methods.get(cls)
+        if names is None:
             if cls not in _STOCK or not _stock_forward(cls):
                 return False
-            checked.add(cls)
+            names = _stock_methods(cls)
+            if names is None:
+                return False
+            methods[cls] = names
         d = m.__dict__
         if (d["_forward_hooks"] or d["_forward_pre_hooks"] or d["_backward_hooks"] or d["_backward_pre_hooks"]
-                or "forward" in d or "_call_impl" in d or "_wrapped_call_impl" in d or "__call__" in d):
+                or not names.isdisjoint(d)):  # a method set on the instance (forward, _conv_forward, ...)
             return False
         if cls in evals and mode != "eval":
             return False
         if (not fresh_inputs and d.get("inplace")) or (cls is nn.Embedding and m.max_norm is not None):
             return False
-        for t in d["_parameters"].values():
-            if t is not None and (type(t) not in plain or t.layout != strided or t.is_meta):
-                return False
-        for t in d["_buffers"].values():
-            if t is not None and (type(t) not in plain or t.layout != strided or t.is_meta):
+        for name, t in d["_parameters"].items():
+            if t is not None and (type(t) not in plain or t.layout != strided or t.is_meta or name in d):
+                return False  # (a tensor of that name in the instance dict would shadow it)
+        for name, t in d["_buffers"].items():
+            if t is not None and (type(t) not in plain or t.layout != strided or t.is_meta or name in d):
                 return False
     return True
