@@ -182,9 +182,12 @@ def _rnn(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> int:
     ``rows = T*B = input.numel() // input.shape[-1]`` (also right for a packed [sum(lengths), I]).
     Gate nonlinearities and the elementwise state updates are not matmul-class.
     """
-    weights = args[1] if isinstance(args[1], (list, tuple)) else args[1:3]
-    rows = args[0].numel() // args[0].shape[-1]
-    return rows * sum(w.numel() for w in weights if w.dim() == 2)
+    return _rows_times_weights(args[0], args[1] if isinstance(args[1], (list, tuple)) else args[1:3])
+
+
+def _rows_times_weights(x: Tensor, weights: Any) -> int:
+    """``rows * sum(W.numel() for 2-D W)`` with ``rows = x.numel() // x.shape[-1]`` (see :func:`_rnn`)."""
+    return x.numel() // x.shape[-1] * sum(w.numel() for w in weights if w is not None and w.dim() == 2)
 
 
 def _mha_macs(batch: int, tgt: int, src: int, embed: int) -> int:
@@ -483,8 +486,7 @@ def _rnn_from_shapes(m: torch.nn.RNNBase, x: Any, out: Any) -> int:
     ``rows = T*B`` (``input.numel() // input.shape[-1]``; a packed sequence's ``data`` has
     ``sum(lengths)`` rows)."""
     data = x.data if isinstance(x, torch.nn.utils.rnn.PackedSequence) else x
-    rows = data.numel() // data.shape[-1] if data.dim() and data.shape[-1] else 0
-    return rows * sum(w.numel() for w in m._parameters.values() if w is not None and w.dim() == 2)
+    return _rows_times_weights(data, m._parameters.values()) if data.dim() and data.shape[-1] else 0
 
 
 #: MACs of one call of torch's own layers from the call's input and output, for a forward that

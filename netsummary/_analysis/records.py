@@ -135,11 +135,10 @@ def build_summary(
             counted |= ids
             output_bytes += call_bytes
         module = c.module
-        k = module.__dict__.get("kernel_size")
         values = (i, name, type_name, c.call_index, c.depth, None if c.parent < 0 else c.parent, leaf,
                   None if inp is None else inp.tree, None if out is None else out.tree, dtype_names(inp),
                   dtype_names(out), call_bytes, counts.numel, counts.trainable, counts.nbytes, shared,
-                  out is not None, call_macs, unknown_ops, None if k is None else _kernel_shape(module),
+                  out is not None, call_macs, unknown_ops, _kernel_shape(module),
                   _formula(module, stats) if formulas and leaf else None, in_axes, out_axes, c.created)
         if plain:
             layers.append(make_plain_record(*values))
@@ -207,8 +206,7 @@ def build_structure_summary(
                 params=counts.numel, trainable_params=counts.trainable, param_bytes=counts.nbytes,
                 shared_params=shared, kernel_shape=_kernel_shape(m),
                 formula=_formula(m, stats) if formulas and leaf else None,
-                **quant_fields(counts),
-                **record_fields(stats, ids, m),
+                **_special_fields(stats, counts, ids, m, created=False),
             )
         )
     every = {id(m) for _, m in named}  # every module has its row: own parameters are shown there

@@ -68,9 +68,7 @@ def ambiguous(described: Sequence[Described | None], run_batch: int) -> bool:
         if d is not None and len(d.shapes) == 1 and not d.constants:  # one tensor: the common case
             shape = d.shapes[0]
             if run_batch in shape:
-                if shape[0] != run_batch or shape.count(run_batch) > 1:
-                    return True
-                if j % 2 and not carried:
+                if not _clear(shape, run_batch) or (j % 2 and not carried):
                     return True
                 n = 1
         elif d is not None:

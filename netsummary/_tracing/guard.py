@@ -235,18 +235,17 @@ class ModelGuard:
         torch.set_grad_enabled(self._grad_enabled)
         if self._pure:
             for m, training in self._flags:
-                if m.training is not training:
-                    object.__setattr__(m, "training", training)  # stock layers: no ScriptModule
-            self._rng.restore(drawn)
-            _CLAIMS.release(self._claim)
-            return
+                _put_training(m, training)
+        else:
+            self._restore_model()
+        self._rng.restore(drawn)
+        _CLAIMS.release(self._claim)  # the model is whole: another thread's summary of it may start
+
+    def _restore_model(self) -> None:
+        """The modules' flags and entries, the tensors' layouts, values, ``requires_grad`` and ``.grad``."""
         reshard_unsharded(self._modules)  # FSDP2 modules the forward left unsharded: sharded again
         for m, training, params, buffers in self._modules:
-            if m.training is not training:
-                if isinstance(m, torch.jit.ScriptModule):
-                    m.training = training  # stored in the compiled module, not in __dict__
-                else:
-                    object.__setattr__(m, "training", training)
+            _put_training(m, training)
             _restore_entries(m._parameters, params)
             _restore_entries(m._buffers, buffers)
         self._bnb.restore()  # before the aliases: a bitsandbytes weight's own .data comes back first
@@ -264,8 +263,14 @@ class ModelGuard:
             for b, keep in self._copies:
                 if not torch.equal(b, keep):
                     b.data.copy_(keep)  # through .data: no version bump for a saved graph to trip on
-        self._rng.restore(drawn)
-        _CLAIMS.release(self._claim)  # the model is whole: another thread's summary of it may start
+
+
+def _put_training(m: nn.Module, training: bool) -> None:
+    if m.training is not training:
+        if isinstance(m, torch.jit.ScriptModule):
+            m.training = training  # stored in the compiled module, not in __dict__
+        else:
+            object.__setattr__(m, "training", training)
 
 
 def _has_metadata(t: torch.Tensor) -> bool:
