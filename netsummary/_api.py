@@ -25,7 +25,7 @@ from ._analysis import experts as _experts
 from ._analysis.extras import find_adapters, with_extras
 from ._analysis.quant_hints import quantized_hint
 from ._summary import Summary
-from ._tracing.pure import pure_forward
+from ._tracing.pure import pure_forward, pure_leaves
 from ._tracing.switches import GC_PAUSED, mha_fast_path_off
 from ._tracing.trace import Tracer
 
@@ -284,7 +284,9 @@ def summary(
     pure = not lazy and pure_forward(named, (inputs.args, inputs.kwargs), input_data is None and not kwargs, dev,
                                      mode)
     guard = ModelGuard(model, [m for _, m in named], watch_writes=dev.type != "meta", pure=pure)
-    tracer = Tracer(model, named, count_macs=bool(macs), guard=guard, shape_macs=pure)
+    # otherwise the dispatch mode is paused inside the leaves that are known-pure by themselves
+    pausable = frozenset() if pure or lazy else pure_leaves(named, dev, mode)
+    tracer = Tracer(model, named, count_macs=bool(macs), guard=guard, shape_macs=pure, pausable=pausable)
     axes = BatchAxes(shown_batch)  # the probe below refines it after a successful forward
     error: Exception | None = None
     # Ctrl-C interrupts the model's forward only, never the restore (held, then delivered)

@@ -58,7 +58,8 @@ class ParamStats:
 
     def __init__(self, named: list[tuple[str, nn.Module]]) -> None:
         self._info: dict[int, tuple[int, bool, int]] = {}  # id -> (numel, trainable, nbytes)
-        self._shapes: dict[int, tuple[int, ...]] = {}
+        # id -> shape, or the plain parameter itself (its shape is read on demand: most never are)
+        self._shapes: dict[int, tuple[int, ...] | torch.Tensor] = {}
         self.owner: dict[int, str] = {}  # param id -> qualified name of the module owning it
         self._own: dict[int, list[int]] = {}  # module id -> ids of its direct parameters
         self._subtree: dict[int, frozenset[int]] = {}
@@ -69,41 +70,57 @@ class ParamStats:
         self.tensor_names: dict = {}  # quantized keys -> attribute name (for formulas)
         self.sharded: dict[int, Sharded] = {}  # param id -> its shard, for sharded parameters only
         dtensor = dtensor_class()
-        info = self._info
+        info, shapes, owner, own_of = self._info, self._shapes, self.owner, self._own
         buffers: dict[int, torch.Tensor] = {}
-        probe = Probe()
+        quant_module = Probe().module
+        # a leaf whose parameters are all plain and its own gets its counts here (see counted())
+        new_counts, counted, subtree = tuple.__new__, self._counted, self._subtree  # (a NamedTuple's own __new__ is Python)
         for name, m in named:
             own = []
-            q = probe.module(m)
+            q = quant_module(m)
             skip_p = skip_b = frozenset()
             if q is not None:
                 self._add_quant(q, name, m, own)
                 skip_p, skip_b = q.params, q.buffers
+            n_all = t_all = b_all = 0
+            alone = q is None and not m._modules
             for pname, p in m._parameters.items():
                 if p is None or pname in skip_p:
                     continue
                 key = id(p)
                 own.append(key)
                 if key in info:
+                    alone = False
                     continue
                 if type(p) is Parameter and "ds_numel" not in p.__dict__:  # plain: the common case
                     n = p.numel()
-                    info[key] = (n, p.requires_grad, n * p.element_size())
-                    self._shapes[key] = tuple(p.shape)
-                    self.owner[key] = name
-                elif is_lazy(p):
+                    nbytes = n * p.element_size()
+                    grad = p.requires_grad
+                    info[key] = (n, grad, nbytes)
+                    shapes[key] = p  # its shape is read when asked for (see shape())
+                    owner[key] = name
+                    n_all += n
+                    b_all += nbytes
+                    if grad:
+                        t_all += n
+                    continue
+                alone = False
+                if is_lazy(p):
                     self.uninitialized.append(f"{name}.{pname}" if name else pname)
-                    self._info[id(p)] = (0, p.requires_grad, 0)
+                    info[key] = (0, p.requires_grad, 0)
                 elif (sharded := shard_of(p, dtensor, pname)) is not None:
-                    self._info[id(p)] = (sharded.numel, p.requires_grad, sharded.nbytes)
-                    self._shapes[id(p)] = sharded.shard.shape
-                    self.sharded[id(p)] = sharded
+                    info[key] = (sharded.numel, p.requires_grad, sharded.nbytes)
+                    shapes[key] = sharded.shard.shape
+                    self.sharded[key] = sharded
                 else:
-                    self._info[id(p)] = (p.numel(), p.requires_grad, p.numel() * p.element_size())
-                    self._shapes[id(p)] = tuple(p.shape)
-                if key not in self.owner:
-                    self.owner[key] = name
-            self._own[id(m)] = own
+                    info[key] = (p.numel(), p.requires_grad, p.numel() * p.element_size())
+                    shapes[key] = tuple(p.shape)
+                if key not in owner:
+                    owner[key] = name
+            own_of[id(m)] = own
+            if alone:
+                ids = subtree[id(m)] = frozenset(own)
+                counted[id(m)] = (ids, new_counts(TensorCounts, (n_all, t_all, b_all, 0, 0, 0, 0, ())))
             for bname, b in m._buffers.items():
                 if b is not None and bname not in skip_b and not is_lazy(b):
                     buffers.setdefault(id(b), b)
@@ -226,13 +243,14 @@ class ParamStats:
             q = self.quant.get(k)
             if q is not None and q.logical is None:
                 return "unknown"
-            shape = self._shapes.get(k, ())
+            shape = self.shape(k)
             terms.append(" × ".join(map(str, shape)) if len(shape) > 1 else f"{self._info[k][0]:,}")
         return " + ".join(terms)
 
     def shape(self, pid: int) -> tuple[int, ...]:
         """The shape of parameter ``pid`` (``()`` for an uninitialized lazy one)."""
-        return self._shapes.get(pid, ())
+        shape = self._shapes.get(pid, ())
+        return tuple(shape.shape) if isinstance(shape, torch.Tensor) else shape
 
     def count(self, ids) -> TensorCounts:
         """Counts of the given parameter ids."""

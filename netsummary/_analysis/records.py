@@ -79,6 +79,27 @@ def dtype_names(d: Described | None) -> tuple[str, ...]:
     return tuple(names.get(t) or names.setdefault(t, str(t).removeprefix("torch.")) for t in dtypes)
 
 
+def _facts(memo: dict, d: Described | None, heuristic, rb: int | None) -> tuple:
+    """``(dtype names, batch axes, bytes as shown)`` of a value whose axes come from its shapes
+    alone, memoized by the (shared, immutable) Described."""
+    if d is None:
+        return (), (), 0
+    got = memo.get(id(d))
+    if got is None:
+        ax = heuristic(d)
+        got = memo[id(d)] = (dtype_names(d), ax, per_shown_batch(d, ax, rb))
+    return got
+
+
+def _own_tree(d: Described | None):
+    """A record's own copy of a shape tree's top-level list (the tracer shares one Described
+    between calls that saw the same value; a list a user edits on one record stays on that one)."""
+    if d is None:
+        return None
+    tree = d.tree
+    return tree.copy() if type(tree) is list else tree
+
+
 def build_summary(
     model: nn.Module,
     named: list[tuple[str, nn.Module]],
@@ -105,40 +126,49 @@ def build_summary(
     calls = tracer.calls
     created = _CreatedModules(model, stats) if tracer.created else None
     plain = stats.plain  # no quantized or sharded tensor: no record needs their fields
+    # A Described is immutable and the tracer shares one per (shape, dtype) seen: its dtype names,
+    # batch axes (unless the probe ran for this call) and bytes as shown are worked out once
+    facts: dict[int, tuple] = {}
+    heuristic, probed_call = axes.heuristic, axes.probed
+    counted_of, kernel_shape = stats.counted, _kernel_shape
     for i, c in enumerate(calls):
-        inp, out = c.inp, c.out
+        inp, out, module = c.inp, c.out, c.module
         leaf = c.n_children == 0
-        name, type_name = c.name, type(c.module).__name__
+        name, type_name = c.name, type(module).__name__
         if c.created:  # made during the forward: its own parameters are outside the totals
             assert created is not None
-            name = created.name(c.module, c.name)
+            name = created.name(module, c.name)
             type_name += " (created in forward)"
-            ids, counts = created.ids_of(c.module)
+            ids, counts = created.ids_of(module)
         else:
-            called.add(id(c.module))
-            ids, counts = stats.counted(c.module)
+            called.add(id(module))
+            ids, counts = counted_of(module)
         shared = 0
         call_macs = None
         unknown_ops = c.unknown_ops
         if count_macs:
             if leaf and not c.macs and not unknown_ops and (counts.quant_bytes or counts.unknown):
-                unknown_ops = (quantized_kernel_op(c.module),)  # a kernel torch's dispatcher never saw
+                unknown_ops = (quantized_kernel_op(module),)  # a kernel torch's dispatcher never saw
             unknown.update(dict.fromkeys(unknown_ops))
             call_macs = c.macs // per_sample  # the run's MACs shared out per sample
             total_macs += call_macs
-        in_axes, out_axes = axes.of_call(i, c.module, inp, out)
-        call_bytes = 0 if out is None else per_shown_batch(out, out_axes, rb)
+        probe = probed_call(i, module)
+        if probe is None:
+            in_names, in_axes, _ = _facts(facts, inp, heuristic, rb)
+            out_names, out_axes, call_bytes = _facts(facts, out, heuristic, rb)
+        else:
+            in_axes, out_axes = axes.compared(inp, out, probe)
+            in_names, out_names = dtype_names(inp), dtype_names(out)
+            call_bytes = 0 if out is None else per_shown_batch(out, out_axes, rb)
         if leaf:
             if not counted.isdisjoint(ids):
                 both = ids & counted
                 shared = counts.numel if both == ids else created.count(both) if c.created else stats.count(both).numel
             counted |= ids
             output_bytes += call_bytes
-        module = c.module
         values = (i, name, type_name, c.call_index, c.depth, None if c.parent < 0 else c.parent, leaf,
-                  None if inp is None else inp.tree, None if out is None else out.tree, dtype_names(inp),
-                  dtype_names(out), call_bytes, counts.numel, counts.trainable, counts.nbytes, shared,
-                  out is not None, call_macs, unknown_ops, _kernel_shape(module),
+                  _own_tree(inp), _own_tree(out), in_names, out_names, call_bytes, counts.numel, counts.trainable,
+                  counts.nbytes, shared, out is not None, call_macs, unknown_ops, kernel_shape(module),
                   _formula(module, stats) if formulas and leaf else None, in_axes, out_axes, c.created)
         if plain:
             layers.append(make_plain_record(*values))

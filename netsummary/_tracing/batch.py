@@ -137,16 +137,29 @@ class BatchAxes:
 
     def of_call(self, index: int, module: object, inp: Described | None, out: Described | None) -> tuple[Axes, Axes]:
         """Axes of call ``index``'s inputs and output (``()`` when nothing is marked)."""
+        probed = self.probed(index, module)
+        if probed is not None:
+            return self.compared(inp, out, probed)
+        return (() if inp is None else self.heuristic(inp)), (() if out is None else self.heuristic(out))
+
+    def probed(self, index: int, module: object) -> tuple[Described | None, Described | None] | None:
+        """The probe run's ``(inputs, output)`` of call ``index`` when it ran the same module
+        there, else ``None`` (the axes then follow from the shapes alone: :meth:`heuristic`)."""
+        if self.run_batch is None:
+            return None
+        return self._probe_of(index, module)
+
+    def heuristic(self, d: Described) -> Axes:
+        """Axes of a value read from its shapes alone: the first axis of size ``run_batch``."""
         rb = self.run_batch
-        if rb is None:
-            return (), ()
-        probed = self._probe_of(index, module)
-        p_in, p_out = probed if probed is not None else (None, None)
-        pb = self._probe_batch
-        return (
-            () if inp is None else _compared(inp, p_in, rb, pb) if probed else _heuristic(inp, rb),
-            () if out is None else _compared(out, p_out, rb, pb) if probed else _heuristic(out, rb),
-        )
+        return () if rb is None else _heuristic(d, rb)
+
+    def compared(self, inp: Described | None, out: Described | None,
+                 probed: tuple[Described | None, Described | None]) -> tuple[Axes, Axes]:
+        """Axes of a call's inputs and output against the probe run's (see :meth:`probed`)."""
+        rb, pb = self.run_batch, self._probe_batch
+        p_in, p_out = probed
+        return (() if inp is None else _compared(inp, p_in, rb, pb)), (() if out is None else _compared(out, p_out, rb, pb))
 
     def of_inputs(self, d: Described, n_generated: int) -> Axes:
         """The forward's inputs: the ``n_generated`` leading ones (generated, one tensor each)

@@ -143,6 +143,47 @@ def _global_hooks_own() -> bool:
     return True
 
 
+def _global_state_stock(device: torch.device, mode: str) -> bool:
+    """Nothing outside the model can run code inside a stock forward: no dispatch or
+    ``__torch_function__`` mode, no foreign global hook, ``torch.nn.functional`` and ``nn.Module``
+    as imported, no saved-tensor hooks outside ``"eval"``; and the device is a real one."""
+    if device.type == "meta" or torch._C._len_torch_dispatch_stack() or torch._C._len_torch_function_stack():
+        return False
+    if not _global_hooks_own() or not _functional_stock() or not _module_stock():
+        return False
+    saved_hooks = getattr(torch._C._autograd, "_top_saved_tensors_default_hooks", None)
+    # saved-tensor hooks (torch.autograd.graph.saved_tensors_hooks) run user code
+    return mode == "eval" or (saved_hooks is not None and saved_hooks(False) is None)
+
+
+def _module_pure(m: nn.Module, methods: dict[type, frozenset[str] | None], mode: str, fresh_inputs: bool) -> bool:
+    """One module's own call is known-pure (the per-module conditions of the module docstring);
+    ``methods`` caches each class's method names (``None``: not a stock class)."""
+    cls = type(m)
+    if cls in methods:
+        names = methods[cls]
+    else:
+        names = methods[cls] = _stock_methods(cls) if cls in _STOCK and _stock_forward(cls) else None
+    if names is None:
+        return False
+    d = m.__dict__
+    if (d["_forward_hooks"] or d["_forward_pre_hooks"] or d["_backward_hooks"] or d["_backward_pre_hooks"]
+            or not names.isdisjoint(d)):  # a method set on the instance (forward, _conv_forward, ...)
+        return False
+    if cls in _EVAL and mode != "eval":
+        return False
+    if (not fresh_inputs and d.get("inplace")) or (cls is nn.Embedding and m.max_norm is not None):
+        return False
+    plain, strided = _PLAIN, torch.strided
+    for name, t in d["_parameters"].items():
+        if t is not None and (type(t) not in plain or t.layout != strided or t.is_meta or name in d):
+            return False  # (a tensor of that name in the instance dict would shadow it)
+    for name, t in d["_buffers"].items():
+        if t is not None and (type(t) not in plain or t.layout != strided or t.is_meta or name in d):
+            return False
+    return True
+
+
 def pure_forward(named: Iterable[tuple[str, nn.Module]], inputs: Any, fresh_inputs: bool,
                  device: torch.device, mode: str) -> bool:
     """Whether the forward of these modules on ``inputs`` is known-pure (see the module docstring).
@@ -153,40 +194,23 @@ def pure_forward(named: Iterable[tuple[str, nn.Module]], inputs: Any, fresh_inpu
     once the guard holds the model, too late for this decision, so they count as training).
     Checked once, before the forward; each module costs a few attribute reads.
     """
-    if device.type == "meta" or torch._C._len_torch_dispatch_stack() or torch._C._len_torch_function_stack():
+    if not _global_state_stock(device, mode):
         return False
-    if not _global_hooks_own() or not _functional_stock() or not _module_stock():
-        return False
-    saved_hooks = getattr(torch._C._autograd, "_top_saved_tensors_default_hooks", None)
-    if mode != "eval" and (saved_hooks is None or saved_hooks(False) is not None):
-        return False  # saved-tensor hooks (torch.autograd.graph.saved_tensors_hooks) run user code
     for leaf in pytree.tree_leaves(inputs):
         if isinstance(leaf, torch.Tensor) and (type(leaf) is not torch.Tensor or leaf.layout != torch.strided):
             return False
-    methods: dict[type, frozenset[str]] = {}
-    plain, strided, evals = _PLAIN, torch.strided, _EVAL
-    for _, m in named:
-        cls = type(m)
-        names = methods.get(cls)
-        if names is None:
-            if cls not in _STOCK or not _stock_forward(cls):
-                return False
-            names = _stock_methods(cls)
-            if names is None:
-                return False
-            methods[cls] = names
-        d = m.__dict__
-        if (d["_forward_hooks"] or d["_forward_pre_hooks"] or d["_backward_hooks"] or d["_backward_pre_hooks"]
-                or not names.isdisjoint(d)):  # a method set on the instance (forward, _conv_forward, ...)
-            return False
-        if cls in evals and mode != "eval":
-            return False
-        if (not fresh_inputs and d.get("inplace")) or (cls is nn.Embedding and m.max_norm is not None):
-            return False
-        for name, t in d["_parameters"].items():
-            if t is not None and (type(t) not in plain or t.layout != strided or t.is_meta or name in d):
-                return False  # (a tensor of that name in the instance dict would shadow it)
-        for name, t in d["_buffers"].items():
-            if t is not None and (type(t) not in plain or t.layout != strided or t.is_meta or name in d):
-                return False
-    return True
+    methods: dict[type, frozenset[str] | None] = {}
+    return all(_module_pure(m, methods, mode, fresh_inputs) for _, m in named)
+
+
+def pure_leaves(named: Iterable[tuple[str, nn.Module]], device: torch.device, mode: str) -> frozenset[int]:
+    """Ids of the leaf modules (no children) whose own call is known-pure, in a forward that is not
+    as a whole: the tracer pauses the write watch or MAC counter inside their calls and takes
+    their MACs from the shapes (:data:`netsummary._analysis.flops.SHAPE_MACS`), as on the
+    known-pure path. In-place layers never qualify (their input may be a model tensor); the
+    tracer also requires plain strided tensors as the call's positional inputs. Empty when
+    anything global could run other code (:func:`pure_forward`'s global conditions)."""
+    if not _global_state_stock(device, mode):
+        return frozenset()
+    methods: dict[type, frozenset[str] | None] = {}
+    return frozenset(id(m) for _, m in named if not m._modules and _module_pure(m, methods, mode, False))

@@ -1,0 +1,223 @@
+"""Paused leaves (netsummary/_tracing/pure.py: pure_leaves, netsummary/_tracing/trace.py): in a
+forward that is watched as a whole, the write watch or MAC counter is paused inside the leaves
+that are torch's own stateless layers, and their MACs come from their shapes. The summary must be
+exactly the one the fully watched forward gives, writes outside those leaves must still be
+undone, and the pause must never outlive its call or leak into another thread."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+import netsummary._api as api
+from netsummary import ForwardError, summary
+from netsummary._analysis.flops import MacCounter
+from netsummary._tracing.guard import ModelGuard
+from netsummary._tracing.pure import pure_leaves
+from netsummary._tracing.trace import Tracer
+
+CPU = torch.device("cpu")
+
+
+class Block(nn.Module):
+    """A user's block (so the forward is watched) around torch's own leaves."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)              # [2,3,6,6] -> [2,4,4,4]
+        self.bn = nn.BatchNorm2d(4)
+        self.act = nn.ReLU()
+        self.lin = nn.Linear(64, 8)                 # [2,64] -> [2,8]
+        self.w = nn.Parameter(torch.randn(8, 5))    # the block's own matmul: [2,8] @ [8,5]
+        self.register_buffer("calls", torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.lin(self.act(self.bn(self.conv(x))).flatten(1))
+        self.calls += 1  # a write by the user's own code, between paused leaves
+        return y @ self.w
+
+
+def unpaused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(api, "pure_leaves", lambda named, dev, mode: frozenset())
+
+
+def test_macs_by_hand_and_the_same_summary_as_unpaused(monkeypatch):
+    m = Block().eval()
+    s = summary(m, (3, 6, 6), batch_size=2, verbose=0, macs=True)
+    # conv: 2*4*4*4 outputs * 3*3*3 = 3,456; lin: 2 rows * 64 * 8 = 1,024; matmul: 2 * 8 * 5 = 80
+    by_name = {r.name: r.macs for r in s.layers}
+    assert by_name["conv"] == 3456 and by_name["lin"] == 1024 and by_name["bn"] == 0
+    assert s.total_macs == 3456 + 1024 + 80
+    assert float(m.calls) == 0.0  # the block's own write was undone
+    unpaused(monkeypatch)
+    assert summary(m, (3, 6, 6), batch_size=2, verbose=0, macs=True).to_dict() == s.to_dict()
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_small", "squeezenet1_0"])
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_torchvision_models_give_the_unpaused_summary(monkeypatch, name, mode):
+    m = getattr(torchvision.models, name)()
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    paused = summary(m, (3, 64, 64), verbose=0, macs=True, mode=mode)
+    assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+    unpaused(monkeypatch)
+    assert summary(m, (3, 64, 64), verbose=0, macs=True, mode=mode).to_dict() == paused.to_dict()
+
+
+def ops_seen(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The operators the MAC counter's dispatch mode receives."""
+    seen: list[str] = []
+    original = MacCounter.__torch_dispatch__
+
+    def spy(self, func, types, args=(), kwargs=None):
+        seen.append(str(func))
+        return original(self, func, types, args, kwargs)
+
+    monkeypatch.setattr(MacCounter, "__torch_dispatch__", spy)
+    return seen
+
+
+def test_the_counter_never_sees_inside_a_paused_leaf(monkeypatch):
+    seen = ops_seen(monkeypatch)
+    summary(Block().eval(), (3, 6, 6), verbose=0, macs=True)
+    assert "aten.mm.default" in seen  # the block's own y @ w
+    assert not any("convolution" in op or "addmm" in op or "batch_norm" in op for op in seen), seen
+
+
+def test_what_keeps_a_leaf_watched(monkeypatch):
+    m = Block().eval()
+    named = list(m.named_modules())
+    assert {id(m.conv), id(m.bn), id(m.act), id(m.lin)} == set(pure_leaves(named, CPU, "eval"))
+    assert id(m.bn) not in pure_leaves(named, CPU, "train")  # it writes running stats in training
+    m.lin.register_forward_hook(lambda mod, args, out: None)  # user code runs in its call
+    m.act.inplace = True  # it writes its input, which may be a model tensor
+    assert pure_leaves(named, CPU, "eval") == {id(m.conv), id(m.bn)}
+    assert pure_leaves(named, torch.device("meta"), "eval") == frozenset()
+    with MacCounter(lambda op, macs: None):  # another dispatch mode is active: nothing is paused
+        assert pure_leaves(named, CPU, "eval") == frozenset()
+
+
+def test_a_hooked_leaf_writing_a_buffer_is_restored():
+    m = Block().eval()
+    def hook(mod: nn.Module, args: tuple, out: torch.Tensor) -> None:
+        m.calls.add_(10)
+
+    m.lin.register_forward_hook(hook)
+    s = summary(m, (3, 6, 6), verbose=0, macs=True)
+    assert float(m.calls) == 0.0 and s.total_macs == 3456 // 2 + 1024 // 2 + 80 // 2  # per sample
+
+
+class WritesThroughReLU(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.act = nn.ReLU(inplace=True)
+        self.register_buffer("table", torch.tensor([-1.0, 2.0, -3.0]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.act(self.table).sum()  # relu_ on a model buffer
+
+
+def test_an_inplace_leaf_on_a_model_buffer_is_restored():
+    m = WritesThroughReLU()
+    summary(m, (3,), verbose=0, macs=True)
+    assert m.table.tolist() == [-1.0, 2.0, -3.0]
+
+
+class Subclass(torch.Tensor):
+    pass
+
+
+class PassesSubclass(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin(x.as_subclass(Subclass))
+
+
+def test_a_leaf_given_a_tensor_subclass_stays_counted(monkeypatch):
+    seen = ops_seen(monkeypatch)
+    s = summary(PassesSubclass(), (4,), batch_size=2, verbose=0, macs=True)
+    assert any("addmm" in op for op in seen)
+    assert s.total_macs == 2 * 4 * 4
+
+
+class Mismatch(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(5, 4)
+        self.register_buffer("calls", torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.lin(x)  # x has 3 features, the layer wants 5
+
+
+def test_a_paused_leaf_that_raises_leaves_no_mode_behind():
+    m = Mismatch()
+    for _ in range(2):
+        with pytest.raises(ForwardError, match="lin"):
+            summary(m, (3,), verbose=0, macs=True)
+        assert torch._C._len_torch_dispatch_stack() == 0
+        assert float(m.calls) == 0.0
+    assert summary(nn.Sequential(Block()), (3, 6, 6), verbose=0, macs=True).total_macs == (3456 + 1024 + 80) // 2
+
+
+def test_a_pause_that_never_reports_back_is_undone_on_exit():
+    """Ctrl-C inside a paused leaf skips torch's always-called hooks (they catch Exception only):
+    the tracer's exit puts the paused mode back before it removes the counter."""
+    m = Block().eval()
+    named = list(m.named_modules())
+    guard = ModelGuard(m, [x for _, x in named])
+    tracer = Tracer(m, named, count_macs=True, guard=guard, pausable=pure_leaves(named, CPU, "eval"))
+    with guard:
+        depth = torch._C._len_torch_dispatch_stack()
+        with tracer:
+            pre_hook = next(h for h in torch.nn.modules.module._global_forward_pre_hooks.values()
+                            if getattr(h, "__netsummary_hook__", False))
+            pre_hook(m, (torch.zeros(1, 3, 6, 6),))  # the block's call, then the leaf's: paused
+            pre_hook(m.conv, (torch.zeros(1, 3, 6, 6),))
+            assert torch._C._len_torch_dispatch_stack() == depth - 1
+        assert torch._C._len_torch_dispatch_stack() == depth
+    assert torch._C._len_torch_dispatch_stack() == 0
+
+
+def test_the_pause_stays_in_the_summarizing_thread():
+    """Another thread runs the same model while it is summarized: its dispatch-mode stack stays
+    empty (a pause ending in its call must not push this thread's mode there)."""
+    m = Block().eval()
+    stop = threading.Event()
+    leaked: list[int] = []
+
+    def other() -> None:
+        x = torch.randn(2, 3, 6, 6)
+        while not stop.is_set():
+            with torch.no_grad():
+                m.lin(m.act(m.bn(m.conv(x))).flatten(1))
+            if torch._C._len_torch_dispatch_stack():
+                leaked.append(torch._C._len_torch_dispatch_stack())
+
+    t = threading.Thread(target=other)
+    t.start()
+    try:
+        results = {summary(m, (3, 6, 6), verbose=0, macs=True).total_macs for _ in range(20)}
+    finally:
+        stop.set()
+        t.join()
+    assert not leaked
+    assert results == {(3456 + 1024 + 80) // 2}
+
+
+def test_records_of_identical_calls_do_not_share_their_shape_lists():
+    """The tracer shares one description between calls that saw the same (shape, dtype); a list
+    a user edits on one record stays on that record."""
+    s = summary(nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4)), (4,), verbose=0)
+    first, second = s.layers[1], s.layers[2]
+    assert first.input_shapes == second.input_shapes == [(2, 4)]  # as run: 2 samples
+    first.input_shapes.append("edited")
+    assert second.input_shapes == [(2, 4)]
