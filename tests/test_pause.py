@@ -221,3 +221,24 @@ def test_records_of_identical_calls_do_not_share_their_shape_lists():
     assert first.input_shapes == second.input_shapes == [(2, 4)]  # as run: 2 samples
     first.input_shapes.append("edited")
     assert second.input_shapes == [(2, 4)]
+
+
+class NestedBlock(nn.Module):
+    def __init__(self, hooked: bool) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        if hooked:  # user code in its call: counted operator by operator
+            self.lin.register_forward_hook(lambda mod, args, out: None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin(x).relu()
+
+
+@pytest.mark.parametrize("hooked", [False, True], ids=["paused", "counted"])
+def test_a_nested_tensor_input_is_counted_either_way(hooked):
+    """A nested (ragged) tensor has no sizes: the counter's memo must not ask for them (it made
+    the forward fail before)."""
+    nt = torch.nested.nested_tensor([torch.randn(2, 4), torch.randn(3, 4)])
+    s = summary(NestedBlock(hooked), input_data=nt, verbose=0, macs=True)
+    assert s.total_macs == (2 + 3) * 4 * 4  # 5 rows * 4 in * 4 out
+    assert s.layers[-1].output_shapes == [(2, 4), (3, 4)]

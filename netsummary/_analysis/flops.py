@@ -314,13 +314,15 @@ def _freeze(x: Any) -> Any:
     """A memo key for one operator argument, built only from values whose hash and equality are
     plain Python's: a tensor's shape (integer sizes), ints, floats, bools, strings, ``None``,
     dtypes, devices, and tuples / lists of those. Anything else (a TorchScript object such as
-    ``torch.ao``'s packed params, whose ``__eq__`` raises; symbolic sizes; a user object with a
-    raising ``__hash__``) raises :class:`_Unkeyable`: the call is then not memoised.
+    ``torch.ao``'s packed params, whose ``__eq__`` raises; symbolic sizes; a nested tensor; a user
+    object with a raising ``__hash__``) raises :class:`_Unkeyable`: the call is then not memoised.
 
     >>> _freeze((torch.zeros(2, 3), 1, None, "mean"))
     (('t', (2, 3)), (<class 'int'>, 1), None, (<class 'str'>, 'mean'))
     """
     if isinstance(x, Tensor):
+        if x.is_nested:  # a nested (ragged) tensor has no sizes to key on
+            raise _Unkeyable
         shape = tuple(x.shape)
         if not all(type(d) is int for d in shape):
             raise _Unkeyable
