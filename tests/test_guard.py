@@ -624,3 +624,28 @@ def test_a_models_own_train_is_called_only_to_change_the_mode():
     summary(m, (4,), verbose=0, mode="train")  # a change: through the model's own train()
     assert calls == [True]
     assert not m.training and not m.fc.training  # and the flags are back afterwards
+
+
+class WritesBuffers(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm1d(4)
+        self.register_buffer("scale", torch.ones(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.scale.mul_(1.0)  # an in-place write: the watch saves and restores it
+        return self.bn(x) * self.scale  # train mode: num_batches_tracked += 1
+
+
+def test_restored_tensors_get_their_version_counts_back():
+    """A graph the caller built before the summary saved ``scale``: after a summary whose forward
+    wrote it in place (values restored), its backward must still pass autograd's version check."""
+    m = WritesBuffers()
+    x = torch.randn(3, 4, requires_grad=True)
+    loss = (x * m.scale).sum()
+    before = (m.scale._version, m.bn.num_batches_tracked._version, m.bn.running_mean._version)
+    summary(m, (4,), verbose=0, mode="train")
+    assert (m.scale._version, m.bn.num_batches_tracked._version, m.bn.running_mean._version) == before
+    loss.backward()  # raised "modified by an inplace operation" while the count stayed bumped
+    assert torch.equal(x.grad, torch.ones(3, 4))  # d/dx sum(x * 1) = 1
+    assert int(m.bn.num_batches_tracked) == 0 and m.scale.tolist() == [1.0] * 4

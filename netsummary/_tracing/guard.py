@@ -8,7 +8,8 @@ on ``KeyboardInterrupt`` alike:
   running statistics and ``num_batches_tracked``, max-norm renormalization, ``clamp_``, an
   ActNorm layer initializing itself) is copied just before its first write and written back
   (:mod:`netsummary._tracing.watch`), so only written tensors cost memory (meta, fake and sparse
-  tensors have no values to keep);
+  tensors have no values to keep), and gets back its version count (``t._version``, which the
+  write raised), so an autograd graph saved before the summary still passes its checks;
 - every parameter's, ``.grad``'s and buffer's storage, dtype, device, shape and strides: a forward
   that rebinds ``.data``, converts a layer (``.half()``, ``.to("meta")``) or reshapes a tensor in
   place (``t_()``, ``resize_()``, ``set_()``) has the tensor bound to its original storage again;
@@ -205,6 +206,9 @@ class ModelGuard:
         # now, so a forward that rebinds .data, converts (.half(), .to()) or reshapes in place
         # (t_(), resize_(), set_()) is undone by binding the tensor to its alias again
         self._aliases = [(t, t.data) for t in tensors if _has_metadata(t)]
+        # their version counters: a tensor whose values the watch writes back gets its count back
+        # too, so an autograd graph the caller saved before the summary still passes its checks
+        self._versions = [t._version for t, _ in self._aliases]
         # without the watch, buffers with values are copied up front and compared after
         self._copies = [] if self._watch_writes or self._pure else [
             (b, b.detach().clone()) for b in tensors if not isinstance(b, nn.Parameter) and _has_values(b)]
@@ -259,10 +263,24 @@ class ModelGuard:
                 if p.grad is not grad:
                     p.grad = grad
             if self._watch is not None:
-                self._watch.restore()  # into the aliases, which back the tensors again
+                restored = self._watch.restore()  # into the aliases, which back the tensors again
+                if restored:
+                    self._restore_versions(restored)
             for b, keep in self._copies:
                 if not torch.equal(b, keep):
                     b.data.copy_(keep)  # through .data: no version bump for a saved graph to trip on
+
+
+    def _restore_versions(self, aliases: list[torch.Tensor]) -> None:
+        """Give each tensor behind these aliases its version count from the snapshot (its values
+        are the snapshot's again; the forward's in-place write counted one more)."""
+        set_versions = getattr(torch._C._autograd, "_unsafe_set_version_counter", None)
+        if set_versions is None:  # (a torch without it: the counts stay as the forward left them)
+            return
+        where = {id(alias): i for i, (_, alias) in enumerate(self._aliases)}
+        pairs = [(self._aliases[i][0], self._versions[i]) for i in (where.get(id(a)) for a in aliases) if i is not None]
+        if pairs:
+            set_versions(tuple(t for t, _ in pairs), tuple(v for _, v in pairs))
 
 
 def _put_training(m: nn.Module, training: bool) -> None:
