@@ -464,10 +464,11 @@ _MM_FLOP = getattr(_tfc.mm_flop, "__wrapped__", _tfc.mm_flop)  # torch's formula
 def _linear_from_shapes(m: torch.nn.Linear, x: Tensor, out: Tensor) -> int:
     """``nn.Linear`` on ``x [..., in]``: one ``[rows, in] @ [in, out]`` product with
     ``rows = x.numel() / in`` (how ``aten.linear`` folds the leading dimensions into ``addmm`` /
-    ``mm``): torch's ``mm_flop`` / 2 = ``rows × in × out``."""
-    k = m.in_features
+    ``mm``): torch's ``mm_flop`` / 2 = ``rows × in × out``, with ``[out, in]`` the shape of the
+    weight the call ran (not ``in_features`` / ``out_features``, which a swapped weight leaves stale)."""
+    n, k = m.weight.shape
     rows = x.numel() // k if k else 0
-    return _MM_FLOP((rows, k), (k, m.out_features)) // 2
+    return _MM_FLOP((rows, k), (k, n)) // 2
 
 
 def _conv_from_shapes(m: torch.nn.Module, x: Tensor, out: Tensor) -> int:

@@ -38,10 +38,13 @@ class _Region:
         self.previous = previous
         self.allowed = False  # inside interruptible(): a SIGINT goes through at once
         self.pending: tuple[int, Any] | None = None
+        self.before: dict[int, Callable[[], None]] = {}  # see on_interrupt
 
     def handler(self, signum: int, frame: Any) -> None:
         if self.allowed:
             self.allowed = False  # one interrupt per window: the unwinding that follows is held
+            for callback in list(self.before.values()):
+                callback()
             _deliver(self.previous, signum, frame)
         elif self.pending is None:
             self.pending = (signum, frame)
@@ -101,6 +104,18 @@ def interruptible() -> Iterator[None]:
         yield
     finally:
         region.allowed = False
+
+
+def on_interrupt(callback: Callable[[], None]) -> Callable[[], None]:
+    """Run ``callback()`` (quick, never raising) right before a SIGINT is let through into the
+    model's forward by the current region; returns the function that cancels it. Outside a region
+    (another thread, no summary running) nothing is registered."""
+    region = _active if threading.current_thread() is threading.main_thread() else None
+    if region is None:
+        return lambda: None
+    key = id(callback)
+    region.before[key] = callback
+    return lambda: region.before.pop(key, None)
 
 
 def uninterrupted(cleanup: Callable[[], None]) -> None:

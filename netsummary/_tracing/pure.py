@@ -36,8 +36,10 @@ in-place activation given inputs the caller passed in (it would write them), or 
 
 from __future__ import annotations
 
+import functools
+import os
 import types
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -45,6 +47,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules import module as _module_globals
 from torch.utils import _pytree as pytree
+
+try:  # (torch depends on it; its helpers are in torch's namespace)
+    import typing_extensions
+except ImportError:  # pragma: no cover
+    typing_extensions = None  # type: ignore[assignment]
 
 #: The attribute netsummary sets on its own global hook functions (they only record shapes).
 OWN_HOOK = "__netsummary_hook__"
@@ -68,19 +75,48 @@ _EVAL = frozenset(_EVAL_ONLY)
 _PLAIN = (torch.Tensor, nn.Parameter)
 
 
-def _stock_forward(cls: type) -> bool:
-    f = cls.forward
-    return f is _STOCK[cls] and getattr(f, "__module__", "").startswith("torch.nn.modules.")
+# where torch's own Python code lives, and the standard library's (torch's namespace imports a
+# few typing helpers); Python code from anywhere else is a user's or another library's
+_TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
+_STDLIB_DIR = os.path.dirname(os.__file__) + os.sep
+_TYPING_EXTENSIONS = getattr(typing_extensions, "__file__", None)
+
+
+def _trusted_file(path: str) -> bool:
+    if path.startswith(_TORCH_DIR) or path == _TYPING_EXTENSIONS:
+        return True
+    if path.startswith(_STDLIB_DIR):  # (site-packages sits inside it: other libraries are not)
+        rest = path[len(_STDLIB_DIR):]
+        return not rest.startswith(("site-packages", "dist-packages"))
+    return False
+
+
+_BUILTIN = (types.BuiltinFunctionType, types.MethodDescriptorType, types.WrapperDescriptorType,
+            types.MethodWrapperType, types.ClassMethodDescriptorType, types.GetSetDescriptorType,
+            types.MemberDescriptorType)
 
 
 def _torch_own(value: Any) -> bool:
-    """A class attribute or ``torch.nn.functional`` entry that is not Python code from outside
-    torch (a patched ``_conv_forward``, a replaced ``F.relu``)."""
-    f = getattr(value, "__func__", value)  # staticmethod / classmethod
-    if not isinstance(f, types.FunctionType):
-        return True
-    module = f.__module__ or ""
-    return module == "torch" or module.startswith("torch.")
+    """A class attribute or namespace entry that runs no Python code from outside torch (a patched
+    ``_conv_forward``, a replaced ``F.relu``, a ``functools.partial`` or callable object around a
+    user's function). Judged by where the code *is* (``__code__.co_filename``), never by the
+    ``__module__`` a ``functools.wraps`` copies."""
+    f = getattr(value, "__func__", value)  # staticmethod / classmethod / bound method
+    if isinstance(f, functools.partial):
+        return _torch_own(f.func)
+    if isinstance(f, property):
+        return all(_torch_own(g) for g in (f.fget, f.fset, f.fdel) if g is not None)
+    if isinstance(f, types.FunctionType):
+        return _trusted_file(f.__code__.co_filename)
+    if isinstance(f, (type, types.ModuleType, *_BUILTIN)) or not callable(f):
+        return True  # C code, classes, modules, data
+    call = getattr(type(f), "__call__", None)  # an object with a __call__ of its class's
+    return not isinstance(call, types.FunctionType) or _torch_own(call)
+
+
+def _stock_forward(cls: type) -> bool:
+    f = cls.forward
+    return f is _STOCK[cls] and _torch_own(f)
 
 
 def _stock_methods(cls: type) -> frozenset[str] | None:
@@ -91,7 +127,7 @@ def _stock_methods(cls: type) -> frozenset[str] | None:
     names = set(_MODULE_METHODS)
     for c in cls.__mro__[:-2]:  # the class and its bases up to, not including, nn.Module
         for name, value in vars(c).items():
-            if isinstance(value, (types.FunctionType, staticmethod, classmethod)):
+            if isinstance(value, (types.FunctionType, staticmethod, classmethod, property, functools.partial)):
                 if not _torch_own(value):
                     return None
                 names.add(name)
@@ -118,19 +154,34 @@ def _module_stock() -> bool:
 def _same_or_torch(old: Any, new: Any) -> bool:
     """An entry is as imported, or replaced by torch itself (torch._dynamo wraps
     ``nn.Module.__init__`` once it is imported)."""
-    return new is old or (isinstance(getattr(new, "__func__", new), types.FunctionType) and _torch_own(new))
+    return new is old or (new is not None and _torch_own(new) and not isinstance(new, type))
 
 
-# torch.nn.functional as imported: the stock forwards call F.linear, F.relu, ... through it
-_FUNCTIONAL = dict(vars(F))
+# The namespaces stock forwards call into, as imported: ``torch.nn.functional`` (F.linear,
+# F.relu...), ``torch`` itself (F.layer_norm calls torch.layer_norm), the tensor methods
+# (nn.Flatten calls input.flatten), torch._C._nn and torch._VF (the recurrent kernels)
+_NAMESPACES = (F, torch, torch.Tensor, torch._C.TensorBase, torch._C._nn, torch._VF)
+_IMPORTED = [(ns, dict(vars(ns))) for ns in _NAMESPACES]
+# an entry already holding code from outside torch when netsummary was imported (patched before)
+_FOREIGN_AT_IMPORT = any(not _torch_own(v) for _, entries in _IMPORTED for v in entries.values())
 
 
-def _functional_stock() -> bool:
-    """No entry of ``torch.nn.functional`` replaced since import by code outside torch, nor holding
-    Python code from outside torch."""
-    now = vars(F)
-    return all(_same_or_torch(v, now.get(n)) for n, v in _FUNCTIONAL.items()) and all(
-        _torch_own(v) for v in now.values())
+def _namespaces_stock() -> bool:
+    """No entry of those namespaces replaced since import by code outside torch, nor holding
+    Python code from outside torch at import. Entries added since (a library's new tensor method)
+    are not called by any stock forward."""
+    if _FOREIGN_AT_IMPORT:
+        return False
+    for ns, entries in _IMPORTED:
+        now = vars(ns)
+        if not entries.items() <= now.items() and not all(  # (compared in C: the common case)
+                _same_or_torch(v, now.get(n)) for n, v in entries.items()):
+            return False
+        # a method set on the tensor class since import shadows torch's (Tensor.flatten = ...)
+        if isinstance(ns, type) and len(now) != len(entries) and not all(
+                _torch_own(v) for n, v in now.items() if n not in entries):
+            return False
+    return True
 
 
 def _global_hooks_own() -> bool:
@@ -149,7 +200,7 @@ def _global_state_stock(device: torch.device, mode: str) -> bool:
     as imported, no saved-tensor hooks outside ``"eval"``; and the device is a real one."""
     if device.type == "meta" or torch._C._len_torch_dispatch_stack() or torch._C._len_torch_function_stack():
         return False
-    if not _global_hooks_own() or not _functional_stock() or not _module_stock():
+    if not _global_hooks_own() or not _namespaces_stock() or not _module_stock():
         return False
     saved_hooks = getattr(torch._C._autograd, "_top_saved_tensors_default_hooks", None)
     # saved-tensor hooks (torch.autograd.graph.saved_tensors_hooks) run user code
@@ -174,6 +225,10 @@ def _module_pure(m: nn.Module, methods: dict[type, frozenset[str] | None], mode:
         return False
     if (not fresh_inputs and d.get("inplace")) or (cls is nn.Embedding and m.max_norm is not None):
         return False
+    if not _SHADOWED.isdisjoint(d) and any(isinstance(d.get(n), torch.Tensor) for n in _SHADOWED):
+        return False  # a tensor set as a plain attribute: the forward reads it instead (RNNs keep a bool bias)
+    if cls in _RECURRENT and not _flat_weights_registered(m, d):
+        return False
     plain, strided = _PLAIN, torch.strided
     for name, t in d["_parameters"].items():
         if t is not None and (type(t) not in plain or t.layout != strided or t.is_meta or name in d):
@@ -182,6 +237,19 @@ def _module_pure(m: nn.Module, methods: dict[type, frozenset[str] | None], mode:
         if t is not None and (type(t) not in plain or t.layout != strided or t.is_meta or name in d):
             return False
     return True
+
+
+# the tensor attributes stock forwards read; in a stock module they live in _parameters /
+# _buffers, never in the instance dict (``del lin.weight; lin.weight = t`` puts one there)
+_SHADOWED = frozenset({"weight", "bias", "running_mean", "running_var", "num_batches_tracked"})
+_RECURRENT = frozenset({nn.RNN, nn.LSTM, nn.GRU})
+
+
+def _flat_weights_registered(m: nn.Module, d: dict) -> bool:
+    """A recurrent layer's forward runs on ``_flat_weights``: each must be its registered parameter."""
+    names, weights, params = d.get("_flat_weights_names"), d.get("_flat_weights"), d["_parameters"]
+    return (isinstance(names, list) and isinstance(weights, list) and len(names) == len(weights)
+            and all(n not in d and w is params.get(n) for n, w in zip(names, weights)))
 
 
 def pure_forward(named: Iterable[tuple[str, nn.Module]], inputs: Any, fresh_inputs: bool,
@@ -207,10 +275,28 @@ def pure_leaves(named: Iterable[tuple[str, nn.Module]], device: torch.device, mo
     """Ids of the leaf modules (no children) whose own call is known-pure, in a forward that is not
     as a whole: the tracer pauses the write watch or MAC counter inside their calls and takes
     their MACs from the shapes (:data:`netsummary._analysis.flops.SHAPE_MACS`), as on the
-    known-pure path. In-place layers never qualify (their input may be a model tensor); the
-    tracer also requires plain strided tensors as the call's positional inputs. Empty when
-    anything global could run other code (:func:`pure_forward`'s global conditions)."""
+    known-pure path. Empty when anything global could run other code (:func:`pure_forward`'s
+    global conditions, checked once, before the forward). Never qualify: in-place layers (their
+    input may be a model tensor) and the recurrent layers (their ``hx`` may come as a keyword,
+    which the tracer's pre-hook cannot see). Batch norm and dropout qualify in any mode here:
+    the tracer checks each call again (:func:`still_pure`)."""
     if not _global_state_stock(device, mode):
         return frozenset()
     methods: dict[type, frozenset[str] | None] = {}
-    return frozenset(id(m) for _, m in named if not m._modules and _module_pure(m, methods, mode, False))
+    return frozenset(id(m) for _, m in named
+                     if not m._modules and type(m) not in _RECURRENT and _module_pure(m, methods, "eval", False))
+
+
+def pure_call_check() -> Callable[[nn.Module], bool]:
+    """The tracer's check at each call of a leaf from :func:`pure_leaves`, whose pre-forward state
+    the model's own forward may have changed since: still a stock class and forward, no hook, no
+    method or tensor set on the instance, plain tensors, and not training where that writes or
+    draws (a ``train()`` override keeping dropout on under ``mode="eval"``, a forward switching
+    a batch norm to training). What the module cannot show (a mode or hook entered inside the
+    forward) the tracer checks itself."""
+    methods: dict[type, frozenset[str] | None] = {}
+
+    def check(m: nn.Module) -> bool:
+        return _module_pure(m, methods, "train" if m.training else "eval", False)
+
+    return check

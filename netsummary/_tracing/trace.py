@@ -46,8 +46,8 @@ from torch.nn.modules import module as _module_globals
 from torch.nn.utils import parametrize
 from torch.utils import _python_dispatch
 
-from .interrupts import uninterrupted
-from .pure import OWN_HOOK
+from .interrupts import on_interrupt, uninterrupted
+from .pure import OWN_HOOK, pure_call_check
 from .structure import Described, describe
 
 Tensor = torch.Tensor
@@ -152,6 +152,7 @@ class Tracer:
         self._pausable = pausable
         self._paused: list[Any] = [None]  # (module, mode) while a pausable leaf runs
         self._own_mode: list[Any] = [None]  # the dispatch mode the tracer found on top, when its own
+        self._on_interrupt: Any = None  # cancels the interrupt callback
         self._counter: Any = None  # a MacCounter while counting
         # the ModelGuard around the forward: while counting, the counter runs the checks of the
         # guard's write watch and takes its place on the dispatch-mode stack (one Python mode per
@@ -200,6 +201,25 @@ class Tracer:
         all_shapes = self._shape_macs  # every call's MACs from its shapes (else: paused leaves only)
         stack_len, stack_at = torch._C._len_torch_dispatch_stack, torch._C._get_dispatch_stack_at
         pop_mode, push_mode = torch._C._pop_torch_dispatch_stack, torch._C._push_on_torch_dispatch_stack
+        still_pure = pure_call_check() if pausable else None
+        function_modes, grad_on = torch._C._len_torch_function_stack, torch.is_grad_enabled
+        saved_hooks = getattr(torch._C._autograd, "_top_saved_tensors_default_hooks", None)
+        g = _module_globals
+        hook_tables = (g._global_forward_pre_hooks, g._global_forward_hooks, g._global_backward_hooks,
+                       g._global_backward_pre_hooks)
+        hook_counts: list[int] = []  # the global hooks once the tracer's own are in (set below)
+
+        def may_pause(module: nn.Module, args: tuple) -> bool:
+            """Checked at the call: the forward may have changed the leaf, or entered a mode or
+            hook of its own, since the tracer opened (see .pure.pure_call_check)."""
+            if function_modes() or [len(t) for t in hook_tables] != hook_counts:
+                return False
+            if grad_on() and (saved_hooks is None or saved_hooks(False) is not None):
+                return False  # saved-tensor hooks run user code when a tensor is saved
+            for a in args:
+                if type(a) is not Tensor or a.layout != torch.strided:
+                    return False
+            return still_pure(module)
 
         # The hooks do the least they can: a lookup, a push or pop, and shapes of plain tensors.
         def pre_hook(module: nn.Module, args: tuple) -> None:
@@ -218,10 +238,8 @@ class Tracer:
                 return
             raw.append([module, name, stack[-1] if stack else -1, None, None, None, 0, None])
             stack.append(len(raw) - 1)
-            if key in pausable and args and paused[0] is None and (n := stack_len()) and stack_at(n - 1) is own_mode[0]:
-                for a in args:
-                    if type(a) is not Tensor or a.layout != torch.strided:
-                        return
+            if (key in pausable and args and paused[0] is None and (n := stack_len()) and stack_at(n - 1) is own_mode[0]
+                    and may_pause(module, args)):
                 paused[0] = (module, pop_mode(None))  # this thread's mode stack only; back in post_hook
 
         def post_hook(module: nn.Module, args: tuple, kwargs: Any, output: Any = _FAILED) -> None:
@@ -286,6 +304,10 @@ class Tracer:
             top = _python_dispatch._get_current_dispatch_mode()
             if top is not None and (top is self._counter or (self._guard is not None and top is self._guard.watch)):
                 self._own_mode[0] = top  # the mode a pausable leaf pauses: netsummary's own, on top
+                hook_counts.extend(len(t) for t in hook_tables)
+                # Ctrl-C inside a paused leaf skips the post-hook (torch's always-called hooks
+                # catch Exception only): the mode goes back before the interrupt is raised
+                self._on_interrupt = on_interrupt(self._resume)
         except BaseException:  # interrupted half-way: with never calls __exit__
             uninterrupted(self._remove)
             raise
@@ -294,11 +316,19 @@ class Tracer:
     def __exit__(self, *exc: object) -> None:
         uninterrupted(self._remove)
 
+    def _resume(self) -> None:
+        """Put a paused mode back on this thread's stack (a paused leaf that never reported back)."""
+        paused = self._paused
+        if paused[0] is not None:
+            mode, paused[0] = paused[0][1], None
+            torch._C._push_on_torch_dispatch_stack(mode)
+
     def _remove(self) -> None:
         """Remove the counter and exactly the hooks this tracer registered; idempotent."""
-        if self._paused[0] is not None:  # a paused leaf never reported back (Ctrl-C inside it)
-            torch._C._push_on_torch_dispatch_stack(self._paused[0][1])
-            self._paused[0] = None
+        self._resume()
+        if self._on_interrupt is not None:
+            self._on_interrupt, cancel = None, self._on_interrupt
+            cancel()
         if self._counter is not None:
             counter, self._counter = self._counter, None
             counter.__exit__(None, None, None)
