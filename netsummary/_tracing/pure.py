@@ -22,12 +22,16 @@ Tests check these numbers against the dispatch counter on the same layers
 forward then runs under the watch as always: a module of another class (a user's block, a
 parametrized layer), any method set on the instance (``forward``, ``_conv_forward``, ...) or a
 method of the class or its bases that is not torch's own code (a patched ``_check_input_dim``),
-a ``torch.nn.functional`` entry replaced (``F.relu = ...``), a forward hook or backward hook on
+an entry of ``torch.nn.functional``, ``torch``, ``torch.Tensor``, ``torch._C._nn`` or
+``torch._VF`` replaced (``F.relu = ...``, ``torch.layer_norm = ...``, ``Tensor.flatten = ...``)
+by code from outside torch (judged by where the code is, ``__code__.co_filename``, never by the
+``__module__`` that ``functools.wraps`` copies), a forward hook or backward hook on
 any module, a global module hook that is not one of netsummary's own (marked
 :data:`OWN_HOOK`), saved-tensor hooks outside ``"eval"`` (they run user code when the forward
 saves a tensor for backward), an active dispatch or ``__torch_function__`` mode (``with
 torch.device(...)`` included), a tensor in a module's instance dict under a parameter's or
-buffer's name (it would be read instead), a tensor that is not a plain strided tensor on a real device (tensor subclasses,
+buffer's name or as a plain ``weight`` / ``bias`` / running-statistics attribute (it would be read
+instead), a recurrent layer whose flat weights are not its registered parameters, a tensor that is not a plain strided tensor on a real device (tensor subclasses,
 quantized or sharded weights, meta), BatchNorm, Dropout or a recurrent layer in training mode
 (they write running statistics or draw), ``nn.Embedding(max_norm=...)`` (renormalizes its weight in place), an
 in-place activation given inputs the caller passed in (it would write them), or a class whose
