@@ -7,6 +7,7 @@ that grow linearly with the batch along one axis (see ``netsummary/_tracing/batc
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -222,7 +223,9 @@ def test_the_same_tensor_passed_twice_needs_no_second_forward():
     one, two = SelfAttention(distinct=False), SelfAttention(distinct=True)
     a, b = summary(one, (5, 8), verbose=0), summary(two, (5, 8), verbose=0)
     assert one.forwards == 1  # the probe with 3 samples never ran
-    assert two.forwards == 2  # two different tensors with 2 rows: the probe settles which is the batch
+    # two different tensors with 2 rows: torch's own attention layer puts the batch on its documented
+    # axes (batch_first), so no probe either (a user's layer given two such tensors gets one: below)
+    assert two.forwards == 1
     # and both read the same: every tensor has the batch first
     for s in (a, b):
         attn = _row(s, "attn")
@@ -257,3 +260,55 @@ def test_a_parameter_or_buffer_passed_twice_is_still_probed():
     t = torch.ones(2, 8)
     d = describe([t, t], constants={id(t)})
     assert d.repeats == {1} and d.constants == {0, 1} and ambiguous([d, describe(torch.ones(2, 8))], 2)
+
+
+class Counted(nn.Module):
+    """Counts the forwards the summary runs (a second one is the batch-axis probe)."""
+
+    def __init__(self, inner: nn.Module, call) -> None:
+        super().__init__()
+        self.inner, self.call, self.forwards = inner, call, 0
+
+    def forward(self, x):
+        self.forwards += 1
+        return self.call(self.inner, x)
+
+
+STOCK_CASES = [  # each returns a value whose own batch axis is clear ([2, ...] alone)
+    # h_n [layers * directions, batch, hidden]: [2, 2, 16] has two axes of size 2
+    ("lstm-2layer", nn.LSTM(6, 16, num_layers=2, batch_first=True), lambda m, x: m(x)[0], (7, 6)),
+    ("lstm-seq-first", nn.LSTM(6, 16, num_layers=2), lambda m, x: m(x.transpose(0, 1))[1][0].sum(0), (7, 6)),
+    ("gru-bi-hx", nn.GRU(6, 16, bidirectional=True, batch_first=True),
+     lambda m, x: m(x, torch.zeros(2, x.shape[0], 16))[1].sum(0), (5, 6)),
+    ("rnn", nn.RNN(6, 2, batch_first=True), lambda m, x: m(x)[1].sum(0).sum(1), (7, 6)),  # hidden size 2 too
+    ("mha-weights", nn.MultiheadAttention(8, 2), lambda m, x: m(*(x.transpose(0, 1),) * 3)[1], (5, 8)),
+    ("mha-per-head", nn.MultiheadAttention(8, 2, batch_first=True),
+     lambda m, x: m(x, x + 0, x + 0, average_attn_weights=False)[1].sum(1), (5, 8)),
+]
+
+
+@pytest.mark.parametrize("layer, call, size", [c[1:] for c in STOCK_CASES], ids=[c[0] for c in STOCK_CASES])
+def test_stock_recurrent_and_attention_layers_need_no_probe(monkeypatch, layer, call, size):
+    """Their outputs carry the batch on documented axes (batch_axes.stock_axes): one forward,
+    and the same summary the probe forward gives."""
+    import netsummary._tracing.forward as forward_module
+
+    model = Counted(layer, call).eval()
+    fast = summary(model, size, verbose=0)
+    assert model.forwards == 1
+    monkeypatch.setattr(forward_module, "stock_axes", lambda *args: None)  # the general rules: a probe
+    model.forwards = 0
+    probed = summary(model, size, verbose=0)
+    assert model.forwards == 2
+    assert fast.to_dict() == probed.to_dict() and str(fast) == str(probed)
+
+
+def test_a_users_layer_given_two_batch_tensors_is_probed():
+    class Pair(nn.Module):
+        def forward(self, a, b):
+            return a * b
+
+    model = Counted(Pair(), lambda m, x: m(x, x + 0))
+    s = summary(model, (3,), verbose=0)
+    assert model.forwards == 2  # which of [2, 3] and [2, 3] is the batch cannot be read off them
+    assert _row(s, "inner").input_batch_axes == (0, 0)

@@ -129,7 +129,7 @@ def build_summary(
     # A Described is immutable and the tracer shares one per (shape, dtype) seen: its dtype names,
     # batch axes (unless the probe ran for this call) and bytes as shown are worked out once
     facts: dict[int, tuple] = {}
-    heuristic, probed_call = axes.heuristic, axes.probed
+    heuristic, probed_call, known = axes.heuristic, axes.probed, axes.known
     counted_of, kernel_shape = stats.counted, _kernel_shape
     for i, c in enumerate(calls):
         inp, out, module = c.inp, c.out, c.module
@@ -153,7 +153,11 @@ def build_summary(
             call_macs = c.macs // per_sample  # the run's MACs shared out per sample
             total_macs += call_macs
         probe = probed_call(i, module)
-        if probe is None:
+        if probe is None and known and i in known:  # a stock layer's own axes (see .batch.stock_axes)
+            in_axes, out_axes = known[i]
+            in_names, out_names = dtype_names(inp), dtype_names(out)
+            call_bytes = 0 if out is None else per_shown_batch(out, out_axes, rb)
+        elif probe is None:
             in_names, in_axes, _ = _facts(facts, inp, heuristic, rb)
             out_names, out_axes, call_bytes = _facts(facts, out, heuristic, rb)
         else:

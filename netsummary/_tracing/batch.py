@@ -27,7 +27,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from torch import nn
+
 from .structure import Described, batch_axis
+
+_RECURRENT = frozenset({nn.RNN, nn.LSTM, nn.GRU})
+_LSTM, _MHA = nn.LSTM, nn.MultiheadAttention
 
 Axes = tuple  # tuple[int | None, ...]: one entry per tensor leaf, in tree order
 
@@ -88,6 +93,52 @@ def ambiguous(described: Sequence[Described | None], run_batch: int) -> bool:
     return False
 
 
+def _axes_if(shapes: Sequence[tuple[int, ...]], wanted: Sequence[int | None], ranks: Sequence[int],
+             run_batch: int) -> Axes | None:
+    """``wanted`` when every shape has the rank expected and ``run_batch`` on its wanted axis."""
+    if len(shapes) != len(wanted):
+        return None
+    for shape, axis, rank in zip(shapes, wanted, ranks):
+        if len(shape) != rank or (axis is not None and shape[axis] != run_batch):
+            return None
+    return tuple(wanted)
+
+
+def stock_axes(module: object, inp: Described | None, out: Described | None, run_batch: int) -> tuple[Axes, Axes] | None:
+    """The batch axes of a call of one of torch's own layers whose outputs put the batch on a
+    documented axis that is not the first: ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` (``h_n`` and
+    ``c_n`` are ``[layers * directions, batch, hidden]``; input and output ``[batch, T, F]``
+    with ``batch_first``, else ``[T, batch, F]``) and ``nn.MultiheadAttention`` called with
+    ``query, key, value`` only (output as the query, ``[L, batch, E]`` unless ``batch_first``;
+    its weights ``[batch, ...]``). Such a call needs no probe forward: the axes are the layer's
+    own, checked against the recorded shapes (each must hold ``run_batch`` there, and no
+    tensor may be a model parameter or buffer); ``None`` for any other call or shape (an
+    unbatched or packed input, masks, other arguments): then the general rules apply."""
+    if inp is None or out is None or inp.constants or out.constants:
+        return None
+    cls = type(module)
+    if cls in _RECURRENT:
+        b = 0 if getattr(module, "batch_first", False) else 1
+        states = 2 if cls is _LSTM else 1  # (h_n, c_n) or h_n
+        n_in = len(inp.shapes)
+        if n_in not in (1, 1 + states):
+            return None
+        in_axes = _axes_if(inp.shapes, (b, *(1,) * (n_in - 1)), (3,) * n_in, run_batch)
+        out_axes = _axes_if(out.shapes, (b, *(1,) * states), (3,) * (1 + states), run_batch)
+    elif cls is _MHA:
+        if len(inp.shapes) != 3:  # query, key, value: masks and flags are other arguments
+            return None
+        b = 0 if getattr(module, "batch_first", False) else 1
+        in_axes = _axes_if(inp.shapes, (b, b, b), (3, 3, 3), run_batch)
+        n_out = len(out.shapes)  # the weights are None (no leaf) with need_weights=False
+        if n_out not in (1, 2):
+            return None
+        out_axes = _axes_if(out.shapes, (b, 0)[:n_out], (3, len(out.shapes[-1]))[:n_out], run_batch)
+    else:
+        return None
+    return None if in_axes is None or out_axes is None else (in_axes, out_axes)
+
+
 def _heuristic(d: Described, run_batch: int) -> Axes:
     shapes = d.shapes
     if len(shapes) == 1:  # the common case, without a generator
@@ -122,11 +173,13 @@ class BatchAxes:
 
     def __init__(
         self, run_batch: int | None, modules: Sequence[object] = (), probe: list | None = None,
-        probe_batch: int | None = None,
+        probe_batch: int | None = None, known: dict[int, tuple[Axes, Axes]] | None = None,
     ) -> None:
         self.run_batch = run_batch
         self._modules = modules
         self._probe = probe
+        #: call index -> (input axes, output axes) from the layer's own semantics (stock_axes)
+        self.known: dict[int, tuple[Axes, Axes]] = known or {}
         self._probe_batch = probe_batch if probe_batch is not None else (run_batch or 0) + 1
 
     def _probe_of(self, index: int, module: object) -> tuple[Described | None, Described | None] | None:
@@ -140,6 +193,8 @@ class BatchAxes:
         probed = self.probed(index, module)
         if probed is not None:
             return self.compared(inp, out, probed)
+        if index in self.known:
+            return self.known[index]
         return (() if inp is None else self.heuristic(inp)), (() if out is None else self.heuristic(out))
 
     def probed(self, index: int, module: object) -> tuple[Described | None, Described | None] | None:

@@ -26,7 +26,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils import _pytree as pytree
 
 from .._analysis import experts as _experts
-from .batch import BatchAxes, ambiguous
+from .batch import BatchAxes, ambiguous, stock_axes
 from .distributed import is_fsdp_view, logical_stand_in, wait_collectives
 from .fakelog import quiet_fake_tensor_logs
 from .inputs import ForwardInputs, make_inputs
@@ -83,8 +83,10 @@ def probe_batch_axes(model: nn.Module, named: list, inputs: ForwardInputs, trace
     leaves the first run's heuristic axes."""
     rb = inputs.run_batch
     calls = tracer.calls
-    if not ambiguous([d for c in calls for d in (c.inp, c.out)], rb):
-        return BatchAxes(rb)
+    # calls of torch's own recurrent and attention layers carry the batch on documented axes
+    known = {i: axes for i, c in enumerate(calls) if (axes := stock_axes(c.module, c.inp, c.out, rb)) is not None}
+    if not ambiguous([d for i, c in enumerate(calls) if i not in known for d in (c.inp, c.out)], rb):
+        return BatchAxes(rb, known=known)
     probe = Tracer(model, named)
     try:
         args, _ = make_inputs(model, list(inputs.sizes), list(inputs.dtypes), rb + 1, dev)
@@ -92,5 +94,5 @@ def probe_batch_axes(model: nn.Module, named: list, inputs: ForwardInputs, trace
             # after the first forward nothing is lazy any more
             run_forward(model, ForwardInputs(args, inputs.kwargs, -1, rb + 1), fake=dev.type == "meta", stand_in=stand_in)
     except Exception:  # the shapes of the first run stand; the first axis of size rb is marked
-        return BatchAxes(rb)
+        return BatchAxes(rb, known=known)
     return BatchAxes(rb, probe=[(c.module, c.inp, c.out) for c in probe.calls])
