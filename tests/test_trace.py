@@ -113,6 +113,19 @@ def test_structures_namedtuple_packed_sequence_distribution():
     assert describe([torch.zeros(2, dtype=torch.float16)]).nbytes == 4
 
 
+def test_plain_values_are_named_and_a_subclass_carrying_a_tensor_is_still_looked_into():
+    values = [None, True, 1, 2.0, 1j, "s", b"b", ..., torch.float16, torch.device("cpu"), torch.strided]
+    assert describe(values).tree == ["NoneType", "bool", "int", "float", "complex", "str", "bytes", "ellipsis",
+                                     "dtype", "device", "layout"]
+
+    class Tagged(int):  # an int subclass may carry attributes: its tensors are found as for any object
+        pass
+
+    tagged = Tagged(3)
+    tagged.mask = torch.zeros(2, 5)
+    assert describe([tagged]).tree == [{"mask": (2, 5)}]
+
+
 def test_lstm_with_packed_sequence_input():
     class Net(nn.Module):
         def __init__(self):

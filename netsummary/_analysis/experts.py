@@ -69,7 +69,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.parameter import is_lazy
+from torch.nn.parameter import Parameter, is_lazy
 from torch.nn.modules import module as _module_globals
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -119,7 +119,7 @@ def _int_attr(obj: Any, names: tuple[str, ...]) -> int | None:
 def _fused_count(m: nn.Module) -> int | None:
     """E for a fused experts module (see the module docstring), else ``None``."""
     for p in m._parameters.values():  # nearly every module stops here: no 3-D parameter
-        if p is not None and not is_lazy(p) and p.dim() == 3:  # (a lazy one has no shape yet)
+        if p is not None and (type(p) is Parameter or not is_lazy(p)) and p.dim() == 3:  # (a lazy one has no shape)
             break
     else:
         return None
@@ -173,8 +173,8 @@ def find_experts(named: list[tuple[str, nn.Module]]) -> list[ExpertGroup]:
                                       router=router is not None))
             inside.append(name)
             continue
-        last = name.rpartition(".")[2].lower()
-        if isinstance(m, (nn.ModuleList, nn.ModuleDict)) and "expert" in last and not last.startswith("shared"):
+        if isinstance(m, (nn.ModuleList, nn.ModuleDict)) and "expert" in (last := name.rpartition(".")[2].lower()) \
+                and not last.startswith("shared"):
             experts = [c for c in m._modules.values() if c is not None]
             if len(experts) >= 2 and len({type(c) for c in experts}) == 1 and any(
                     p is not None for c in experts for p in c.parameters()):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import operator
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,17 +133,6 @@ def check_mode(mode: Any) -> str:
     return mode
 
 
-def module_tensors(named: list[tuple[str, nn.Module]]) -> Iterator[torch.Tensor]:
-    """Every parameter and buffer directly held by the listed modules (duplicates possible)."""
-    for _, m in named:
-        for t in m._parameters.values():
-            if t is not None:
-                yield t
-        for t in m._buffers.values():
-            if t is not None:
-                yield t
-
-
 def resolve_device(named: list[tuple[str, nn.Module]], device: Any) -> torch.device:
     """The device inputs are created on. The model is never moved.
 
@@ -156,10 +145,13 @@ def resolve_device(named: list[tuple[str, nn.Module]], device: Any) -> torch.dev
             not available for a model without tensors (see :func:`check_available`), or the
             model's tensors live on another device than the one asked for.
     """
-    model_devices: list[torch.device] = []
-    for t in module_tensors(named):
-        if t.device not in model_devices:
-            model_devices.append(t.device)
+    seen: dict[torch.device, None] = {}  # in order of first appearance
+    for _, m in named:
+        for tensors in (m._parameters, m._buffers):
+            for t in tensors.values():
+                if t is not None:
+                    seen[t.device] = None
+    model_devices = list(seen)
     if device is None:
         return model_devices[0] if model_devices else torch.device("cpu")
     if not isinstance(device, (str, torch.device)):

@@ -130,8 +130,8 @@ class _Walk:
             self.sizes.append(value.element_size())
             return shape
         self.visited += 1
-        if depth > _MAX_DEPTH or self.visited > _MAX_VALUES:
-            return type(value).__name__
+        if depth > _MAX_DEPTH or self.visited > _MAX_VALUES or type(value) in _ATOMS:
+            return type(value).__name__  # an atom holds nothing: its name without the checks below
         if id(value) in self.path:
             return f"<{type(value).__name__}: cycle>"
         self.path.add(id(value))
@@ -196,6 +196,11 @@ def _is_cache(value: Any) -> bool:
     cache = getattr(cache_utils, "Cache", None)
     return isinstance(cache, type) and isinstance(value, cache)
 
+
+# values that hold no tensor and have no fields: named at once (exact types only; a subclass of
+# int or str may carry attributes, and goes through the checks)
+_ATOMS = frozenset({type(None), bool, int, float, complex, str, bytes, type(...), torch.dtype, torch.device,
+                    torch.layout, torch.memory_format})
 
 # never looked into: their attributes are machinery (a module's parameters are not an output)
 _OPAQUE = (type, types.ModuleType, types.FunctionType, types.MethodType, types.BuiltinFunctionType, torch.nn.Module)

@@ -104,7 +104,8 @@ def mha_fast_path_off(modules: Iterable[Any]) -> contextlib.AbstractContextManag
     from torch import nn
 
     hiding = (nn.TransformerEncoderLayer, nn.TransformerEncoder)
-    return MHA_FASTPATH_OFF.held() if any(isinstance(m, hiding) for m in modules) else contextlib.nullcontext()
+    hides = any(issubclass(t, hiding) for t in {type(m) for m in modules})  # a few types, not every module
+    return MHA_FASTPATH_OFF.held() if hides else contextlib.nullcontext()
 #: The cyclic garbage collector, paused: a full collection over a process holding torch costs tens
 #: of milliseconds and would otherwise run mid-summary.
 GC_PAUSED = SharedSwitch(gc.isenabled, _put_gc, False)
