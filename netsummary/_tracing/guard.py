@@ -158,6 +158,7 @@ class ModelGuard:
         self.model = model
         self._module_list = modules
         self._watch_writes = watch_writes and not pure
+        self._may_watch = watch_writes
         self._pure = pure
         self._watch: StateWatch | None = None
         self._watching = False
@@ -183,7 +184,25 @@ class ModelGuard:
         self._grad_enabled = torch.is_grad_enabled()
         if self._pure:  # torch's own layers change no tensor, entry, layout, .grad or requires_grad
             self._flags = [(m, m.training) for m in modules]  # the summary itself sets these
+            self._later = modules  # for watch_from_here
             return self
+        self._snapshot_tensors(modules)
+        return self
+
+    def watch_from_here(self) -> None:
+        """A known-pure forward that stops being one while it runs (in this thread: the tracer
+        saw a global hook another thread registered, or a batch norm another thread put in
+        training mode, neither of which has run yet): the full snapshot and the write watch from
+        here on, as for any forward. Taken now, it is the state at the start (torch's own layers
+        changed nothing so far), with the training flags from before the summary set them."""
+        if not self._pure:
+            return
+        flags = {id(m): training for m, training in self._flags}
+        self._pure, self._watch_writes = False, self._may_watch
+        self._snapshot_tensors(self._later)
+        self._modules = [(m, flags.get(id(m), m.training), p, b) for m, _, p, b in self._modules]
+
+    def _snapshot_tensors(self, modules: list[nn.Module]) -> None:
         # (module, training, _parameters copy, _buffers copy)
         self._modules = [(m, m.training, dict(m._parameters), dict(m._buffers)) for m in modules]
         seen: set[int] = set()
@@ -218,7 +237,6 @@ class ModelGuard:
             self._watch = StateWatch([alias for _, alias in self._aliases] + dtensor_locals(tensors))
             self._watch.__enter__()
             self._watching = True
-        return self
 
     @property
     def watch(self) -> StateWatch | None:

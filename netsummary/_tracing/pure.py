@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 import types
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -75,7 +76,7 @@ _EVAL_ONLY = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.Dropout, nn.Dro
 # class -> its forward as torch defines it (checked by where it was defined: a class whose
 # forward someone replaced is not stock any more)
 _STOCK = {cls: cls.forward for cls in (*_ALWAYS, *_EVAL_ONLY)}
-_EVAL = frozenset(_EVAL_ONLY)
+_EVAL = EVAL_ONLY = frozenset(_EVAL_ONLY)  # stock only in eval mode (the tracer checks each call of a pure forward)
 _PLAIN = (torch.Tensor, nn.Parameter)
 
 
@@ -104,18 +105,39 @@ def _torch_own(value: Any) -> bool:
     """A class attribute or namespace entry that runs no Python code from outside torch (a patched
     ``_conv_forward``, a replaced ``F.relu``, a ``functools.partial`` or callable object around a
     user's function). Judged by where the code *is* (``__code__.co_filename``), never by the
-    ``__module__`` a ``functools.wraps`` copies."""
-    f = getattr(value, "__func__", value)  # staticmethod / classmethod / bound method
-    if isinstance(f, functools.partial):
-        return _torch_own(f.func)
-    if isinstance(f, property):
-        return all(_torch_own(g) for g in (f.fget, f.fset, f.fdel) if g is not None)
-    if isinstance(f, types.FunctionType):
-        return _trusted_file(f.__code__.co_filename)
-    if isinstance(f, (type, types.ModuleType, *_BUILTIN)) or not callable(f):
+    ``__module__`` a ``functools.wraps`` copies, and by exact types (``type()``, which a proxy
+    cannot fake, where ``isinstance`` asks the object's ``__class__``): a callable object of a
+    class written in C outside torch (``wrapt``'s function wrappers, which forward ``__code__``
+    and ``__eq__`` to the function they wrap) is not trusted; ``functools.lru_cache`` is judged
+    by the function it wraps."""
+    kind = type(value)
+    if kind in (staticmethod, classmethod, types.MethodType):  # their function
+        return _torch_own(value.__func__)
+    if kind in (functools.partial, functools.partialmethod):
+        return _torch_own(value.func)
+    if kind is property:
+        return all(_torch_own(g) for g in (value.fget, value.fset, value.fdel) if g is not None)
+    if kind is types.FunctionType:
+        return _trusted_file(value.__code__.co_filename)
+    if kind in _BUILTIN or issubclass(kind, (type, types.ModuleType)) or not callable(value):
         return True  # C code, classes, modules, data
-    call = getattr(type(f), "__call__", None)  # an object with a __call__ of its class's
-    return not isinstance(call, types.FunctionType) or _torch_own(call)
+    if kind is _LRU_CACHE:
+        return _torch_own(value.__wrapped__)
+    call = getattr(kind, "__call__", None)  # an object whose class has a __call__
+    if type(call) is types.FunctionType:  # a Python class's: where that code is
+        return _trusted_file(call.__code__.co_filename)
+    return kind.__module__.partition(".")[0] == "torch"  # a C class: torch's own, or nobody's we know
+
+
+def _torch_code(value: Any) -> bool:
+    """A namespace entry *replaced* since import stands only if it is torch's own code (torch._dynamo
+    wraps some): a function or C function, never a module, class or value put in its place
+    (``F.torch = shim``)."""
+    kind = type(value)
+    return callable(value) and not issubclass(kind, (type, types.ModuleType)) and _torch_own(value)
+
+
+_LRU_CACHE = type(functools.lru_cache(None)(lambda: None))
 
 
 def _stock_forward(cls: type) -> bool:
@@ -131,8 +153,9 @@ def _stock_methods(cls: type) -> frozenset[str] | None:
     names = set(_MODULE_METHODS)
     for c in cls.__mro__[:-2]:  # the class and its bases up to, not including, nn.Module
         for name, value in vars(c).items():
-            if isinstance(value, (types.FunctionType, staticmethod, classmethod, property, functools.partial)):
-                if not _torch_own(value):
+            # any descriptor or callable (a partialmethod, a data descriptor set on the class)
+            if callable(value) or hasattr(type(value), "__get__"):
+                if not _torch_own(value) or (hasattr(type(value), "__get__") and not _torch_own(type(value).__get__)):
                     return None
                 names.add(name)
     return frozenset(names)
@@ -145,6 +168,10 @@ def _methods_of_module() -> dict[str, Any]:
 
 # nn.Module's own methods as imported: every module call goes through several of them
 _MODULE_METHODS = _methods_of_module()
+# what every call and attribute read goes through, present or not (``__getattribute__`` added to
+# nn.Module would run on every ``self.weight``)
+_MODULE_ACCESS = {n: vars(nn.Module).get(n) for n in ("__call__", "_call_impl", "_wrapped_call_impl", "__getattr__",
+                                                       "__getattribute__", "__setattr__", "__delattr__")}
 
 
 def _module_stock() -> bool:
@@ -152,13 +179,13 @@ def _module_stock() -> bool:
     library adds are not torch's, and no stock forward calls them)."""
     now = vars(nn.Module)
     return all(_same_or_torch(v, now.get(n)) for n, v in _MODULE_METHODS.items()) and all(
-        _torch_own(now.get(n)) for n in ("__call__", "_call_impl", "_wrapped_call_impl", "__getattr__"))
+        _same_or_torch(v, now.get(n)) for n, v in _MODULE_ACCESS.items())
 
 
 def _same_or_torch(old: Any, new: Any) -> bool:
     """An entry is as imported, or replaced by torch itself (torch._dynamo wraps
     ``nn.Module.__init__`` once it is imported)."""
-    return new is old or (new is not None and _torch_own(new) and not isinstance(new, type))
+    return new is old or (new is not None and _torch_code(new))
 
 
 # The namespaces stock forwards call into, as imported: ``torch.nn.functional`` (F.linear,
@@ -166,6 +193,10 @@ def _same_or_torch(old: Any, new: Any) -> bool:
 # (nn.Flatten calls input.flatten), torch._C._nn and torch._VF (the recurrent kernels)
 _NAMESPACES = (F, torch, torch.Tensor, torch._C.TensorBase, torch._C._nn, torch._VF)
 _IMPORTED = [(ns, dict(vars(ns))) for ns in _NAMESPACES]
+# each namespace's entry names and the ids of their values as imported (the snapshot keeps the
+# values alive, so an id names one object): compared by identity, never by ``==``, which a
+# replacement may define to say it is the original
+_IMPORTED_IDS = [(tuple(entries), tuple(map(id, entries.values()))) for _, entries in _IMPORTED]
 # an entry already holding code from outside torch when netsummary was imported (patched before)
 _FOREIGN_AT_IMPORT = any(not _torch_own(v) for _, entries in _IMPORTED for v in entries.values())
 
@@ -176,9 +207,9 @@ def _namespaces_stock() -> bool:
     are not called by any stock forward."""
     if _FOREIGN_AT_IMPORT:
         return False
-    for ns, entries in _IMPORTED:
+    for (ns, entries), (names, ids) in zip(_IMPORTED, _IMPORTED_IDS):
         now = vars(ns)
-        if not entries.items() <= now.items() and not all(  # (compared in C: the common case)
+        if tuple(map(id, map(now.get, names))) != ids and not all(  # (compared in C: the common case)
                 _same_or_torch(v, now.get(n)) for n, v in entries.items()):
             return False
         # a method set on the tensor class since import shadows torch's (Tensor.flatten = ...)
@@ -198,11 +229,19 @@ def _global_hooks_own() -> bool:
     return True
 
 
+def forward_ad_active() -> bool:
+    """Inside ``torch.autograd.forward_ad.dual_level()``: dual tensors' tangents run operators of
+    their own (three matmuls for one ``Linear``), which shapes alone do not give."""
+    return getattr(torch.autograd.forward_ad, "_current_level", -1) >= 0
+
+
 def _global_state_stock(device: torch.device, mode: str) -> bool:
     """Nothing outside the model can run code inside a stock forward: no dispatch or
     ``__torch_function__`` mode, no foreign global hook, ``torch.nn.functional`` and ``nn.Module``
     as imported, no saved-tensor hooks outside ``"eval"``; and the device is a real one."""
     if device.type == "meta" or torch._C._len_torch_dispatch_stack() or torch._C._len_torch_function_stack():
+        return False
+    if forward_ad_active():  # dual tensors: the tangents run matmuls of their own
         return False
     if not _global_hooks_own() or not _namespaces_stock() or not _module_stock():
         return False
@@ -211,17 +250,115 @@ def _global_state_stock(device: torch.device, mode: str) -> bool:
     return mode == "eval" or (saved_hooks is not None and saved_hooks(False) is None)
 
 
-def _module_pure(m: nn.Module, methods: dict[type, frozenset[str] | None], mode: str, fresh_inputs: bool) -> bool:
+_ABSENT = object()
+_REACH_DEPTH = 1  # forward -> self._conv_forward, F.batch_norm -> what they read: torch's own code, by name
+
+
+def _reached(cls: type) -> tuple[tuple, tuple] | None:
+    """What a stock class's ``forward`` reaches by name, as it is bound now: ``(globals, name,
+    value)`` for the module-level names its code (and the torch functions it calls, to a few
+    levels) reads, and ``(class dicts, name, value)`` for the names it reads through the class
+    (its methods, and attributes it reads from the instance, absent from the class so far: a
+    descriptor added there would take their place). ``None`` when one of them is not torch's own
+    (``F`` in ``torch/nn/modules/conv.py`` replaced by a shim). :func:`_still_bound` checks them
+    at each call."""
+    dicts = tuple(vars(c) for c in cls.__mro__[:-2])  # up to nn.Module (see _module_stock)
+    bound: dict[tuple[int, str], tuple] = {}
+    through_class: dict[str, tuple] = {"forward": (dicts, "forward", _class_lookup(dicts, "forward"))}
+    seen: set[int] = set()
+    todo = [(cls.forward, 0, True)]
+    while todo:
+        f, depth, method = todo.pop()
+        if type(f) is not types.FunctionType or id(f) in seen or depth > _REACH_DEPTH:
+            continue
+        seen.add(id(f))
+        names = set(f.__code__.co_names)
+        for const in f.__code__.co_consts:  # comprehensions and lambdas are code objects of their own
+            if isinstance(const, types.CodeType):
+                names.update(const.co_names)
+        g = f.__globals__
+        for n in names:
+            if method:  # self.<n>: the class's own entry (or its absence) decides
+                v = _class_lookup(dicts, n)
+                through_class[n] = (dicts, n, v)
+                if v is not _ABSENT:  # (already judged by _stock_methods)
+                    todo.append((getattr(v, "__func__", v), depth + 1, True))
+            if n in g:
+                v = g[n]
+                if not _trusted_global(v):
+                    return None
+                bound[(id(g), n)] = (g, n, v)
+                if type(v) is types.ModuleType:  # F.conv2d, torch.layer_norm: the entries used
+                    entries = vars(v)
+                    for n2 in names:
+                        if n2 in entries:
+                            if not _trusted_global(entries[n2]):  # (a verdict made inside a patch)
+                                return None
+                            bound[(id(entries), n2)] = (entries, n2, entries[n2])
+                            todo.append((entries[n2], depth + 1, False))
+                else:
+                    todo.append((v, depth + 1, False))
+    return tuple(bound.values()), tuple(through_class.values())
+
+
+def _class_lookup(dicts: tuple[dict, ...], name: str) -> Any:
+    for d in dicts:
+        if name in d:
+            return d[name]
+    return _ABSENT
+
+
+def _trusted_global(value: Any) -> bool:
+    """A module-level name torch's code reads: a real, imported module of torch or the standard
+    library, torch's own code or class, or a plain constant; an object standing in for a module
+    (``types.SimpleNamespace(**vars(F))``) is none of these."""
+    kind = type(value)
+    if kind is types.ModuleType:
+        path = getattr(value, "__file__", None)
+        return sys.modules.get(value.__name__) is value and (
+            path is None and value.__name__ in sys.builtin_module_names or path is not None and _trusted_file(path))
+    if kind in _CONSTANTS:
+        return True
+    if callable(value) or isinstance(value, type):
+        return _torch_own(value)
+    return kind.__module__.partition(".")[0] == "torch"  # torch's own objects (a dtype, a flag holder)
+
+
+_CONSTANTS = frozenset({type(None), bool, int, float, complex, str, bytes, tuple, frozenset})
+
+
+def _still_bound(refs: tuple[tuple, tuple]) -> bool:
+    """The names :func:`_reached` found are bound to the same objects (by identity)."""
+    bound, through_class = refs
+    for d, n, v in bound:
+        if d.get(n, _ABSENT) is not v:
+            return False
+    for dicts, n, v in through_class:
+        if _class_lookup(dicts, n) is not v:
+            return False
+    return True
+
+
+def _module_pure(m: nn.Module, methods: dict[type, Any], mode: str, fresh_inputs: bool) -> bool:
     """One module's own call is known-pure (the per-module conditions of the module docstring);
-    ``methods`` caches each class's method names (``None``: not a stock class)."""
+    ``methods`` caches each class's verdict: ``(method names, what its forward reaches by name)``,
+    or ``None`` for a class that is not stock. What the forward reaches is checked again at every
+    call (a patch made after the verdict, in the forward or by another thread)."""
     cls = type(m)
     if cls in methods:
-        names = methods[cls]
+        verdict = methods[cls]
     else:
-        names = methods[cls] = _stock_methods(cls) if cls in _STOCK and _stock_forward(cls) else None
-    if names is None:
+        names = _stock_methods(cls) if cls in _STOCK and _stock_forward(cls) else None
+        refs = _reached(cls) if names is not None else None
+        verdict = methods[cls] = None if refs is None else (names, refs)
+    if verdict is None:
+        return False
+    names, refs = verdict
+    if not _still_bound(refs):  # replaced since the verdict (in the forward, or by another thread)
         return False
     d = m.__dict__
+    if type(d["_parameters"]) is not dict or type(d["_buffers"]) is not dict or type(d["_modules"]) is not dict:
+        return False  # a mapping whose reads run code (ZeRO-3 style)
     if (d["_forward_hooks"] or d["_forward_pre_hooks"] or d["_backward_hooks"] or d["_backward_pre_hooks"]
             or not names.isdisjoint(d)):  # a method set on the instance (forward, _conv_forward, ...)
         return False
@@ -235,8 +372,9 @@ def _module_pure(m: nn.Module, methods: dict[type, frozenset[str] | None], mode:
         return False
     plain, strided = _PLAIN, torch.strided
     for name, t in d["_parameters"].items():
-        if t is not None and (type(t) not in plain or t.layout != strided or t.is_meta or name in d):
-            return False  # (a tensor of that name in the instance dict would shadow it)
+        if t is not None and (type(t) not in plain or t.layout != strided or t.is_meta or name in d or t.is_complex()):
+            return False  # (a tensor of that name in the instance dict would shadow it; a complex
+            # convolution runs as three real ones, which its shape formula does not count)
     for name, t in d["_buffers"].items():
         if t is not None and (type(t) not in plain or t.layout != strided or t.is_meta or name in d):
             return False
@@ -269,9 +407,10 @@ def pure_forward(named: Iterable[tuple[str, nn.Module]], inputs: Any, fresh_inpu
     if not _global_state_stock(device, mode):
         return False
     for leaf in pytree.tree_leaves(inputs):
-        if isinstance(leaf, torch.Tensor) and (type(leaf) is not torch.Tensor or leaf.layout != torch.strided):
+        if isinstance(leaf, torch.Tensor) and (type(leaf) is not torch.Tensor or leaf.layout != torch.strided
+                                               or leaf.is_complex()):
             return False
-    methods: dict[type, frozenset[str] | None] = {}
+    methods: dict[type, Any] = {}
     return all(_module_pure(m, methods, mode, fresh_inputs) for _, m in named)
 
 
@@ -286,7 +425,7 @@ def pure_leaves(named: Iterable[tuple[str, nn.Module]], device: torch.device, mo
     the tracer checks each call again (:func:`still_pure`)."""
     if not _global_state_stock(device, mode):
         return frozenset()
-    methods: dict[type, frozenset[str] | None] = {}
+    methods: dict[type, Any] = {}
     return frozenset(id(m) for _, m in named
                      if not m._modules and type(m) not in _RECURRENT and _module_pure(m, methods, "eval", False))
 
@@ -298,7 +437,7 @@ def pure_call_check() -> Callable[[nn.Module], bool]:
     draws (a ``train()`` override keeping dropout on under ``mode="eval"``, a forward switching
     a batch norm to training). What the module cannot show (a mode or hook entered inside the
     forward) the tracer checks itself."""
-    methods: dict[type, frozenset[str] | None] = {}
+    methods: dict[type, Any] = {}
 
     def check(m: nn.Module) -> bool:
         return _module_pure(m, methods, "train" if m.training else "eval", False)

@@ -47,7 +47,7 @@ from torch.nn.utils import parametrize
 from torch.utils import _python_dispatch
 
 from .interrupts import on_interrupt, uninterrupted
-from .pure import OWN_HOOK, pure_call_check
+from .pure import EVAL_ONLY, OWN_HOOK, forward_ad_active, pure_call_check
 from .structure import Described, describe
 
 Tensor = torch.Tensor
@@ -142,8 +142,13 @@ class Tracer:
     """Context manager that records the calls of ``model``'s modules into :attr:`calls`."""
 
     def __init__(self, model: nn.Module, named: list[tuple[str, nn.Module]] | None = None, count_macs: bool = False,
-                 guard: Any = None, shape_macs: bool = False, pausable: frozenset[int] = frozenset()) -> None:
+                 guard: Any = None, shape_macs: bool = False, pausable: frozenset[int] = frozenset(),
+                 pure: bool = False) -> None:
         self.model = model
+        # a known-pure forward (no dispatch mode): the guard's watch is put on at the first call
+        # that finds a global hook another thread added, or a layer that writes in training mode
+        # switched to it (see ModelGuard.watch_from_here)
+        self._pure = pure and guard is not None
         self._count_macs = count_macs
         # a known-pure forward (see .pure): MACs from each call's shapes, no dispatch mode
         self._shape_macs = count_macs and shape_macs
@@ -208,6 +213,13 @@ class Tracer:
         hook_tables = (g._global_forward_pre_hooks, g._global_forward_hooks, g._global_backward_hooks,
                        g._global_backward_pre_hooks)
         hook_counts: list[int] = []  # the global hooks once the tracer's own are in (set below)
+        forward_hooks = (g._global_forward_pre_hooks, g._global_forward_hooks)
+        pure_counts: list[int] = []  # on a known-pure forward: those two tables' sizes (set below)
+        pure_watch = [self._guard.watch_from_here] if self._pure else [None]
+
+        def turns_impure(module: nn.Module) -> bool:
+            return ((len(forward_hooks[0]), len(forward_hooks[1])) != tuple(pure_counts)
+                    or (module.training and type(module) in EVAL_ONLY))
 
         def may_pause(module: nn.Module, args: tuple) -> bool:
             """Checked at the call: the forward may have changed the leaf, or entered a mode or
@@ -217,9 +229,9 @@ class Tracer:
             if grad_on() and (saved_hooks is None or saved_hooks(False) is not None):
                 return False  # saved-tensor hooks run user code when a tensor is saved
             for a in args:
-                if type(a) is not Tensor or a.layout != torch.strided:
+                if type(a) is not Tensor or a.layout != torch.strided or a.is_complex():
                     return False
-            return still_pure(module)
+            return not forward_ad_active() and still_pure(module)
 
         # The hooks do the least they can: a lookup, a push or pop, and shapes of plain tensors.
         def pre_hook(module: nn.Module, args: tuple) -> None:
@@ -236,6 +248,9 @@ class Tracer:
                 name = f"{parent}.<created>" if parent else "<created>"
             elif this_thread() != thread:
                 return
+            if pure_watch[0] is not None and turns_impure(module):
+                pure_watch[0]()  # before the new hook (registered after the tracer's) runs
+                pure_watch[0] = None
             raw.append([module, name, stack[-1] if stack else -1, None, None, None, 0, None])
             stack.append(len(raw) - 1)
             if (key in pausable and args and paused[0] is None and (n := stack_len()) and stack_at(n - 1) is own_mode[0]
@@ -252,6 +267,9 @@ class Tracer:
                 resumed = shape_macs is not None
             if not stack or (id(module) not in names and id(module) not in created) or this_thread() != thread:
                 return
+            if pure_watch[0] is not None and turns_impure(module):
+                pure_watch[0]()
+                pure_watch[0] = None
             while stack and raw[stack[-1]][0] is not module:
                 stack.pop()  # defensive: a call that never reported back
             if not stack:
@@ -301,6 +319,7 @@ class Tracer:
                     self._watch, self._stood_in = watch, True
                 counter.__enter__()
                 self._counter = counter
+            pure_counts.extend((len(forward_hooks[0]), len(forward_hooks[1])))
             top = _python_dispatch._get_current_dispatch_mode()
             if top is not None and (top is self._counter or (self._guard is not None and top is self._guard.watch)):
                 self._own_mode[0] = top  # the mode a pausable leaf pauses: netsummary's own, on top
