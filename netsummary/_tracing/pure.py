@@ -35,7 +35,19 @@ instead), a recurrent layer whose flat weights are not its registered parameters
 quantized or sharded weights, meta), BatchNorm, Dropout or a recurrent layer in training mode
 (they write running statistics or draw), ``nn.Embedding(max_norm=...)`` (renormalizes its weight in place), an
 in-place activation given inputs the caller passed in (it would write them), or a class whose
-``forward`` was replaced (checked by its defining module and name).
+``forward`` was replaced (checked by its defining module and name), complex tensors (a complex
+convolution runs as three real ones) and forward-mode AD (tangents run operators of their own).
+
+Trust is by identity and exact type: a namespace entry is compared with the imported one by
+``is`` (a replacement may define ``==``), and a callable passes only as a Python function in
+torch's files, C code, or an object of a class of torch's (a ``wrapt`` proxy forwards
+``__code__``; ``type()`` cannot be faked). What each stock class's forward reaches by name (its
+methods, the module globals and ``F`` entries it and the functions it calls read, the attribute
+names it reads through the class) is recorded with the class's verdict and checked again at every
+paused call: a patch made inside the forward (``mock.patch.object(F, "linear", ...)`` in a
+user's block) keeps the leaf watched. On a known-pure forward the tracer puts the write watch on
+at the first call that finds a global hook added by another thread, or a batch norm switched to
+training (:meth:`netsummary._tracing.guard.ModelGuard.watch_from_here`).
 """
 
 from __future__ import annotations
