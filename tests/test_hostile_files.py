@@ -403,7 +403,7 @@ def test_ints_beyond_int64_in_shapes_and_lists_are_refused(saved: dict[str, Any]
 def test_counts_at_the_int64_bound_load_and_render_in_every_format(saved: dict[str, Any]) -> None:
     from netsummary import Summary
     from netsummary._reporting.diff import diff_summaries, render_diff
-    from netsummary._reporting.export import MAX_COUNT
+    from netsummary._reporting.load import MAX_COUNT
 
     data = edited(saved, lambda d: d.update(total_params=MAX_COUNT, trainable_params=MAX_COUNT,
                                             non_trainable_params=0, **dict.fromkeys(
@@ -462,11 +462,11 @@ def test_from_json_of_something_that_is_not_text() -> None:
 
 
 def test_from_json_over_the_size_limit(monkeypatch: pytest.MonkeyPatch, saved: dict[str, Any]) -> None:
-    import netsummary._reporting.export as export
+    import netsummary._reporting.load as load
     from netsummary import InputSpecError, Summary
 
     text = json.dumps(saved)
-    monkeypatch.setattr(export, "MAX_JSON_BYTES", len(text) - 1)
+    monkeypatch.setattr(load, "MAX_JSON_BYTES", len(text) - 1)
     with pytest.raises(InputSpecError, match=rf"{len(text):,} characters of JSON, over the limit of "
                                              rf"{len(text) - 1:,}"):
         Summary.from_json(text)
