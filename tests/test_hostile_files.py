@@ -21,7 +21,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from netsummary._checkpoints.reader import MAX_NAME_CHARS, MAX_NESTING, natural_key, tensor_entries
+from netsummary._checkpoints.entries import natural_key
+from netsummary._checkpoints.pytorch_file import MAX_NAME_CHARS, MAX_NESTING, tensor_entries
 from netsummary._commandline.cli import main
 from netsummary._errors import CheckpointError, NetsummaryError
 from netsummary._checkpoints.inspect import MAX_LABEL, MAX_ROWS, MAX_TREE_DEPTH, inspect_checkpoint
@@ -161,7 +162,7 @@ def test_a_few_megabytes_of_nested_wrappers_inspect_correctly(tmp_path: Path) ->
 
 
 def test_the_names_flattening_builds_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import netsummary._checkpoints.reader as checkpoint
+    import netsummary._checkpoints.pytorch_file as checkpoint
 
     monkeypatch.setattr(checkpoint, "MAX_NAME_CHARS", 10_000)
     long_key = "k" * 1_000  # one string, shared by every dict: the pickle stays small, the names do not
@@ -686,7 +687,7 @@ def test_a_compressed_pickle_that_would_expand_too_far_is_refused(tmp_path: Path
     import io
     import zipfile
 
-    import netsummary._checkpoints.reader as checkpoint
+    import netsummary._checkpoints.pytorch_file as checkpoint
 
     buffer = io.BytesIO()
     torch.save({"w": torch.zeros(3), "pad": [0] * 100_000}, buffer)  # a pickle of ~200 KB, mostly repeats

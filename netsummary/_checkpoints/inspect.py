@@ -34,10 +34,11 @@ registered ``mask``, a rotary ``inv_freq``) cannot be told apart and count as pa
 stride, dtype: tied weights saved twice) count once in every total and carry ``tied_to``; partial
 views of one storage each count in full.
 
-**Hostile files.** Only regular files are read: a FIFO or a device is refused without being
-opened. Loading is linear in the file (see :mod:`netsummary._checkpoints.reader` for its bounds), and so
-is the tree: names deeper than :data:`MAX_TREE_DEPTH` levels fold the rest of the name into one
-row. :meth:`CheckpointSummary.render` prints at most :data:`MAX_ROWS` rows and labels of at most
+**Hostile files.** Only regular files are read: a FIFO or a device is refused without being opened.
+Loading is linear in the file (see :mod:`netsummary._checkpoints.safetensors_header` and
+:mod:`netsummary._checkpoints.pytorch_file` for its bounds), and so is the tree: names deeper than
+:data:`MAX_TREE_DEPTH` levels fold the rest of the name into one row.
+:meth:`CheckpointSummary.render` prints at most :data:`MAX_ROWS` rows and labels of at most
 :data:`MAX_LABEL` characters, shows control characters in names escaped (``\\n``, ``\\x1b``) and
 says under the table what it left out.
 
@@ -60,7 +61,9 @@ from tabulate import SEPARATING_LINE, tabulate
 
 from .._errors import CheckpointError, InputSpecError, MissingDependencyError
 from .packed import PackedCheckpoint, find_packed
-from .reader import TensorEntry, natural_key, read_pytorch, read_safetensors
+from .entries import TensorEntry, natural_key
+from .pytorch_file import read_pytorch
+from .safetensors_header import read_safetensors
 from .._safeio import MAX_JSON_BYTES, escape, read_head, read_regular, shorten, shown
 from .._units import format_bytes, format_count
 
