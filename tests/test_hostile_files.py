@@ -25,7 +25,8 @@ from netsummary._checkpoints.entries import natural_key
 from netsummary._checkpoints.pytorch_file import MAX_NAME_CHARS, MAX_NESTING, tensor_entries
 from netsummary._commandline.cli import main
 from netsummary._errors import CheckpointError, NetsummaryError
-from netsummary._checkpoints.inspect import MAX_LABEL, MAX_ROWS, MAX_TREE_DEPTH, inspect_checkpoint
+from netsummary._checkpoints.inspect import inspect_checkpoint
+from netsummary._checkpoints.summary import MAX_LABEL, MAX_ROWS, MAX_TREE_DEPTH
 from netsummary._safeio import escape
 
 HANG = 60.0  # seconds: generous; only a hang (a regression) gets anywhere near it

@@ -3,7 +3,7 @@ tensor, normalization buffers told apart by name, natural name order, bounded na
 
 :mod:`netsummary._checkpoints.safetensors_header` and :mod:`netsummary._checkpoints.pytorch_file`
 read files into entries; :mod:`netsummary._checkpoints.inspect` turns the entries into a
-:class:`~netsummary._checkpoints.inspect.CheckpointSummary`.
+:class:`~netsummary._checkpoints.summary.CheckpointSummary`.
 """
 
 from __future__ import annotations
