@@ -344,13 +344,13 @@ class Summary:
     @staticmethod
     def from_dict(data: dict) -> Summary:
         """Rebuild a summary from :meth:`to_dict`'s output or loaded JSON, checking every field
-        (see :func:`netsummary._reporting.export.from_dict`); control characters in names are escaped.
+        (see :func:`netsummary._reporting.load.from_dict`); control characters in names are escaped.
 
         Raises:
             InputSpecError: not a netsummary summary; the message names the field, what it holds
                 and what was expected (``total_params is True (bool), expected an int``).
         """
-        from ._reporting.export import from_dict
+        from ._reporting.load import from_dict
 
         return from_dict(data)
 
@@ -361,7 +361,7 @@ class Summary:
         Raises:
             InputSpecError: not JSON, over 64 MiB, or not a netsummary summary.
         """
-        from ._reporting.export import from_json
+        from ._reporting.load import from_json
 
         return from_json(text)
 

@@ -647,7 +647,8 @@ def test_check_refuses_a_model_name_with_a_control_character_before_saving(
 
 
 def test_a_baseline_file_name_is_checked_where_it_is_made(tmp_path: Path) -> None:
-    from netsummary._commandline.cli import _named_file, _UsageError
+    from netsummary._commandline.cli import _named_file
+    from netsummary._commandline.parsers import _UsageError
 
     assert _named_file(str(tmp_path), "tiny") == str(tmp_path / "tiny.json")
     for name in ("a\x1b[31mred", "a\x00b", "../x", ""):

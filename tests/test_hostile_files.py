@@ -21,10 +21,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from netsummary._checkpoints.reader import MAX_NAME_CHARS, MAX_NESTING, natural_key, tensor_entries
+from netsummary._checkpoints.entries import natural_key
+from netsummary._checkpoints.pytorch_file import MAX_NAME_CHARS, MAX_NESTING, tensor_entries
 from netsummary._commandline.cli import main
 from netsummary._errors import CheckpointError, NetsummaryError
-from netsummary._checkpoints.inspect import MAX_LABEL, MAX_ROWS, MAX_TREE_DEPTH, inspect_checkpoint
+from netsummary._checkpoints.inspect import inspect_checkpoint
+from netsummary._checkpoints.summary import MAX_LABEL, MAX_ROWS, MAX_TREE_DEPTH
 from netsummary._safeio import escape
 
 HANG = 60.0  # seconds: generous; only a hang (a regression) gets anywhere near it
@@ -161,7 +163,7 @@ def test_a_few_megabytes_of_nested_wrappers_inspect_correctly(tmp_path: Path) ->
 
 
 def test_the_names_flattening_builds_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import netsummary._checkpoints.reader as checkpoint
+    import netsummary._checkpoints.pytorch_file as checkpoint
 
     monkeypatch.setattr(checkpoint, "MAX_NAME_CHARS", 10_000)
     long_key = "k" * 1_000  # one string, shared by every dict: the pickle stays small, the names do not
@@ -403,7 +405,7 @@ def test_ints_beyond_int64_in_shapes_and_lists_are_refused(saved: dict[str, Any]
 def test_counts_at_the_int64_bound_load_and_render_in_every_format(saved: dict[str, Any]) -> None:
     from netsummary import Summary
     from netsummary._reporting.diff import diff_summaries, render_diff
-    from netsummary._reporting.export import MAX_COUNT
+    from netsummary._reporting.load import MAX_COUNT
 
     data = edited(saved, lambda d: d.update(total_params=MAX_COUNT, trainable_params=MAX_COUNT,
                                             non_trainable_params=0, **dict.fromkeys(
@@ -462,11 +464,11 @@ def test_from_json_of_something_that_is_not_text() -> None:
 
 
 def test_from_json_over_the_size_limit(monkeypatch: pytest.MonkeyPatch, saved: dict[str, Any]) -> None:
-    import netsummary._reporting.export as export
+    import netsummary._reporting.load as load
     from netsummary import InputSpecError, Summary
 
     text = json.dumps(saved)
-    monkeypatch.setattr(export, "MAX_JSON_BYTES", len(text) - 1)
+    monkeypatch.setattr(load, "MAX_JSON_BYTES", len(text) - 1)
     with pytest.raises(InputSpecError, match=rf"{len(text):,} characters of JSON, over the limit of "
                                              rf"{len(text) - 1:,}"):
         Summary.from_json(text)
@@ -686,7 +688,7 @@ def test_a_compressed_pickle_that_would_expand_too_far_is_refused(tmp_path: Path
     import io
     import zipfile
 
-    import netsummary._checkpoints.reader as checkpoint
+    import netsummary._checkpoints.pytorch_file as checkpoint
 
     buffer = io.BytesIO()
     torch.save({"w": torch.zeros(3), "pad": [0] * 100_000}, buffer)  # a pickle of ~200 KB, mostly repeats

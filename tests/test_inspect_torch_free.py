@@ -22,7 +22,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from netsummary._checkpoints.reader import _SAFETENSORS_DTYPES, _parse_header
+from netsummary._checkpoints.safetensors_header import _SAFETENSORS_DTYPES, _parse_header
 from netsummary._commandline.cli import main
 
 # Runs the command line as `python -m netsummary` does, then says on stderr whether torch (and
@@ -98,7 +98,7 @@ def test_import_netsummary_and_its_cli_do_not_import_torch() -> None:
     code = textwrap.dedent(
         """
         import sys
-        import netsummary, netsummary._commandline.cli, netsummary._checkpoints.inspect, netsummary._checkpoints.reader, netsummary._commandline.budget
+        import netsummary, netsummary._commandline.cli, netsummary._checkpoints.inspect, netsummary._checkpoints.entries, netsummary._checkpoints.safetensors_header, netsummary._checkpoints.pytorch_file, netsummary._commandline.budget
         assert "torch" not in sys.modules, "import netsummary imported torch"
         public = sorted(n for n in dir(netsummary) if not n.startswith("_"))
         assert public == sorted(n for n in netsummary.__all__ if n != "__version__"), public
@@ -228,7 +228,7 @@ def test_the_dtype_table_is_the_library_s(tmp_path: Path) -> None:
 
 
 def test_a_valid_file_is_read_without_the_library(monkeypatch: pytest.MonkeyPatch, model_file: Path) -> None:
-    from netsummary._checkpoints import reader as _checkpoint
+    from netsummary._checkpoints import safetensors_header as _checkpoint
     from netsummary._checkpoints.inspect import inspect_checkpoint
 
     expected = inspect_checkpoint(model_file)

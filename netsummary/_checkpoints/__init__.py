@@ -1,2 +1,3 @@
-"""Checkpoint files without the model's code: ``reader`` (safetensors headers, bounded pickles)
-and ``inspect`` (names, shapes, dtypes and totals)."""
+"""Checkpoint files without the model's code: ``safetensors_header`` and ``pytorch_file`` (safetensors
+headers, bounded pickles) read files into ``entries``, ``inspect`` sums them into a ``summary`` (names,
+shapes, dtypes and totals)."""

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 from .._analysis.packing import BITS, STATE_NAMES, WORD_BITS, config_bits, infer_bits, packed_layout
 from .._safeio import MAX_JSON_BYTES, read_regular
-from .reader import TensorEntry
+from .entries import TensorEntry
 
 CONFIG_FILES = ("quantize_config.json", "config.json")  # read next to the checkpoint, in this order
 

@@ -41,7 +41,7 @@ from .._errors import BudgetExceeded, InputSpecError, InputTypeError
 from .._units import format_bytes, format_count, parse_bytes, parse_count
 
 if TYPE_CHECKING:
-    from .._checkpoints.inspect import CheckpointSummary
+    from .._checkpoints.summary import CheckpointSummary
     from .._summary import Summary
 
 # keyword -> (quantity as printed, unit kind: "count" or "bytes")

@@ -27,7 +27,7 @@ from tabulate import tabulate
 
 from .._commandline.budget import show_bytes
 from .._errors import InputSpecError
-from .export import parse_json
+from .load import parse_json
 from .._safeio import MAX_JSON_BYTES, escape, markdown_cell, markdown_code, read_regular
 from .._summary import Summary
 

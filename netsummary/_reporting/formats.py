@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 from .._errors import InputSpecError
 from .export import to_csv, to_json
 from .render import render_classic
-from .table import check_columns, check_depth, check_fold, render_table
+from .columns import check_columns
+from .table import check_depth, check_fold, render_table
 
 if TYPE_CHECKING:
     from .._summary import Summary
