@@ -351,11 +351,11 @@ def _still_bound(refs: tuple[tuple, tuple]) -> bool:
     return True
 
 
-def _module_pure(m: nn.Module, methods: dict[type, Any], mode: str, fresh_inputs: bool) -> bool:
+def _module_pure(m: nn.Module, methods: dict[type, Any], mode: str, fresh_inputs: bool, recheck: bool = False) -> bool:
     """One module's own call is known-pure (the per-module conditions of the module docstring);
     ``methods`` caches each class's verdict: ``(method names, what its forward reaches by name)``,
-    or ``None`` for a class that is not stock. What the forward reaches is checked again at every
-    call (a patch made after the verdict, in the forward or by another thread)."""
+    or ``None`` for a class that is not stock. With ``recheck`` (at each call, in the forward),
+    what the forward reaches is checked again: a patch made after the verdict."""
     cls = type(m)
     if cls in methods:
         verdict = methods[cls]
@@ -366,7 +366,7 @@ def _module_pure(m: nn.Module, methods: dict[type, Any], mode: str, fresh_inputs
     if verdict is None:
         return False
     names, refs = verdict
-    if not _still_bound(refs):  # replaced since the verdict (in the forward, or by another thread)
+    if recheck and not _still_bound(refs):  # replaced since the verdict (in the forward, or by another thread)
         return False
     d = m.__dict__
     if type(d["_parameters"]) is not dict or type(d["_buffers"]) is not dict or type(d["_modules"]) is not dict:
@@ -452,6 +452,6 @@ def pure_call_check() -> Callable[[nn.Module], bool]:
     methods: dict[type, Any] = {}
 
     def check(m: nn.Module) -> bool:
-        return _module_pure(m, methods, "train" if m.training else "eval", False)
+        return _module_pure(m, methods, "train" if m.training else "eval", False, recheck=True)
 
     return check

@@ -213,12 +213,12 @@ class Tracer:
         hook_tables = (g._global_forward_pre_hooks, g._global_forward_hooks, g._global_backward_hooks,
                        g._global_backward_pre_hooks)
         hook_counts: list[int] = []  # the global hooks once the tracer's own are in (set below)
-        forward_hooks = (g._global_forward_pre_hooks, g._global_forward_hooks)
-        pure_counts: list[int] = []  # on a known-pure forward: those two tables' sizes (set below)
+        pre_hooks, post_hooks = g._global_forward_pre_hooks, g._global_forward_hooks
+        pure_counts = [-1, -1]  # on a known-pure forward: those two tables' sizes (set below)
         pure_watch = [self._guard.watch_from_here] if self._pure else [None]
 
         def turns_impure(module: nn.Module) -> bool:
-            return ((len(forward_hooks[0]), len(forward_hooks[1])) != tuple(pure_counts)
+            return (len(pre_hooks) != pure_counts[0] or len(post_hooks) != pure_counts[1]
                     or (module.training and type(module) in EVAL_ONLY))
 
         def may_pause(module: nn.Module, args: tuple) -> bool:
@@ -319,7 +319,7 @@ class Tracer:
                     self._watch, self._stood_in = watch, True
                 counter.__enter__()
                 self._counter = counter
-            pure_counts.extend((len(forward_hooks[0]), len(forward_hooks[1])))
+            pure_counts[:] = len(pre_hooks), len(post_hooks)
             top = _python_dispatch._get_current_dispatch_mode()
             if top is not None and (top is self._counter or (self._guard is not None and top is self._guard.watch)):
                 self._own_mode[0] = top  # the mode a pausable leaf pauses: netsummary's own, on top
