@@ -269,9 +269,9 @@ _REACH_DEPTH = 1  # forward -> self._conv_forward, F.batch_norm -> what they rea
 def _reached(cls: type) -> tuple[tuple, tuple] | None:
     """What a stock class's ``forward`` reaches by name, as it is bound now: ``(globals, name,
     value)`` for the module-level names its code (and the torch functions it calls, to a few
-    levels) reads, and ``(class dicts, name, value)`` for the names it reads through the class
-    (its methods, and attributes it reads from the instance, absent from the class so far: a
-    descriptor added there would take their place). ``None`` when one of them is not torch's own
+    levels) reads, and ``(class dicts, name, value)`` for the methods it reads through the class
+    (a descriptor added to the class is seen by :func:`_stock_methods` when the summary starts,
+    not in the middle of its forward). ``None`` when one of them is not torch's own
     (``F`` in ``torch/nn/modules/conv.py`` replaced by a shim). :func:`_still_bound` checks them
     at each call."""
     dicts = tuple(vars(c) for c in cls.__mro__[:-2])  # up to nn.Module (see _module_stock)
@@ -290,10 +290,10 @@ def _reached(cls: type) -> tuple[tuple, tuple] | None:
                 names.update(const.co_names)
         g = f.__globals__
         for n in names:
-            if method:  # self.<n>: the class's own entry (or its absence) decides
+            if method:  # self.<n>: the class's own entry decides (a method it calls)
                 v = _class_lookup(dicts, n)
-                through_class[n] = (dicts, n, v)
                 if v is not _ABSENT:  # (already judged by _stock_methods)
+                    through_class[n] = (dicts, n, v)
                     todo.append((getattr(v, "__func__", v), depth + 1, True))
             if n in g:
                 v = g[n]
