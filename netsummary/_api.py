@@ -18,7 +18,8 @@ from ._tracing.distributed import (check_all_ranks, check_process_groups, collec
 from ._tracing.guard import ModelGuard
 from ._tracing.forward import probe_batch_axes, run_forward
 from ._tracing.interrupts import deferred_interrupts
-from ._tracing.inputs import ForwardInputs, build_inputs, check_batch_size, check_mode, make_inputs, resolve_device
+from ._tracing.device import resolve_device
+from ._tracing.inputs import ForwardInputs, build_inputs, check_batch_size, check_mode, make_inputs
 from ._tracing.model import check_forward_kwargs, eager_module, has_lazy, shape_only_copy, walk_modules
 from ._analysis.records import build_structure_summary, build_summary
 from ._analysis import experts as _experts

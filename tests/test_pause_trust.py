@@ -1,4 +1,4 @@
-"""What the known-pure checks trust (netsummary/_tracing/pure.py), from a review that broke them:
+"""What the known-pure checks trust (netsummary/_tracing/pure.py, trust.py), from a review that broke them:
 code that passes for torch's own (C wrappers forwarding ``__code__`` or ``__eq__``, caches around
 a user's function), patches made while the forward runs (inside the model's own block, or by
 another thread), other ways code gets into a stock layer (descriptors, a replaced module global,
@@ -24,7 +24,7 @@ from torch.nn.modules import module as module_globals
 
 import netsummary._api as api
 from netsummary import summary
-from netsummary._tracing import pure
+from netsummary._tracing import pure, trust
 
 CPU = torch.device("cpu")
 LINEAR = F.linear  # torch's own, kept before any test replaces it
@@ -88,7 +88,7 @@ class EqualToAnything:
 ], ids=["equal-to-anything", "lru_cache"])
 def test_a_replaced_function_that_passes_for_torchs_own_is_not_trusted(monkeypatch, replacement):
     monkeypatch.setattr(F, "linear", replacement)
-    assert not pure._namespaces_stock()
+    assert not trust.namespaces_stock()
     s = same_as_watched(monkeypatch, two_linears, (3,), macs=True)
     # each Linear: rows 2 * (in * in for the user's eye matmul + in * out): 2*(9+12) + 2*(16+12) = 98, per sample 49
     assert s["total_macs"] == 49
@@ -97,7 +97,7 @@ def test_a_replaced_function_that_passes_for_torchs_own_is_not_trusted(monkeypat
 def test_a_wrapt_function_wrapper_is_not_trusted(monkeypatch):
     wrapt = pytest.importorskip("wrapt")  # the instrumentation libraries' way of patching
     monkeypatch.setattr(F, "linear", wrapt.FunctionWrapper(F.linear, lambda f, inst, a, k: writing_linear(*a, **k)))
-    assert not pure._torch_own(F.linear) and not pure._namespaces_stock()
+    assert not trust.torch_own(F.linear) and not trust.namespaces_stock()
     assert same_as_watched(monkeypatch, two_linears, (3,), macs=True)["total_macs"] == 49
 
 

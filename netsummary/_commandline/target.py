@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from .._errors import TargetError
-from .._tracing.inputs import resolve_device
+from .._tracing.device import resolve_device
 from .._safeio import regular_file_size
 
 _FORM = "expected path/to/file.py:NAME or package.module:NAME (e.g. examples/discriminator.py:discriminator)"

@@ -46,7 +46,8 @@ from torch.utils.weak import WeakIdKeyDictionary
 from .._errors import InputSpecError, InputTypeError
 from .._tracing.fakelog import quiet_fake_tensor_logs
 from .._tracing.guard import ModelGuard
-from .._tracing.inputs import ForwardInputs, build_inputs, resolve_device
+from .._tracing.device import resolve_device
+from .._tracing.inputs import ForwardInputs, build_inputs
 from .._tracing.interrupts import deferred_interrupts
 from .._tracing.model import eager_module, walk_modules
 from .._tracing.switches import GC_PAUSED, MHA_FASTPATH_OFF

@@ -47,7 +47,8 @@ from torch.nn.utils import parametrize
 from torch.utils import _python_dispatch
 
 from .interrupts import on_interrupt, uninterrupted
-from .pure import EVAL_ONLY, OWN_HOOK, forward_ad_active, pure_call_check
+from .pure import EVAL_ONLY, pure_call_check
+from .trust import OWN_HOOK, forward_ad_active
 from .structure import Described, describe
 
 Tensor = torch.Tensor
