@@ -161,12 +161,13 @@ NAMES = "it defines: Tiny, Broken, instance, build_tiny, needs_depth"
      ([f"{TINY}:Tiny", "--format", "yaml"], r"argument --format: invalid choice: 'yaml'.* \(see netsummary --help\)"),
      ([f"{TINY}:Tiny", "--columns", "params,nope"], r"columns: unknown column\(s\) \['nope'\]"),
      ([f"{TINY}:Tiny", "--max-growth", "2%"], r"--max-growth needs --baseline FILE"),
+     ([f"{TINY}:Tiny", "--max-growth", "-2%"], r"--max-growth: invalid percentage '-2%': must not be negative"),
      ([f"{TINY}:Tiny", "--baseline", "/nonexistent/base.json"], r"/nonexistent/base\.json: no such file; save one"),
      ([f"{TINY}:Tiny", "--device", "tpu9"], r"device: unknown device 'tpu9'")],
     ids=["missing-file", "missing-name", "not-a-model", "class-not-module", "factory-returns-int",
          "constructor-raises", "kwargs-to-instance", "bad-json", "json-not-object", "missing-module", "no-colon",
          "bad-count", "ambiguous-bytes", "bad-dtype", "bad-format", "bad-column", "growth-without-baseline",
-         "missing-baseline", "bad-device"],
+         "negative-growth", "missing-baseline", "bad-device"],
 )
 def test_usage_and_input_errors_exit_2_with_one_line(capsys: pytest.CaptureFixture[str], argv: list[str],
                                                      message: str) -> None:

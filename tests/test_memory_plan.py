@@ -116,9 +116,10 @@ def test_decoder_context_against_a_run_at_that_context(kind):
     (dict(estimate=None, fits="8GiB"), "fits: needs estimate='train' or estimate='inference'"),
     (dict(estimate="train", context=128), "context and the KV cache apply to transformers decoder models.*got Sequential"),
     (dict(estimate="train", strategy="fsdp"), r"strategy='fsdp': needs world_size=N"),
+    (dict(estimate="train", strategy="foo"), r"strategy: expected one of 'ddp', 'zero2', 'fsdp'.*got 'foo'"),
     (dict(estimate="train", world_size=0), "world_size: expected a positive int"),
     (dict(estimate="train", fits="8 gigs"), "fits: expected a size"),
-], ids=["no-estimate", "context-not-decoder", "strategy-alone", "zero-world", "bad-fits"])
+], ids=["no-estimate", "context-not-decoder", "strategy-alone", "unknown-strategy-alone", "zero-world", "bad-fits"])
 def test_bad_keywords(keywords, match):
     model = _mlp()
     before = snapshot(model)

@@ -9,6 +9,7 @@ watched forward and leave the model as it was."""
 from __future__ import annotations
 
 import functools
+import sys
 import threading
 import time
 import types
@@ -252,3 +253,61 @@ def test_forward_mode_ad_tangents_are_counted(monkeypatch):
         s = same_as_watched(monkeypatch, make, input_data=x, macs=True)
     # the primal 2*8*4 = 64, the tangent's two matmuls 2 * 64: 192 for the batch of 2
     assert s["total_macs"] == 192
+
+
+def eye_hook(mod, args, out):
+    """A global forward hook with a matmul of its own on each Linear's output."""
+    if isinstance(mod, nn.Linear):
+        return out @ torch.eye(out.shape[-1])
+
+
+def small_stack():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4)).eval()
+
+
+def at_first_linear(action):
+    """Run ``action`` once, inside the forward, as the first F.linear is called (a profiler
+    callback: what another thread may do at any moment, made deterministic)."""
+    done = []
+
+    def profile(frame, event, arg):
+        if event == "c_call" and arg is LINEAR and not done:
+            done.append(action())
+
+    return profile, done
+
+
+@pytest.mark.parametrize("change", ["global-hook", "F.linear"])
+def test_a_change_made_while_a_pure_forward_runs_is_counted_like_one_made_before(change):
+    m = small_stack()
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    if change == "global-hook":
+        handle = module_globals.register_module_forward_hook(eye_hook)
+        try:
+            expected = summary(m, (16,), batch_size=1, verbose=0, macs=True).total_macs
+        finally:
+            handle.remove()
+        # Linear(16,32) + Linear(32,4): 512 + 128 = 640; the hook's eye matmuls 32*32 + 4*4 = 1,040
+        assert expected == 640 + 1040
+        profile, done = at_first_linear(lambda: module_globals.register_module_forward_hook(eye_hook))
+    else:
+        # the first Linear's F.linear is already under way (torch's: 16*32 = 512); the second runs
+        # writing_linear, which first multiplies its (1, 32) input by a 32x32 eye: 32*32 + 32*4
+        expected = 512 + 32 * 32 + 128
+        patcher = mock.patch.object(F, "linear", writing_linear)
+        profile, done = at_first_linear(patcher.start)
+    sys.setprofile(profile)
+    try:
+        s = summary(m, (16,), batch_size=1, verbose=0, macs=True)
+    finally:
+        sys.setprofile(None)
+        if change == "global-hook":
+            for h in done:
+                h.remove()
+        else:
+            patcher.stop()
+    assert done, "the change was never made"
+    assert s.total_macs == expected
+    after = m.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # writing_linear's weight write undone

@@ -51,8 +51,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return INTERRUPTED
 
 
+def _values_joined(argv: list[str]) -> list[str]:
+    """``--max-growth -2%`` as ``--max-growth=-2%``: argparse takes a value that starts with
+    ``-`` (and is not a plain number) for an option and says "expected one argument"; joined,
+    the value reaches its own check, which says what is wrong with it."""
+    out: list[str] = []
+    for a in argv:
+        if out and out[-1] == "--max-growth" and a[:1] == "-" and a[1:2].isdigit():
+            out[-1] = f"--max-growth={a}"
+        else:
+            out.append(a)
+    return out
+
+
 def _main(argv: Sequence[str] | None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = _values_joined(list(sys.argv[1:] if argv is None else argv))
     command = argv[0] if argv and argv[0] in COMMANDS else None
     parser = {"check": _check_parser, "diff": _diff_parser, "inspect": _inspect_parser}.get(command, _summary_parser)()
     try:

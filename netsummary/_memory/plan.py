@@ -102,6 +102,7 @@ def check_plan(model: Any, estimate: str | None, fits: Any = None, context: Any 
         decoder_config(model)  # refuses a non-decoder, saying what it got
         kv_cache(model, context)  # refuses a bad context (type and value) the same way
     if world_size is None and strategy is not None:
+        check_sharding(1, strategy)  # an unknown strategy is named as such first
         raise InputSpecError(f"strategy={strategy!r}: needs world_size=N (the number of ranks)", strategy)
     if world_size is not None:
         world_size, strategy = check_sharding(world_size, "ddp" if strategy is None else strategy)

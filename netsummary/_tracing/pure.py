@@ -221,3 +221,20 @@ def pure_call_check() -> Callable[[nn.Module], bool]:
         return _module_pure(m, methods, "train" if m.training else "eval", False, recheck=True)
 
     return check
+
+
+def bindings_check() -> Callable[[nn.Module], bool]:
+    """The tracer's check at each call of a known-pure forward: what the module's class's forward
+    reaches by name (:func:`~netsummary._tracing.trust.reached`) is still bound as when the
+    class was first seen in this summary (another thread patching ``F.linear`` while the forward
+    runs): the tracer then puts the watch and the MAC counter on."""
+    refs: dict[type, Any] = {}
+
+    def check(m: nn.Module) -> bool:
+        cls = type(m)
+        got = refs.get(cls)
+        if got is None:
+            got = refs[cls] = reached(cls) or ()
+        return bool(got) and still_bound(got)
+
+    return check

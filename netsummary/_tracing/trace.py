@@ -38,16 +38,18 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn.modules import module as _module_globals
+from torch.utils.hooks import RemovableHandle as _Handle
 from torch.nn.utils import parametrize
 from torch.utils import _python_dispatch
 
 from .interrupts import on_interrupt, uninterrupted
-from .pure import EVAL_ONLY, pure_call_check
+from .pure import EVAL_ONLY, bindings_check, pure_call_check
 from .trust import OWN_HOOK, forward_ad_active
 from .structure import Described, describe
 
@@ -214,13 +216,26 @@ class Tracer:
         hook_tables = (g._global_forward_pre_hooks, g._global_forward_hooks, g._global_backward_hooks,
                        g._global_backward_pre_hooks)
         hook_counts: list[int] = []  # the global hooks once the tracer's own are in (set below)
-        pre_hooks, post_hooks = g._global_forward_pre_hooks, g._global_forward_hooks
-        pure_counts = [-1, -1]  # on a known-pure forward: those two tables' sizes (set below)
-        pure_watch = [self._guard.watch_from_here] if self._pure else [None]
+        pure_counts = [-1]  # on a known-pure forward: the next hook handle id once the tracer's are in
+        bound = bindings_check() if self._pure else None
+        counted_from = [sys.maxsize]  # calls from this index on are the MAC counter's (see go_watched)
 
         def turns_impure(module: nn.Module) -> bool:
-            return (len(pre_hooks) != pure_counts[0] or len(post_hooks) != pure_counts[1]
-                    or (module.training and type(module) in EVAL_ONLY))
+            # any hook registered since the tracer's own (even one removed again by now: the call
+            # under way may still run it) took a handle id
+            return (_Handle.next_id != pure_counts[0] or (module.training and type(module) in EVAL_ONLY)
+                    or not bound(module))
+
+        def go_watched() -> None:
+            """The known-pure forward stops being one: the guard's write watch from here on and,
+            when MACs are counted, the MAC counter in its place, as in a watched forward. Calls
+            begun before keep their MACs from shapes (nothing but torch's layers ran in them)."""
+            self._guard.watch_from_here()
+            if self._count_macs:
+                counted_from[0] = len(raw)
+                self._start_counter(on_op)
+
+        pure_watch = [go_watched] if self._pure else [None]
 
         def may_pause(module: nn.Module, args: tuple) -> bool:
             """Checked at the call: the forward may have changed the leaf, or entered a mode or
@@ -268,7 +283,7 @@ class Tracer:
                 resumed = shape_macs is not None
             if not stack or (id(module) not in names and id(module) not in created) or this_thread() != thread:
                 return
-            if pure_watch[0] is not None and turns_impure(module):
+            if pure_watch[0] is not None and _Handle.next_id != pure_counts[0]:  # a hook added in the call
                 pure_watch[0]()
                 pure_watch[0] = None
             while stack and raw[stack[-1]][0] is not module:
@@ -291,7 +306,7 @@ class Tracer:
                 rec[4] = describe([*args, *kwargs.values()], constants)
             plain = type(output) is Tensor and not output.is_nested
             rec[5] = (output.shape, output.dtype) if plain else describe(output, constants)
-            if all_shapes or resumed:
+            if (all_shapes and index < counted_from[0]) or resumed:
                 f = shape_macs.get(type(module))
                 if f is not None:
                     rec[6] += f(module, args[0] if args else kwargs["input"], output)
@@ -310,17 +325,8 @@ class Tracer:
             self._handles.append(_module_globals.register_module_forward_pre_hook(pre_hook))
             self._handles.append(_module_globals.register_module_forward_hook(post_hook, with_kwargs=True, always_call=True))
             if self._count_macs and not self._shape_macs:
-                from .._analysis.flops import MacCounter  # imported when first needed: flop_counter pulls in triton
-
-                watch = self._guard.watch if self._guard is not None else None
-                stand_in = watch is not None and _python_dispatch._get_current_dispatch_mode() is watch
-                counter = MacCounter(on_op, before_op=watch.before_op if stand_in else None)
-                if stand_in:
-                    watch.__exit__(None, None, None)
-                    self._watch, self._stood_in = watch, True
-                counter.__enter__()
-                self._counter = counter
-            pure_counts[:] = len(pre_hooks), len(post_hooks)
+                self._start_counter(on_op)
+            pure_counts[0] = _Handle.next_id
             top = _python_dispatch._get_current_dispatch_mode()
             if top is not None and (top is self._counter or (self._guard is not None and top is self._guard.watch)):
                 self._own_mode[0] = top  # the mode a pausable leaf pauses: netsummary's own, on top
@@ -335,6 +341,20 @@ class Tracer:
 
     def __exit__(self, *exc: object) -> None:
         uninterrupted(self._remove)
+
+    def _start_counter(self, on_op: Callable[[str, int | None], None]) -> None:
+        """The MAC counter on top of this thread's mode stack; standing in for the guard's write
+        watch when that is on top (one Python mode per operator instead of two)."""
+        from .._analysis.flops import MacCounter  # imported when first needed: flop_counter pulls in triton
+
+        watch = self._guard.watch if self._guard is not None else None
+        stand_in = watch is not None and _python_dispatch._get_current_dispatch_mode() is watch
+        counter = MacCounter(on_op, before_op=watch.before_op if stand_in else None)
+        if stand_in:
+            watch.__exit__(None, None, None)
+            self._watch, self._stood_in = watch, True
+        counter.__enter__()
+        self._counter = counter
 
     def _resume(self) -> None:
         """Put a paused mode back on this thread's stack (a paused leaf that never reported back)."""
