@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 from ._tracing.batch import BatchAxes
 from ._errors import InputSpecError, InputTypeError
@@ -282,12 +283,14 @@ def summary(
     # tensors cannot be written, and fake kernels draw no random numbers
     # a forward of torch's own stateless layers only needs neither the write watch nor the MAC
     # counter's dispatch mode: MACs then come from each call's shapes (see _tracing/pure.py)
+    since_id, verdicts = RemovableHandle.next_id, {}  # a hook registered after this is seen by the tracer
     pure = not lazy and pure_forward(named, (inputs.args, inputs.kwargs), input_data is None and not kwargs, dev,
-                                     mode)
+                                     mode, verdicts)
     guard = ModelGuard(model, [m for _, m in named], watch_writes=dev.type != "meta", pure=pure)
     # otherwise the dispatch mode is paused inside the leaves that are known-pure by themselves
     pausable = frozenset() if pure or lazy else pure_leaves(named, dev, mode)
-    tracer = Tracer(model, named, count_macs=bool(macs), guard=guard, shape_macs=pure, pausable=pausable, pure=pure)
+    tracer = Tracer(model, named, count_macs=bool(macs), guard=guard, shape_macs=pure, pausable=pausable, pure=pure,
+                    pure_since=(since_id, verdicts))
     axes = BatchAxes(shown_batch)  # the probe below refines it after a successful forward
     error: Exception | None = None
     # Ctrl-C interrupts the model's forward only, never the restore (held, then delivered)

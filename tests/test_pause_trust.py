@@ -311,3 +311,22 @@ def test_a_change_made_while_a_pure_forward_runs_is_counted_like_one_made_before
     assert s.total_macs == expected
     after = m.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # writing_linear's weight write undone
+
+
+def test_a_hook_registered_between_the_judgement_and_the_forward_is_counted(monkeypatch):
+    """A global hook registered after the forward was judged known-pure but before the tracer's
+    own hooks are in (made here as the guard is built; another thread may do it at that moment)."""
+    handles = []
+
+    class HookingGuard(api.ModelGuard):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            handles.append(module_globals.register_module_forward_hook(eye_hook))
+
+    monkeypatch.setattr(api, "ModelGuard", HookingGuard)
+    try:
+        s = summary(small_stack(), (16,), batch_size=1, verbose=0, macs=True)
+    finally:
+        for h in handles:
+            h.remove()
+    assert handles and s.total_macs == 640 + 1040  # as with the hook registered before (test above)

@@ -146,8 +146,10 @@ class Tracer:
 
     def __init__(self, model: nn.Module, named: list[tuple[str, nn.Module]] | None = None, count_macs: bool = False,
                  guard: Any = None, shape_macs: bool = False, pausable: frozenset[int] = frozenset(),
-                 pure: bool = False) -> None:
+                 pure: bool = False, pure_since: tuple[int, dict] | None = None) -> None:
         self.model = model
+        # (the next hook handle id when the forward was judged known-pure, the class verdicts)
+        self._pure_since = pure_since
         # a known-pure forward (no dispatch mode): the guard's watch is put on at the first call
         # that finds a global hook another thread added, or a layer that writes in training mode
         # switched to it (see ModelGuard.watch_from_here)
@@ -217,7 +219,8 @@ class Tracer:
                        g._global_backward_pre_hooks)
         hook_counts: list[int] = []  # the global hooks once the tracer's own are in (set below)
         pure_counts = [-1]  # on a known-pure forward: the next hook handle id once the tracer's are in
-        bound = bindings_check() if self._pure else None
+        since_id, verdicts = self._pure_since if self._pure_since is not None else (-1, {})
+        bound = bindings_check(verdicts) if self._pure else None
         counted_from = [sys.maxsize]  # calls from this index on are the MAC counter's (see go_watched)
 
         def turns_impure(module: nn.Module) -> bool:
@@ -326,6 +329,11 @@ class Tracer:
             self._handles.append(_module_globals.register_module_forward_hook(post_hook, with_kwargs=True, always_call=True))
             if self._count_macs and not self._shape_macs:
                 self._start_counter(on_op)
+            if pure_watch[0] is not None and [h.id for h in self._handles] != [since_id, since_id + 1]:
+                # a hook registered between the judgement and the tracer's own: the forward is
+                # watched (and counted) from its start
+                pure_watch[0]()
+                pure_watch[0] = None
             pure_counts[0] = _Handle.next_id
             top = _python_dispatch._get_current_dispatch_mode()
             if top is not None and (top is self._counter or (self._guard is not None and top is self._guard.watch)):
