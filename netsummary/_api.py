@@ -289,8 +289,8 @@ def summary(
     guard = ModelGuard(model, [m for _, m in named], watch_writes=dev.type != "meta", pure=pure)
     # otherwise the dispatch mode is paused inside the leaves that are known-pure by themselves
     pausable = frozenset() if pure or lazy else pure_leaves(named, dev, mode)
-    tracer = Tracer(model, named, count_macs=bool(macs), guard=guard, shape_macs=pure, pausable=pausable, pure=pure,
-                    pure_since=(since_id, verdicts))
+    tracer = Tracer(model, named, count_macs=bool(macs), guard=guard, shape_macs=pure, pausable=pausable,
+                    pure_since=(since_id, verdicts) if pure else None)
     axes = BatchAxes(shown_batch)  # the probe below refines it after a successful forward
     error: Exception | None = None
     # Ctrl-C interrupts the model's forward only, never the restore (held, then delivered)

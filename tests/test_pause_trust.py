@@ -102,13 +102,17 @@ def test_a_wrapt_function_wrapper_is_not_trusted(monkeypatch):
     assert same_as_watched(monkeypatch, two_linears, (3,), macs=True)["total_macs"] == 49
 
 
-class PatchesInside(nn.Module):
-    """A user's block that patches F.linear around one of its stock children."""
+class TwoLinearBlock(nn.Module):
+    """A user's block around two stock Linear(3, 3) children (its forward is the test's)."""
 
     def __init__(self) -> None:
         super().__init__()
         torch.manual_seed(0)
         self.a, self.b = nn.Linear(3, 3), nn.Linear(3, 3)
+
+
+class PatchesInside(TwoLinearBlock):
+    """A user's block that patches F.linear around one of its stock children."""
 
     def forward(self, x):
         x = self.a(x)
@@ -121,13 +125,8 @@ def test_a_patch_made_inside_the_forward_keeps_the_leaf_watched(monkeypatch):
     assert s["total_macs"] == 9 + (9 + 9)  # a: 3*3; b: the user's 3*3 matmul and 3*3
 
 
-class ReplacesForward(nn.Module):
+class ReplacesForward(TwoLinearBlock):
     """A user's block that replaces nn.Linear.forward after the first Linear call."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.a, self.b = nn.Linear(3, 3), nn.Linear(3, 3)
 
     def forward(self, x):
         x = self.a(x)

@@ -191,8 +191,8 @@ class ModelGuard:
 
     def watch_from_here(self) -> None:
         """A known-pure forward that stops being one while it runs (in this thread: the tracer
-        saw a global hook another thread registered, or a batch norm another thread put in
-        training mode, neither of which has run yet): the full snapshot and the write watch from
+        saw a hook registered since the forward was judged, a batch norm put in training mode or
+        a patched ``F`` entry, none of which has run yet): the full snapshot and the write watch from
         here on, as for any forward. Taken now, it is the state at the start (torch's own layers
         changed nothing so far), with the training flags from before the summary set them."""
         if not self._pure:

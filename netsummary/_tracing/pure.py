@@ -42,12 +42,12 @@ Trust is by identity and exact type: a namespace entry is compared with the impo
 ``is`` (a replacement may define ``==``), and a callable passes only as a Python function in
 torch's files, C code, or an object of a class of torch's (a ``wrapt`` proxy forwards
 ``__code__``; ``type()`` cannot be faked). What each stock class's forward reaches by name (its
-methods, the module globals and ``F`` entries it and the functions it calls read, the attribute
-names it reads through the class) is recorded with the class's verdict and checked again at every
-paused call: a patch made inside the forward (``mock.patch.object(F, "linear", ...)`` in a
-user's block) keeps the leaf watched. On a known-pure forward the tracer puts the write watch on
-at the first call that finds a global hook added by another thread, or a batch norm switched to
-training (:meth:`netsummary._tracing.guard.ModelGuard.watch_from_here`).
+methods, the module globals and ``F`` entries it and the functions it calls read) is recorded
+with the class's verdict and checked again at every paused call: a patch made inside the forward
+(``mock.patch.object(F, "linear", ...)`` in a user's block) keeps the leaf watched. On a
+known-pure forward the tracer puts the write watch (and the MAC counter) on at the first call
+that finds a hook registered since the forward was judged, a batch norm switched to training,
+or a class's bindings changed (:meth:`netsummary._tracing.guard.ModelGuard.watch_from_here`).
 """
 
 from __future__ import annotations
@@ -95,8 +95,9 @@ def _stock_methods(cls: type) -> frozenset[str] | None:
     for c in cls.__mro__[:-2]:  # the class and its bases up to, not including, nn.Module
         for name, value in vars(c).items():
             # any descriptor or callable (a partialmethod, a data descriptor set on the class)
-            if callable(value) or hasattr(type(value), "__get__"):
-                if not torch_own(value) or (hasattr(type(value), "__get__") and not torch_own(type(value).__get__)):
+            getter = getattr(type(value), "__get__", None)
+            if callable(value) or getter is not None:
+                if not torch_own(value) or (getter is not None and not torch_own(getter)):
                     return None
                 names.add(name)
     return frozenset(names)

@@ -146,14 +146,13 @@ class Tracer:
 
     def __init__(self, model: nn.Module, named: list[tuple[str, nn.Module]] | None = None, count_macs: bool = False,
                  guard: Any = None, shape_macs: bool = False, pausable: frozenset[int] = frozenset(),
-                 pure: bool = False, pure_since: tuple[int, dict] | None = None) -> None:
+                 pure_since: tuple[int, dict] | None = None) -> None:
         self.model = model
-        # (the next hook handle id when the forward was judged known-pure, the class verdicts)
-        self._pure_since = pure_since
-        # a known-pure forward (no dispatch mode): the guard's watch is put on at the first call
-        # that finds a global hook another thread added, or a layer that writes in training mode
-        # switched to it (see ModelGuard.watch_from_here)
-        self._pure = pure and guard is not None
+        # a known-pure forward (no dispatch mode): the next hook handle id when it was judged so,
+        # and the class verdicts (see .pure.pure_forward); the guard's watch goes on at the first
+        # call that finds a hook registered since, a layer that writes in training mode switched
+        # to it, or a class's bindings changed (see ModelGuard.watch_from_here)
+        self._pure_since = pure_since if guard is not None else None
         self._count_macs = count_macs
         # a known-pure forward (see .pure): MACs from each call's shapes, no dispatch mode
         self._shape_macs = count_macs and shape_macs
@@ -219,8 +218,8 @@ class Tracer:
                        g._global_backward_pre_hooks)
         hook_counts: list[int] = []  # the global hooks once the tracer's own are in (set below)
         pure_counts = [-1]  # on a known-pure forward: the next hook handle id once the tracer's are in
-        since_id, verdicts = self._pure_since if self._pure_since is not None else (-1, {})
-        bound = bindings_check(verdicts) if self._pure else None
+        since_id, verdicts = self._pure_since or (-1, {})
+        bound = bindings_check(verdicts)
         counted_from = [sys.maxsize]  # calls from this index on are the MAC counter's (see go_watched)
 
         def turns_impure(module: nn.Module) -> bool:
@@ -229,16 +228,17 @@ class Tracer:
             return (_Handle.next_id != pure_counts[0] or (module.training and type(module) in EVAL_ONLY)
                     or not bound(module))
 
+        unwatched = [self._pure_since is not None]  # a known-pure forward not yet watched
+
         def go_watched() -> None:
             """The known-pure forward stops being one: the guard's write watch from here on and,
             when MACs are counted, the MAC counter in its place, as in a watched forward. Calls
             begun before keep their MACs from shapes (nothing but torch's layers ran in them)."""
+            unwatched[0] = False
             self._guard.watch_from_here()
             if self._count_macs:
                 counted_from[0] = len(raw)
                 self._start_counter(on_op)
-
-        pure_watch = [go_watched] if self._pure else [None]
 
         def may_pause(module: nn.Module, args: tuple) -> bool:
             """Checked at the call: the forward may have changed the leaf, or entered a mode or
@@ -267,9 +267,8 @@ class Tracer:
                 name = f"{parent}.<created>" if parent else "<created>"
             elif this_thread() != thread:
                 return
-            if pure_watch[0] is not None and turns_impure(module):
-                pure_watch[0]()  # before the new hook (registered after the tracer's) runs
-                pure_watch[0] = None
+            if unwatched[0] and turns_impure(module):
+                go_watched()  # before the new hook (registered after the tracer's) runs
             raw.append([module, name, stack[-1] if stack else -1, None, None, None, 0, None])
             stack.append(len(raw) - 1)
             if (key in pausable and args and paused[0] is None and (n := stack_len()) and stack_at(n - 1) is own_mode[0]
@@ -286,9 +285,8 @@ class Tracer:
                 resumed = shape_macs is not None
             if not stack or (id(module) not in names and id(module) not in created) or this_thread() != thread:
                 return
-            if pure_watch[0] is not None and _Handle.next_id != pure_counts[0]:  # a hook added in the call
-                pure_watch[0]()
-                pure_watch[0] = None
+            if unwatched[0] and _Handle.next_id != pure_counts[0]:  # a hook added in the call
+                go_watched()
             while stack and raw[stack[-1]][0] is not module:
                 stack.pop()  # defensive: a call that never reported back
             if not stack:
@@ -329,11 +327,10 @@ class Tracer:
             self._handles.append(_module_globals.register_module_forward_hook(post_hook, with_kwargs=True, always_call=True))
             if self._count_macs and not self._shape_macs:
                 self._start_counter(on_op)
-            if pure_watch[0] is not None and [h.id for h in self._handles] != [since_id, since_id + 1]:
+            if unwatched[0] and [h.id for h in self._handles] != [since_id, since_id + 1]:
                 # a hook registered between the judgement and the tracer's own: the forward is
                 # watched (and counted) from its start
-                pure_watch[0]()
-                pure_watch[0] = None
+                go_watched()
             pure_counts[0] = _Handle.next_id
             top = _python_dispatch._get_current_dispatch_mode()
             if top is not None and (top is self._counter or (self._guard is not None and top is self._guard.watch)):
