@@ -15,8 +15,9 @@ every timed run:
   ``input_size`` (the batch shown as ``-1``: one probe forward more), without a target.
 
 Rows marked ``(floor)`` time the tracing mechanism alone, doing nothing (no-op global forward
-hooks; a ``TorchDispatchMode`` that only runs each operator): no summary built on them can cost
-less than that.
+hooks; a ``TorchDispatchMode`` that only runs each operator), and on the 2,000-Linear model the
+least a summary built on hooks does (:func:`minimal_summary`: a record per call, unique
+parameters counted, nothing checked): no summary built on them can cost less than that.
 
 Then, each in a fresh process: the first ``macs=True`` summary minus a second one (<= 0.1 s) and
 a Llama-2-70B-shaped config built on meta, ``macs=True`` at 128 tokens (<= 1.5 s). The
@@ -146,6 +147,37 @@ def watched(run: Callable[[], object]) -> object:
         return run()
 
 
+def minimal_summary(model: nn.Module, x: torch.Tensor) -> int:
+    """The least any summary built on global hooks does: one record per module call (its name,
+    type and output shape), each unique parameter counted once, nothing checked or restored.
+    A floor for the 2,000-Linear rows, not a summary (no guard, no thread check, no dtypes,
+    bytes or trainability)."""
+    from torch.nn.modules import module as m
+
+    names = {id(mod): n for n, mod in model.named_modules()}
+    calls: list = []
+    pre = m.register_module_forward_pre_hook(lambda mod, args: None)
+    post = m.register_module_forward_hook(lambda mod, args, out: calls.append((mod, out.shape)))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        pre.remove()
+        post.remove()
+    seen: set[int] = set()
+    total = 0
+    records = []
+    for mod, shape in calls:
+        n = 0
+        for p in mod._parameters.values():
+            if p is not None and id(p) not in seen:
+                seen.add(id(p))
+                n += p.numel()
+        total += n
+        records.append((names[id(mod)], type(mod).__name__, [-1, *shape[1:]], n))
+    return total
+
+
 def deep_linear(repeats: int) -> None:
     torch.manual_seed(0)
     base = nn.Sequential(*[nn.Linear(8, 8) for _ in range(2000)]).eval()
@@ -177,6 +209,7 @@ def deep_linear(repeats: int) -> None:
 
     make = lambda: copy.deepcopy(base)  # noqa: E731
     floor(f"{label}, two no-op global forward hooks alone", lambda: hooked(bare), bare, repeats)
+    floor(f"{label}, minimal hook summarizer, no checks", lambda: minimal_summary(model, x), bare, repeats)
     peer(f"{label}, torchinfo.summary", torchinfo_run, make, x, repeats)
     peer(f"{label}, torchsummary.summary", torchsummary_run, make, x, repeats)
     peer(f"{label}, FlopCounterMode alone", flop_counter_run, make, x, repeats)
