@@ -1,12 +1,12 @@
-"""The plain-meta forward of a meta model (netsummary/_tracing/metarun.py): where every operator
-stays on meta the summary comes from a run on plain meta stand-ins, and it must be exactly the
-summary the FakeTensorMode run gives (the reference here: the same call with the plain run turned
-off); where the forward leaves meta (a CPU tensor, a random draw from a global generator, a
-data-dependent read) it falls back to the fake run without a trace, and the user's tensors are
-never touched."""
+"""The plain-meta forward of a meta model (netsummary/_tracing/metarun.py): the forward runs on
+plain meta stand-ins, switching to fake tensors at the first operator that leaves meta (a CPU
+tensor, a random draw from a global generator, a data-dependent read), and the summary must be
+exactly the one the FakeTensorMode run gives (the reference here: the same call with the plain
+run turned off), with the forward run once and the user's tensors never touched."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torchvision
@@ -19,7 +19,8 @@ from netsummary._tracing import metarun
 
 @pytest.fixture
 def plain_runs(monkeypatch):
-    """Each plain run's outcome: 'plain' (used) or 'failed' (the fake run followed)."""
+    """Each plain run's outcome: 'plain' (used, switched to fake tensors or not) or 'failed' (the
+    forward raised: the fake run followed)."""
     seen: list[str] = []
     real = forward.plain_meta_forward
 
@@ -125,13 +126,13 @@ class CpuRandom(nn.Module):
         return self.lin(x) + noise.to(x.device)
 
 
-def test_cpu_draw_is_refused_before_it_happens(monkeypatch, plain_runs):
+def test_cpu_draw_goes_fake_before_it_happens(monkeypatch, plain_runs):
     with torch.device("meta"):
         m = CpuRandom()
     state = torch.get_rng_state()
     got = summary(m, (4,), device="meta", verbose=0)
-    assert plain_runs == ["failed"]
-    assert torch.equal(torch.get_rng_state(), state)  # neither run drew
+    assert plain_runs == ["plain"]  # randn ran under the fake mode: no draw
+    assert torch.equal(torch.get_rng_state(), state)
     assert got.to_dict() == fake_only(monkeypatch, lambda: summary(m, (4,), device="meta", verbose=0)).to_dict()
 
 
@@ -151,11 +152,11 @@ class CatchesItem(nn.Module):
         return self.small(x) if positive is None else self.big(x)
 
 
-def test_a_caught_failure_falls_back_to_fake(monkeypatch, plain_runs):
+def test_a_caught_failure_is_the_fake_runs(monkeypatch, plain_runs):
     with torch.device("meta"):
         m = CatchesItem()
     got, ref = both(monkeypatch, lambda: summary(m, (4,), device="meta", verbose=0))
-    assert plain_runs == ["failed"]
+    assert plain_runs == ["plain"]
     assert got.to_dict() == ref.to_dict()
     assert [r.name for r in got.layers] == [r.name for r in ref.layers]
 
@@ -169,13 +170,89 @@ class MakesCpuTensor(nn.Module):
         return self.lin(x) * torch.arange(4).to(x.device)  # arange without device: on CPU
 
 
-def test_a_cpu_tensor_in_the_forward_falls_back(monkeypatch, plain_runs):
+def test_a_cpu_tensor_in_the_forward_goes_fake(monkeypatch, plain_runs):
     with torch.device("meta"):
         m = MakesCpuTensor()
     got, ref = both(monkeypatch, lambda: summary(m, (4,), device="meta", macs=True, verbose=0))
-    assert plain_runs == ["failed"]
+    assert plain_runs == ["plain"]
     assert got.to_dict() == ref.to_dict()
-    assert got.total_macs == 4 * 4  # per sample; the refused run's calls were forgotten: counted once
+    assert got.total_macs == 4 * 4  # per sample: the linear layer, counted once
+
+
+class CountsCalls(nn.Module):
+    """A first-call path and a NumPy draw before a CPU tensor: a forward run twice would differ."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(8, 8)
+        self.b = nn.Linear(8, 8)
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        if self.calls == 1:
+            x = self.b(x)
+        k = int(np.random.randint(1, 9))
+        return self.a(x)[:, :k] * torch.tensor(2.0)   # a CPU 0-dim tensor: the rest runs fake
+
+
+def test_the_forward_runs_once(monkeypatch, plain_runs):
+    def run():
+        np.random.seed(0)
+        with torch.device("meta"):
+            m = CountsCalls()
+        return m, summary(m, (8,), device="meta", macs=True, verbose=0)
+
+    (m, got), (m_ref, ref) = both(monkeypatch, run)
+    assert plain_runs == ["plain"]
+    assert m.calls == m_ref.calls == 1
+    assert got.to_dict() == ref.to_dict()
+    assert "b" in [r.name for r in got.layers]
+
+
+class KeepsCache(nn.Module):
+    """A meta tensor kept as a plain attribute (no stand-in) and resized in place."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(8, 8)
+        self.cache = torch.zeros(4, 8)
+
+    def forward(self, x):
+        self.cache.resize_(x.shape[0], 8)
+        return self.lin(x) + self.cache
+
+
+def test_metadata_writes_reach_only_the_runs_own_tensors(monkeypatch, plain_runs):
+    with torch.device("meta"):
+        m = KeepsCache()
+    with pytest.raises(ForwardError) as got:
+        summary(m, (8,), device="meta", verbose=0)
+    with pytest.raises(ForwardError) as ref:
+        fake_only(monkeypatch, lambda: summary(m, (8,), device="meta", verbose=0))
+    assert str(got.value) == str(ref.value)  # the fake mode refuses it, as in the fake run
+    assert m.cache.shape == (4, 8)
+
+
+class ReshapesOwn(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(8, 8)
+        self.register_buffer("grid", torch.zeros(8, 2))
+
+    def forward(self, x):
+        h = self.lin(x).t_()          # an output's metadata
+        self.grid.t_()                # a stand-in's
+        return h.t() @ self.grid.t()
+
+
+def test_metadata_writes_on_the_runs_own_tensors_stay_plain(monkeypatch, plain_runs):
+    with torch.device("meta"):
+        m = ReshapesOwn()
+    got, ref = both(monkeypatch, lambda: summary(m, (8,), device="meta", macs=True, verbose=0))
+    assert plain_runs == ["plain", "plain"]  # the forward and the batch-axis probe
+    assert got.to_dict() == ref.to_dict()
+    assert m.grid.shape == (8, 2)
 
 
 class ItemFails(nn.Module):
@@ -222,14 +299,23 @@ def test_a_cpu_model_summarized_on_meta_runs_plain(monkeypatch, plain_runs):
     assert all(torch.equal(v, weights[k]) and v.device.type == "cpu" for k, v in m.state_dict().items())
 
 
-def test_meta_only_mode_refuses_each_kind():
-    check = metarun._MetaOnly()
+def test_each_kind_of_operator_that_leaves_meta_goes_fake():
+    from torch._subclasses.fake_tensor import FakeTensor
+
     meta = torch.zeros(2, device="meta")
-    with check:
-        meta + 1  # meta only: runs
-    assert not check.failed
-    for make in (lambda: meta + torch.ones(2), lambda: torch.ones(2), lambda: torch.randn(3), lambda: meta.sum().item()):
-        check = metarun._MetaOnly()
-        with pytest.raises(Exception), check:
-            make()
-        assert check.failed
+    mode = metarun._MetaFirst({id(meta): meta})
+    with mode:
+        out = meta + 1  # meta only: runs plain
+    assert mode.fake is None and type(out) is torch.Tensor
+    state = torch.get_rng_state()
+    for make in (lambda: meta + torch.tensor(1.0), lambda: torch.ones(2), lambda: torch.randn(3)):
+        mode = metarun._MetaFirst({id(meta): meta})
+        with mode:
+            out = make()
+            after = meta * 2  # and every later operator
+        assert mode.fake is not None and isinstance(out, FakeTensor) and isinstance(after, FakeTensor)
+    assert torch.equal(torch.get_rng_state(), state)  # the CPU randn drew nothing
+    mode = metarun._MetaFirst({id(meta): meta})
+    with pytest.raises(Exception) as raised, mode:
+        meta.sum().item()  # raises on meta, and under the fake mode: the fake mode's error
+    assert mode.fake is not None and "meta" not in str(raised.value).split("\n")[0].lower()
