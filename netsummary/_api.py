@@ -301,8 +301,7 @@ def summary(
         try:
             with grad, mha_fast_path_off(m for _, m in named), tracer, _experts.RoutingProbe(groups):
                 # a lazy copy materializes its own meta tensors: plain meta, not fake stand-ins
-                run_forward(model, inputs, fake=dev.type == "meta" and not lazy, stand_in=stand_in,
-                            tracer=None if groups else tracer)  # (the routing probe counts once)
+                run_forward(model, inputs, fake=dev.type == "meta" and not lazy, stand_in=stand_in)
         except Exception as err:  # the user's model failed: report it, never swallow it
             error = err
             failed = tracer.failing_call()

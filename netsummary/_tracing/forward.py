@@ -31,29 +31,17 @@ from .distributed import is_fsdp_view, logical_stand_in, wait_collectives
 from .fakelog import quiet_fake_tensor_logs
 from .inputs import ForwardInputs, make_inputs
 from .interrupts import interruptible
-from .metarun import FAILED, plain_meta_forward, plain_meta_ok
 from .standins import meta_stand_in, overrides_to
 from .trace import Tracer
 
 
-def run_forward(model: nn.Module, inputs: ForwardInputs, fake: bool, stand_in: bool = False,
-                tracer: Tracer | None = None) -> Any:
+def run_forward(model: nn.Module, inputs: ForwardInputs, fake: bool, stand_in: bool = False) -> Any:
     """``model(*inputs.args, **inputs.kwargs)``, on fake stand-ins when ``fake``; Ctrl-C reaches it.
 
     ``stand_in``: the MoE grouped-matmul stand-in of :mod:`netsummary._analysis.experts` (fake only).
-    ``tracer``: the open tracer recording the forward; when given with ``fake``, the forward is
-    tried on plain meta stand-ins first (:mod:`netsummary._tracing.metarun`: the same summary at
-    less cost), and the tracer forgets that run's calls if it is refused or fails.
     """
     with interruptible():  # Ctrl-C reaches the model's forward; the guard undoes a cut-short one
-        out = FAILED
-        if fake and tracer is not None and not stand_in and not is_fsdp_view(model) and plain_meta_ok(
-                model, (inputs.args, inputs.kwargs), tracer.own_modes()):
-            out = plain_meta_forward(model, inputs.args, inputs.kwargs)
-            if out is FAILED:
-                tracer.restart()
-        if out is FAILED:
-            out = _forward_now(model, inputs, fake, stand_in)
+        out = _forward_now(model, inputs, fake, stand_in)
     # a tensor-parallel output's collective is waited on when the output is used: the summary
     # does not use it, so wait here (else torch warns of an unwaited collective at exit)
     return out if fake else wait_collectives(out)
@@ -104,8 +92,7 @@ def probe_batch_axes(model: nn.Module, named: list, inputs: ForwardInputs, trace
         args, _ = make_inputs(model, list(inputs.sizes), list(inputs.dtypes), rb + 1, dev)
         with probe:
             # after the first forward nothing is lazy any more
-            run_forward(model, ForwardInputs(args, inputs.kwargs, -1, rb + 1), fake=dev.type == "meta", stand_in=stand_in,
-                        tracer=probe)
+            run_forward(model, ForwardInputs(args, inputs.kwargs, -1, rb + 1), fake=dev.type == "meta", stand_in=stand_in)
     except Exception:  # the shapes of the first run stand; the first axis of size rb is marked
         return BatchAxes(rb, known=known)
     return BatchAxes(rb, probe=[(c.module, c.inp, c.out) for c in probe.calls])

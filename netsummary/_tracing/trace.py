@@ -385,19 +385,6 @@ class Tracer:
             _module_globals._global_forward_hooks_with_kwargs.pop(h.id, None)  # remove() forgets it
         self._handles = []
 
-    def own_modes(self) -> tuple[Any, ...]:
-        """The dispatch modes this tracer put on the stack (the MAC counter while counting)."""
-        return () if self._counter is None else (self._counter,)
-
-    def restart(self) -> None:
-        """Forget every call recorded so far (a forward that is run again from its start: see
-        :mod:`netsummary._tracing.metarun`); the hooks stay registered."""
-        self._raw.clear()
-        self.stack.clear()
-        self.created.clear()
-        self._failed[0] = None
-        self._calls = None
-
     def failing_call(self) -> Call | None:
         """After a forward raised: the innermost module call the exception came out of."""
         return None if self._failed[0] is None else self.calls[self._failed[0]]
