@@ -8,6 +8,7 @@ import random
 import signal
 import threading
 import time
+import warnings
 
 import pytest
 import torch
@@ -649,3 +650,55 @@ def test_restored_tensors_get_their_version_counts_back():
     loss.backward()  # raised "modified by an inplace operation" while the count stayed bumped
     assert torch.equal(x.grad, torch.ones(3, 4))  # d/dx sum(x * 1) = 1
     assert int(m.bn.num_batches_tracked) == 0 and m.scale.tolist() == [1.0] * 4
+
+
+
+class _BatchNormBlock(nn.Module):
+    """A user's block (so the forward is watched) whose batch norm writes its buffers in train mode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.bn = nn.BatchNorm1d(4)
+
+    def forward(self, x):
+        return self.bn(self.lin(x)) * 2
+
+
+@pytest.mark.parametrize("device, mode", [("meta", "eval"), ("meta", "train"), ("cpu", "eval")])
+def test_a_model_of_inference_tensors_is_summarized(device, mode):
+    # built under torch.inference_mode: its tensors have no version counter for the guard to read
+    # (was a raw "Inference tensors do not track version counter" from the guard's snapshot)
+    with torch.inference_mode():
+        m = _BatchNormBlock()
+    before = snapshot(m)
+    s = summary(m, (4,), device=device, mode=mode, verbose=0)
+    assert s.total_params == sum(p.numel() for p in m.parameters()) == 4 * 4 + 4 + 4 + 4
+    assert_unchanged(before, m)
+
+
+def _quantized(values: torch.Tensor, scale: float) -> torch.Tensor:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch deprecates quantize_per_tensor; models still hold such tensors
+        return torch.quantize_per_tensor(values, scale, 0, torch.quint8)
+
+
+class _QuantizedBuffer(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.register_buffer("q", _quantized(torch.arange(4.0), 0.5))
+
+    def forward(self, x):
+        self.q = _quantized(torch.ones(4), 0.25)  # replaced at its shape: the guard puts the original back
+        return self.lin(x) + self.q.dequantize()
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_a_quantized_buffer_is_compared_and_restored(mode):
+    # was a raw NotImplementedError (aten::is_set_to on QuantizedCPU) from the guard's restore
+    m = _QuantizedBuffer()
+    q, values = m.q, m.q.dequantize().clone()
+    s = summary(m, (4,), device="cpu", mode=mode, verbose=0)
+    assert s.total_params == 4 * 4 + 4
+    assert m.q is q and torch.equal(m.q.dequantize(), values)  # [0, 0.5, 1, 1.5]: not the forward's ones

@@ -227,7 +227,8 @@ class ModelGuard:
         self._aliases = [(t, t.data) for t in tensors if _has_metadata(t)]
         # their version counters: a tensor whose values the watch writes back gets its count back
         # too, so an autograd graph the caller saved before the summary still passes its checks
-        self._versions = [t._version for t, _ in self._aliases]
+        # (an inference tensor, made under torch.inference_mode, has no counter: None)
+        self._versions = [None if t.is_inference() else t._version for t, _ in self._aliases]
         # without the watch, buffers with values are copied up front and compared after
         self._copies = [] if self._watch_writes or self._pure else [
             (b, b.detach().clone()) for b in tensors if not isinstance(b, nn.Parameter) and _has_values(b)]
@@ -296,7 +297,8 @@ class ModelGuard:
         if set_versions is None:  # (a torch without it: the counts stay as the forward left them)
             return
         where = {id(alias): i for i, (_, alias) in enumerate(self._aliases)}
-        pairs = [(self._aliases[i][0], self._versions[i]) for i in (where.get(id(a)) for a in aliases) if i is not None]
+        pairs = [(self._aliases[i][0], self._versions[i]) for i in (where.get(id(a)) for a in aliases)
+                 if i is not None and self._versions[i] is not None]
         if pairs:
             set_versions(tuple(t for t, _ in pairs), tuple(v for _, v in pairs))
 
@@ -319,6 +321,9 @@ def _has_metadata(t: torch.Tensor) -> bool:
 def _same_layout(t: torch.Tensor, alias: torch.Tensor) -> bool:
     if t.is_meta or alias.is_meta:  # no storage to compare
         return t.device == alias.device and t.dtype == alias.dtype and t.shape == alias.shape
+    if t.is_quantized or alias.is_quantized:  # (is_set_to has no quantized kernel)
+        return (t.is_quantized and alias.is_quantized and t.data_ptr() == alias.data_ptr() and t.dtype == alias.dtype
+                and t.shape == alias.shape and t.stride() == alias.stride() and t.storage_offset() == alias.storage_offset())
     # is_set_to: the same storage, offset, sizes and strides (so the same device), in one call
     return t.is_set_to(alias) and t.dtype == alias.dtype
 
