@@ -19,7 +19,7 @@ from ._tracing.distributed import (check_all_ranks, check_process_groups, collec
 from ._tracing.guard import ModelGuard
 from ._tracing.forward import probe_batch_axes, run_forward
 from ._tracing.interrupts import deferred_interrupts
-from ._tracing.device import resolve_device
+from ._tracing.device import check_meta_form, resolve_device
 from ._tracing.inputs import ForwardInputs, build_inputs, check_batch_size, check_mode, make_inputs
 from ._tracing.model import check_forward_kwargs, eager_module, has_lazy, shape_only_copy, walk_modules
 from ._analysis.records import build_structure_summary, build_summary
@@ -268,6 +268,8 @@ def summary(
         model = shape_only_copy(model)
         named = list(model.named_modules())
         dev = torch.device("meta")
+    if dev.type == "meta" and not lazy:
+        check_meta_form(named)  # a quantized tensor has no meta stand-in
     if dev.type != "meta":
         check_process_groups(named)  # before any forward: the collectives need live groups
     elif not lazy and has_fsdp(named):  # FSDP2 cannot all-gather meta parameters: a view without it

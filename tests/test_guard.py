@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn.modules import module as module_globals
 
-from netsummary import InputSpecError, summary
+from netsummary import DeviceError, InputSpecError, summary
 from netsummary._tracing.guard import ModelGuard
 from netsummary._tracing.switches import MHA_FASTPATH_OFF, SharedSwitch
 from netsummary._tracing.watch import StateWatch
@@ -702,3 +702,12 @@ def test_a_quantized_buffer_is_compared_and_restored(mode):
     s = summary(m, (4,), device="cpu", mode=mode, verbose=0)
     assert s.total_params == 4 * 4 + 4
     assert m.q is q and torch.equal(m.q.dequantize(), values)  # [0, 0.5, 1, 1.5]: not the forward's ones
+
+
+def test_a_quantized_tensor_on_meta_is_refused_before_the_forward():
+    m = _QuantizedBuffer()
+    q = m.q
+    with pytest.raises(DeviceError, match=r"device='meta': 'q' is a quantized tensor \(quint8\).*on its own device \(cpu\)"):
+        summary(m, (4,), device="meta", verbose=0)
+    assert m.q is q
+    assert summary(m, device="meta", verbose=0).total_params == 4 * 4 + 4  # nothing run: nothing refused

@@ -69,6 +69,24 @@ def resolve_device(named: list[tuple[str, nn.Module]], device: Any) -> torch.dev
     )
 
 
+def check_meta_form(named: list[tuple[str, nn.Module]]) -> None:
+    """Before a forward on ``"meta"``: every parameter and buffer has a meta stand-in.
+
+    Raises:
+        DeviceError: a quantized tensor (``torch.quantize_per_tensor``, ``quint8`` / ``qint8``
+            / ``qint32``): torch has no meta (or fake) form of it, so the forward cannot run there.
+    """
+    for prefix, m in named:
+        for tensors in (m._parameters, m._buffers):
+            for key, t in tensors.items():
+                if t is not None and t.is_quantized:
+                    name = f"{prefix}.{key}" if prefix else key
+                    dtype = str(t.dtype).replace("torch.", "")
+                    raise DeviceError(
+                        f"device='meta': {name!r} is a quantized tensor ({dtype}), which has no meta form; "
+                        f"summarize the model on its own device ({t.device}) instead", "meta")
+
+
 def _first_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     line = text[0] if text else ""
