@@ -268,13 +268,13 @@ def summary(
         model = shape_only_copy(model)
         named = list(model.named_modules())
         dev = torch.device("meta")
-    if dev.type == "meta" and not lazy:
-        check_meta_form(named)  # a quantized tensor has no meta stand-in
     if dev.type != "meta":
         check_process_groups(named)  # before any forward: the collectives need live groups
-    elif not lazy and has_fsdp(named):  # FSDP2 cannot all-gather meta parameters: a view without it
-        model = fsdp_free_view(model)
-        named = walk_modules(model)
+    elif not lazy:
+        check_meta_form(named)  # a quantized tensor has no meta stand-in
+        if has_fsdp(named):  # FSDP2 cannot all-gather meta parameters: a view without it
+            model = fsdp_free_view(model)
+            named = walk_modules(model)
     groups = _experts.find_experts(named)  # routed experts (MoE): one pass over the modules
     stand_in = any(g.kind == "fused" for g in groups)  # grouped matmuls on fake tensors, see experts.py
     inputs = build_inputs(model, dev, input_size, input_data, dtypes, batch_size, kwargs)

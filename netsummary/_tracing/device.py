@@ -81,7 +81,7 @@ def check_meta_form(named: list[tuple[str, nn.Module]]) -> None:
             for key, t in tensors.items():
                 if t is not None and t.is_quantized:
                     name = f"{prefix}.{key}" if prefix else key
-                    dtype = str(t.dtype).replace("torch.", "")
+                    dtype = str(t.dtype).removeprefix("torch.")
                     raise DeviceError(
                         f"device='meta': {name!r} is a quantized tensor ({dtype}), which has no meta form; "
                         f"summarize the model on its own device ({t.device}) instead", "meta")
